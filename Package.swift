@@ -1,0 +1,61 @@
+// swift-tools-version:6.0
+//
+// The module graph enforces the house rule "the protocol is a value, IO is a shell":
+// `LockstepCore` depends on nothing at all (no Foundation, no NIO, no Dispatch), and everything
+// else depends on it, never the reverse. `Tests/LockstepCoreTests/CoreImportsTests.swift` also
+// fails the build's tests if a core source file ever imports anything.
+import PackageDescription
+
+let strictSwift: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+]
+
+let package = Package(
+    name: "Lockstep",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "LockstepCore", targets: ["LockstepCore"]),
+        .library(name: "LockstepSimulator", targets: ["LockstepSimulator"]),
+        .executable(name: "lockstep", targets: ["lockstep"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+    ],
+    targets: [
+        // Sans-IO protocol core: no dependencies, by design.
+        .target(
+            name: "LockstepCore",
+            dependencies: [],
+            swiftSettings: strictSwift
+        ),
+        // Deterministic simulation of N members running the real core, plus the checker.
+        .target(
+            name: "LockstepSimulator",
+            dependencies: [
+                "LockstepCore",
+                .product(name: "HeapModule", package: "swift-collections"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .executableTarget(
+            name: "lockstep",
+            dependencies: [
+                "LockstepCore",
+                "LockstepSimulator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "LockstepCoreTests",
+            dependencies: ["LockstepCore", "LockstepSimulator"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "LockstepSimulatorTests",
+            dependencies: ["LockstepCore", "LockstepSimulator"],
+            swiftSettings: strictSwift
+        ),
+    ]
+)

@@ -1,0 +1,92 @@
+// The core's interface: events in, effects out. A shell (the simulator, a transport runtime,
+// a benchmark) feeds events with `handle(_:)` and, whenever it has fed a batch of them, calls
+// `poll(into:)` to collect what to do. Polling once per batch of events is what batches the
+// output: one data batch carries every message submitted since the last poll, and one row
+// update covers every counter change since the last poll.
+
+/// Something that happened to a member.
+public enum Event: Sendable, Equatable {
+    /// A message arrived from the member at `fromMemberRank` over its (FIFO, reliable) link.
+    case received(Message, fromMemberRank: Int)
+    /// The application asks to send `payload`. Rejected with `.windowFull` when the window is
+    /// full (see `OrderingCore.sendCapacity`); the shell then waits for a later poll.
+    case sendRequested(Payload)
+    /// The current time; the shell sends one at least when an armed timer fires.
+    case tick(Timestamp)
+}
+
+/// Something the shell must do.
+public enum Effect: Sendable, Equatable {
+    /// Send this batch to every other member of the view, keeping per-link FIFO order.
+    case sendData(DataBatch)
+    /// Send this row to every other member. Rows are latest-wins: a shell may drop an unsent
+    /// older row of the same member when a newer one is queued.
+    case sendRow(Row)
+    /// Hand this message to the application.
+    case deliver(Delivery)
+    /// Call `handle(.tick(now))` no later than this time. A later `armTimer` replaces it.
+    case armTimer(at: Timestamp)
+}
+
+/// A message handed to the application.
+public struct Delivery: Sendable, Equatable {
+    public var viewID: ViewID
+    /// The sender's identity.
+    public var sender: MemberID
+    /// The sender's rank among the view's senders.
+    public var senderRank: Int
+    /// The sender's index of this message in this view (nulls take indices too).
+    public var index: UInt64
+    /// The position in the view's total order; `nil` in unordered mode.
+    public var globalSequence: UInt64?
+    public var payload: Payload
+}
+
+/// Why the core refused an event. None of these is fatal to the member: the shell logs it, and
+/// for a protocol violation closes the offending link.
+public struct CoreError: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        // Refusals of the local application's send.
+        case windowFull
+        case notASender
+        case messageTooLarge
+        // Violations by a peer: the link that carried the message should be closed.
+        case unknownMember
+        case viewFromTheFuture
+        case senderMismatch
+        case gap
+        case windowOverrun
+        case emptyNullRun
+        case malformedRow
+    }
+
+    public var code: Code
+    public var detail: String
+
+    public init(_ code: Code, _ detail: String) {
+        self.code = code
+        self.detail = detail
+    }
+
+    /// True when a peer broke the protocol (as opposed to a refused local send).
+    public var isProtocolViolation: Bool {
+        switch code {
+        case .windowFull, .notASender, .messageTooLarge: return false
+        case .unknownMember, .viewFromTheFuture, .senderMismatch, .gap, .windowOverrun, .emptyNullRun, .malformedRow:
+            return true
+        }
+    }
+
+    public var description: String { "\(code.rawValue): \(detail)" }
+}
+
+/// Counters for observability and tests.
+public struct CoreStatistics: Sendable, Equatable {
+    public var messagesSubmitted: UInt64 = 0
+    public var nullsCreated: UInt64 = 0
+    public var dataBatchesSent: UInt64 = 0
+    public var rowsSent: UInt64 = 0
+    public var messagesDelivered: UInt64 = 0
+    public var rowsApplied: UInt64 = 0
+    public var staleViewMessagesIgnored: UInt64 = 0
+}

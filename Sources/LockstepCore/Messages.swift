@@ -1,0 +1,81 @@
+// What members exchange: data batches (a sender's consecutive messages, nulls as counts) and
+// rows (a member's monotonic counters). Both carry the view id. How they are framed on a
+// wire is the transport's business; the core sees only these values.
+
+/// A message body. A slice, so a transport can hand the core many messages cut from one
+/// received buffer without an allocation per message.
+public typealias Payload = ArraySlice<UInt8>
+
+/// One entry in a data batch.
+public enum BatchEntry: Sendable, Equatable {
+    /// An application message.
+    case message(Payload)
+    /// `count` consecutive null messages: they hold places in the total order so an idle sender
+    /// never stalls it, and are never delivered.
+    case nulls(UInt64)
+
+    /// How many message indices this entry occupies.
+    @inline(__always)
+    public var indexCount: UInt64 {
+        switch self {
+        case .message: return 1
+        case .nulls(let count): return count
+        }
+    }
+}
+
+/// Consecutive messages of one sender, starting at `firstIndex`.
+public struct DataBatch: Sendable, Equatable {
+    public var viewID: ViewID
+    /// The sender rank (position among the view's senders) of the sender.
+    public var senderRank: Int
+    /// The sender's index of the first entry.
+    public var firstIndex: UInt64
+    public var entries: [BatchEntry]
+
+    public init(viewID: ViewID, senderRank: Int, firstIndex: UInt64, entries: [BatchEntry]) {
+        self.viewID = viewID
+        self.senderRank = senderRank
+        self.firstIndex = firstIndex
+        self.entries = entries
+    }
+
+    /// The index one past the last entry.
+    public var endIndex: UInt64 { entries.reduce(firstIndex) { $0 + $1.indexCount } }
+}
+
+/// A member's counters, as a snapshot. Every counter only grows within a view, so rows can be
+/// coalesced (latest wins), re-sent and applied idempotently (the receiver keeps the maximum).
+///
+/// Counters are counts, not highest indices: `received[s] == 5` means messages `0..<5` of sender
+/// `s` are held; this avoids a "-1" for "nothing yet" in unsigned arithmetic.
+public struct Row: Sendable, Equatable {
+    public var viewID: ViewID
+    /// Per sender rank: how many of that sender's messages (nulls included) are held, contiguously.
+    public var received: [UInt64]
+    /// The length of the prefix of the global order held locally: `min over s of received[s]*S + s`.
+    public var seq: UInt64
+    /// Ordered mode: how many global sequence numbers have been delivered (nulls included).
+    /// Unordered mode: how many messages have been delivered, all senders together.
+    public var delivered: UInt64
+
+    public init(viewID: ViewID, received: [UInt64], seq: UInt64, delivered: UInt64) {
+        self.viewID = viewID
+        self.received = received
+        self.seq = seq
+        self.delivered = delivered
+    }
+}
+
+/// Anything a member sends to another member.
+public enum Message: Sendable, Equatable {
+    case data(DataBatch)
+    case row(Row)
+
+    public var viewID: ViewID {
+        switch self {
+        case .data(let batch): return batch.viewID
+        case .row(let row): return row.viewID
+        }
+    }
+}

@@ -1,0 +1,442 @@
+// The ordering core of one member in one view: a value type, driven by events, that returns
+// effects. It holds the member's table of rows (its own, authoritative, and a possibly stale
+// copy of every other member's), a ring of received-but-unreleased messages per sender, and
+// nothing else: no clock, no randomness, no IO.
+//
+// Protocol (see ../../docs/PROTOCOL.md for the longer story):
+// - Sender rank r of S numbers its messages i = 0, 1, ...; message (r, i) has global sequence
+//   i*S + r. An idle sender fills its places with nulls (sent as a count) once another sender
+//   has gone past them, so the round-robin never waits on it.
+// - Every member's row holds received[s] (count of contiguous messages of sender s held),
+//   seq (length of the prefix of the global order held) and delivered.
+// - The stability frontier is min over members of seq; ordered delivery releases everything
+//   below it, in global order. Unordered delivery releases each message on receipt.
+// - The window: a sender may have at most `windowMessagesMax` messages beyond the group's
+//   delivered minimum (ordered) or received minimum (unordered) for its own messages.
+
+/// The sans-IO protocol core of one member for one view.
+public struct OrderingCore: Sendable {
+    public let configuration: Configuration
+    public let view: View
+    /// This member's rank in the view.
+    public let memberRank: Int
+    /// This member's sender rank, if it sends in this view.
+    public let senderRank: Int?
+
+    private let senderCount: Int
+    private let senderCountWide: UInt64
+    private let windowWide: UInt64
+    /// Sender rank of each member rank, or -1 for a member that does not send.
+    private let senderRankOfMember: [Int]
+    private let senderMembers: [MemberID]
+
+    /// rows[memberRank]; rows[memberRank] of this member is authoritative.
+    private var rows: [Row]
+    private var rings: [SlotRing]
+    /// Unordered mode: per sender, messages delivered locally and the lowest index still held.
+    private var unorderedDelivered: [UInt64]
+    private var unorderedHeldFrom: [UInt64]
+
+    /// Own messages with index below this have been put in a data batch.
+    private var transmittedCount: UInt64 = 0
+    /// This member may assign indices below this (the window's upper edge), cached.
+    private var sendLimit: UInt64
+    /// Bumped on every change of this member's row; compared with the last row sent.
+    private var rowVersion: UInt64 = 1
+    private var sentRowVersion: UInt64 = 0
+    private var now: Timestamp = .zero
+    private var lastRowSentAt: Timestamp = .zero
+    private var armedTimerAt: Timestamp? = nil
+
+    public private(set) var statistics = CoreStatistics()
+
+    /// Creates the core of the member at `memberRank` in `view`.
+    public init(configuration: Configuration, view: View, memberRank: Int) throws(CoreSetupError) {
+        do { try configuration.validate() } catch { throw .configuration(error) }
+        guard view.memberCount <= configuration.membersMax else {
+            throw .view(ViewError(reason: "\(view.memberCount) members exceed membersMax \(configuration.membersMax)"))
+        }
+        guard view.members.indices.contains(memberRank) else {
+            throw .view(ViewError(reason: "member rank \(memberRank) is not in \(view)"))
+        }
+        self.configuration = configuration
+        self.view = view
+        self.memberRank = memberRank
+        self.senderCount = view.senderCount
+        self.senderCountWide = UInt64(view.senderCount)
+        self.windowWide = UInt64(configuration.windowMessagesMax)
+        var senderRankOfMember = Array(repeating: -1, count: view.memberCount)
+        for (senderRank, rank) in view.senderMemberRanks.enumerated() { senderRankOfMember[rank] = senderRank }
+        self.senderRankOfMember = senderRankOfMember
+        self.senderRank = senderRankOfMember[memberRank] >= 0 ? senderRankOfMember[memberRank] : nil
+        self.senderMembers = view.senderMemberRanks.map { view.members[$0] }
+        let emptyRow = Row(
+            viewID: view.id, received: Array(repeating: 0, count: view.senderCount), seq: 0, delivered: 0)
+        self.rows = Array(repeating: emptyRow, count: view.memberCount)
+        self.rings = Array(
+            repeating: SlotRing(capacity: configuration.windowMessagesMax), count: view.senderCount)
+        self.unorderedDelivered = Array(repeating: 0, count: view.senderCount)
+        self.unorderedHeldFrom = Array(repeating: 0, count: view.senderCount)
+        self.sendLimit = UInt64(configuration.windowMessagesMax)
+    }
+
+    // MARK: - Observation
+
+    /// How many more messages the window admits right now (0 for a member that does not send).
+    public var sendCapacity: Int {
+        guard let own = senderRank else { return 0 }
+        let next = rows[memberRank].received[own]
+        return sendLimit > next ? Int(sendLimit - next) : 0
+    }
+
+    /// The stability frontier: every global sequence below it is held by every member.
+    public var stabilityFrontier: UInt64 { minimum(\.seq) }
+
+    /// This member's own row (its counters).
+    public var ownRow: Row { rows[memberRank] }
+
+    /// This member's copy of the row of the member at `rank` (possibly stale).
+    public func row(ofMemberRank rank: Int) -> Row { rows[rank] }
+
+    // MARK: - Events
+
+    /// Feeds one event. Throws when the event is refused; the state is then as if the event had
+    /// been cut short before the offending part (every message before it is kept).
+    public mutating func handle(_ event: Event) throws(CoreError) {
+        switch event {
+        case .received(let message, let fromMemberRank):
+            try receive(message, fromMemberRank: fromMemberRank)
+        case .sendRequested(let payload):
+            try send(payload)
+        case .tick(let time):
+            tick(time)
+        }
+    }
+
+    /// The application sends `payload`; it gets the next index at once and goes out at the
+    /// next poll.
+    public mutating func send(_ payload: Payload) throws(CoreError) {
+        guard let own = senderRank else {
+            throw CoreError(.notASender, "member rank \(memberRank) is not a sender in \(view.id)")
+        }
+        guard payload.count <= configuration.messageBytesMax else {
+            throw CoreError(.messageTooLarge, "\(payload.count) bytes > messageBytesMax \(configuration.messageBytesMax)")
+        }
+        let index = rows[memberRank].received[own]
+        guard index < sendLimit else {
+            throw CoreError(.windowFull, "index \(index) reaches the window's edge \(sendLimit)")
+        }
+        rings[own][index] = payload
+        rows[memberRank].received[own] = index + 1
+        rowVersion &+= 1
+        statistics.messagesSubmitted += 1
+    }
+
+    public mutating func tick(_ time: Timestamp) {
+        if time > now { now = time }
+    }
+
+    public mutating func receive(_ message: Message, fromMemberRank from: Int) throws(CoreError) {
+        guard view.members.indices.contains(from), from != memberRank else {
+            throw CoreError(.unknownMember, "message from member rank \(from) in a view of \(view.memberCount)")
+        }
+        let messageView = message.viewID
+        if messageView != view.id {
+            if messageView < view.id {
+                // A late message of an earlier view: harmless, and expected around view changes.
+                statistics.staleViewMessagesIgnored += 1
+                return
+            }
+            throw CoreError(.viewFromTheFuture, "message of \(messageView) received in \(view.id)")
+        }
+        switch message {
+        case .data(let batch): try receiveData(batch, from: from)
+        case .row(let row): try applyRow(row, from: from)
+        }
+    }
+
+    private mutating func receiveData(_ batch: DataBatch, from: Int) throws(CoreError) {
+        let sender = senderRankOfMember[from]
+        guard sender >= 0, sender == batch.senderRank else {
+            throw CoreError(
+                .senderMismatch, "member rank \(from) sent a batch of sender rank \(batch.senderRank)")
+        }
+        let held = rows[memberRank].received[sender]
+        var index = batch.firstIndex
+        guard index <= held else {
+            throw CoreError(.gap, "sender rank \(sender) batch starts at \(index), expected at most \(held)")
+        }
+        // Messages below `base` have been released; the window bounds what may be held above it.
+        let limit = heldFrom(sender: sender) + windowWide
+        let bytesMax = configuration.messageBytesMax
+        defer {
+            if index > held {
+                rows[memberRank].received[sender] = index
+                rowVersion &+= 1
+            }
+        }
+        for entry in batch.entries {
+            switch entry {
+            case .message(let payload):
+                guard payload.count <= bytesMax else {
+                    throw CoreError(.messageTooLarge, "sender rank \(sender) index \(index): \(payload.count) bytes")
+                }
+                guard index < limit else {
+                    throw CoreError(.windowOverrun, "sender rank \(sender) index \(index) beyond window edge \(limit)")
+                }
+                if index >= held { rings[sender][index] = payload }
+                index += 1
+            case .nulls(let count):
+                guard count > 0 else { throw CoreError(.emptyNullRun, "sender rank \(sender) index \(index)") }
+                guard count <= limit - index else {
+                    throw CoreError(
+                        .windowOverrun, "sender rank \(sender) \(count) nulls at \(index) beyond window edge \(limit)")
+                }
+                index += count
+            }
+        }
+    }
+
+    private mutating func applyRow(_ row: Row, from: Int) throws(CoreError) {
+        guard row.received.count == senderCount else {
+            throw CoreError(.malformedRow, "row of member rank \(from) has \(row.received.count) senders, not \(senderCount)")
+        }
+        // Counters only grow: keep the maximum, so re-sent or reordered rows are harmless.
+        var changed = false
+        for s in 0..<senderCount where row.received[s] > rows[from].received[s] {
+            rows[from].received[s] = row.received[s]
+            changed = true
+        }
+        if row.seq > rows[from].seq {
+            rows[from].seq = row.seq
+            changed = true
+        }
+        if row.delivered > rows[from].delivered {
+            rows[from].delivered = row.delivered
+            changed = true
+        }
+        if changed {
+            statistics.rowsApplied += 1
+            updateSendLimit()
+        }
+    }
+
+    // MARK: - Effects
+
+    /// Collects what the shell must do after the events fed since the last poll. Appends to
+    /// `effects` (which the shell may reuse across polls to avoid allocating).
+    public mutating func poll(into effects: inout [Effect]) {
+        if configuration.deliveryMode == .ordered { fillNulls() }
+        transmit(into: &effects)
+        updateSeq()
+        switch configuration.deliveryMode {
+        case .ordered: deliverOrdered(into: &effects)
+        case .unordered: deliverUnordered(into: &effects)
+        }
+        updateSendLimit()
+        let heartbeatDue = now >= lastRowSentAt.adding(configuration.heartbeatInterval)
+        if rowVersion != sentRowVersion || heartbeatDue {
+            sentRowVersion = rowVersion
+            lastRowSentAt = now
+            if view.memberCount > 1 {
+                effects.append(.sendRow(rows[memberRank]))
+                statistics.rowsSent += 1
+            }
+        }
+        let nextHeartbeat = lastRowSentAt.adding(configuration.heartbeatInterval)
+        if armedTimerAt != nextHeartbeat {
+            armedTimerAt = nextHeartbeat
+            effects.append(.armTimer(at: nextHeartbeat))
+        }
+    }
+
+    /// Convenience for tests and scripts: polls into a fresh array.
+    public mutating func poll() -> [Effect] {
+        var effects: [Effect] = []
+        poll(into: &effects)
+        return effects
+    }
+
+    /// Null fill: once another sender has gone past places of ours in the global order, take
+    /// them with nulls so delivery never waits on us. Called after the application has had its
+    /// chance to send (the shell feeds its sends before polling), so nulls only fill real gaps.
+    private mutating func fillNulls() {
+        guard let own = senderRank else { return }
+        let next = rows[memberRank].received[own]
+        var target = next
+        let received = rows[memberRank].received
+        for s in 0..<senderCount where s != own {
+            // Our places below sender s's highest held message (global (received[s]-1)*S + s).
+            let needed = s > own ? received[s] : (received[s] > 0 ? received[s] - 1 : 0)
+            if needed > target { target = needed }
+        }
+        target = min(target, sendLimit)
+        guard target > next else { return }
+        // The ring's slots above `next` are already nil: nulls need no writes.
+        rows[memberRank].received[own] = target
+        rowVersion &+= 1
+        statistics.nullsCreated += target - next
+    }
+
+    private mutating func transmit(into effects: inout [Effect]) {
+        guard let own = senderRank else { return }
+        let end = rows[memberRank].received[own]
+        guard transmittedCount < end else { return }
+        if view.memberCount == 1 {
+            transmittedCount = end
+            return
+        }
+        let messagesMax = configuration.batchMessagesMax
+        let bytesMax = configuration.batchBytesMax
+        var index = transmittedCount
+        while index < end {
+            let first = index
+            var entries: [BatchEntry] = []
+            entries.reserveCapacity(min(Int(end - index), messagesMax))
+            var bytes = 0
+            while index < end, entries.count < messagesMax, bytes < bytesMax {
+                if let payload = rings[own][index] {
+                    entries.append(.message(payload))
+                    bytes += payload.count
+                    index += 1
+                } else {
+                    // A run of nulls becomes one entry.
+                    var runEnd = index + 1
+                    while runEnd < end, rings[own][runEnd] == nil { runEnd += 1 }
+                    entries.append(.nulls(runEnd - index))
+                    index = runEnd
+                }
+            }
+            effects.append(.sendData(DataBatch(viewID: view.id, senderRank: own, firstIndex: first, entries: entries)))
+            statistics.dataBatchesSent += 1
+        }
+        transmittedCount = end
+    }
+
+    /// seq = the first global sequence not held = min over s of received[s]*S + s.
+    private mutating func updateSeq() {
+        var seq = UInt64.max
+        let received = rows[memberRank].received
+        for s in 0..<senderCount {
+            seq = min(seq, received[s] * senderCountWide + UInt64(s))
+        }
+        if seq != rows[memberRank].seq {
+            precondition(seq > rows[memberRank].seq, "seq went back from \(rows[memberRank].seq) to \(seq)")
+            rows[memberRank].seq = seq
+            rowVersion &+= 1
+        }
+    }
+
+    private mutating func deliverOrdered(into effects: inout [Effect]) {
+        let stable = minimum(\.seq)
+        var delivered = rows[memberRank].delivered
+        guard delivered < stable else { return }
+        // stable <= own seq, so every message below it is held here.
+        var sender = Int(delivered % senderCountWide)
+        var index = delivered / senderCountWide
+        while delivered < stable {
+            if let payload = rings[sender].take(index) {
+                effects.append(
+                    .deliver(
+                        Delivery(
+                            viewID: view.id, sender: senderMembers[sender], senderRank: sender, index: index,
+                            globalSequence: delivered, payload: payload)))
+                statistics.messagesDelivered += 1
+            }
+            delivered += 1
+            sender += 1
+            if sender == senderCount {
+                sender = 0
+                index += 1
+            }
+        }
+        rows[memberRank].delivered = delivered
+        rowVersion &+= 1
+    }
+
+    private mutating func deliverUnordered(into effects: inout [Effect]) {
+        var deliveredNow: UInt64 = 0
+        for s in 0..<senderCount {
+            let received = rows[memberRank].received[s]
+            var index = unorderedDelivered[s]
+            while index < received {
+                if let payload = rings[s][index] {
+                    effects.append(
+                        .deliver(
+                            Delivery(
+                                viewID: view.id, sender: senderMembers[s], senderRank: s, index: index,
+                                globalSequence: nil, payload: payload)))
+                    deliveredNow += 1
+                }
+                index += 1
+            }
+            unorderedDelivered[s] = index
+            // Release what every member holds (it will never be needed again in this view).
+            let stable = min(minimumReceived(sender: s), index)
+            var held = unorderedHeldFrom[s]
+            while held < stable {
+                rings[s][held] = nil
+                held += 1
+            }
+            unorderedHeldFrom[s] = held
+        }
+        if deliveredNow > 0 {
+            rows[memberRank].delivered += deliveredNow
+            statistics.messagesDelivered += deliveredNow
+            rowVersion &+= 1
+        }
+    }
+
+    /// The lowest index of `sender` not yet released here (what the receive window counts from).
+    private func heldFrom(sender: Int) -> UInt64 {
+        switch configuration.deliveryMode {
+        case .ordered: return Self.indicesBelow(rows[memberRank].delivered, senderRank: sender, senderCount: senderCountWide)
+        case .unordered: return unorderedHeldFrom[sender]
+        }
+    }
+
+    /// Recomputes the window's upper edge for this member's own messages.
+    private mutating func updateSendLimit() {
+        guard let own = senderRank else { return }
+        let base: UInt64
+        switch configuration.deliveryMode {
+        case .ordered:
+            base = Self.indicesBelow(minimum(\.delivered), senderRank: own, senderCount: senderCountWide)
+        case .unordered:
+            base = minimumReceived(sender: own)
+        }
+        sendLimit = base + windowWide
+    }
+
+    /// How many of sender `senderRank`'s indices have a global sequence below `global`.
+    @inline(__always)
+    static func indicesBelow(_ global: UInt64, senderRank: Int, senderCount: UInt64) -> UInt64 {
+        let rank = UInt64(senderRank)
+        return global > rank ? (global - rank - 1) / senderCount + 1 : 0
+    }
+
+    private func minimum(_ counter: KeyPath<Row, UInt64>) -> UInt64 {
+        var result = UInt64.max
+        for row in rows { result = min(result, row[keyPath: counter]) }
+        return result
+    }
+
+    private func minimumReceived(sender: Int) -> UInt64 {
+        var result = UInt64.max
+        for row in rows { result = min(result, row.received[sender]) }
+        return result
+    }
+}
+
+/// The core could not be created.
+public enum CoreSetupError: Error, Equatable, Sendable, CustomStringConvertible {
+    case configuration(ConfigurationError)
+    case view(ViewError)
+
+    public var description: String {
+        switch self {
+        case .configuration(let error): return error.description
+        case .view(let error): return error.description
+        }
+    }
+}
