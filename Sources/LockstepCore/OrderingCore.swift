@@ -33,9 +33,8 @@ public struct OrderingCore: Sendable {
     /// rows[memberRank]; rows[memberRank] of this member is authoritative.
     private var rows: [Row]
     private var rings: [SlotRing]
-    /// Unordered mode: per sender, messages delivered locally and the lowest index still held.
+    /// Unordered mode: per sender, how many messages have been delivered (and released) here.
     private var unorderedDelivered: [UInt64]
-    private var unorderedHeldFrom: [UInt64]
 
     /// Own messages with index below this have been put in a data batch.
     private var transmittedCount: UInt64 = 0
@@ -76,7 +75,6 @@ public struct OrderingCore: Sendable {
         self.rings = Array(
             repeating: SlotRing(capacity: configuration.windowMessagesMax), count: view.senderCount)
         self.unorderedDelivered = Array(repeating: 0, count: view.senderCount)
-        self.unorderedHeldFrom = Array(repeating: 0, count: view.senderCount)
         self.sendLimit = UInt64(configuration.windowMessagesMax)
     }
 
@@ -90,7 +88,7 @@ public struct OrderingCore: Sendable {
     }
 
     /// The stability frontier: every global sequence below it is held by every member.
-    public var stabilityFrontier: UInt64 { minimum(\.seq) }
+    public var stabilityFrontier: UInt64 { minimumSeq() }
 
     /// This member's own row (its counters).
     public var ownRow: Row { rows[memberRank] }
@@ -328,7 +326,7 @@ public struct OrderingCore: Sendable {
     }
 
     private mutating func deliverOrdered(into effects: inout [Effect]) {
-        let stable = minimum(\.seq)
+        let stable = minimumSeq()
         var delivered = rows[memberRank].delivered
         guard delivered < stable else { return }
         // stable <= own seq, so every message below it is held here.
@@ -360,7 +358,7 @@ public struct OrderingCore: Sendable {
             let received = rows[memberRank].received[s]
             var index = unorderedDelivered[s]
             while index < received {
-                if let payload = rings[s][index] {
+                if let payload = rings[s].take(index) {
                     effects.append(
                         .deliver(
                             Delivery(
@@ -371,14 +369,6 @@ public struct OrderingCore: Sendable {
                 index += 1
             }
             unorderedDelivered[s] = index
-            // Release what every member holds (it will never be needed again in this view).
-            let stable = min(minimumReceived(sender: s), index)
-            var held = unorderedHeldFrom[s]
-            while held < stable {
-                rings[s][held] = nil
-                held += 1
-            }
-            unorderedHeldFrom[s] = held
         }
         if deliveredNow > 0 {
             rows[memberRank].delivered += deliveredNow
@@ -391,7 +381,11 @@ public struct OrderingCore: Sendable {
     private func heldFrom(sender: Int) -> UInt64 {
         switch configuration.deliveryMode {
         case .ordered: return Self.indicesBelow(rows[memberRank].delivered, senderRank: sender, senderCount: senderCountWide)
-        case .unordered: return unorderedHeldFrom[sender]
+        // Unordered delivery releases on receipt (at the next poll). A row reports received[s]
+        // only after those messages were delivered, so a sender's view of the minimum received
+        // never runs ahead of what any receiver has released: the window bounds the ring.
+        // (Keeping messages until stable, for the ragged-edge cleanup, comes with membership.)
+        case .unordered: return unorderedDelivered[sender]
         }
     }
 
@@ -401,7 +395,7 @@ public struct OrderingCore: Sendable {
         let base: UInt64
         switch configuration.deliveryMode {
         case .ordered:
-            base = Self.indicesBelow(minimum(\.delivered), senderRank: own, senderCount: senderCountWide)
+            base = Self.indicesBelow(minimumDelivered(), senderRank: own, senderCount: senderCountWide)
         case .unordered:
             base = minimumReceived(sender: own)
         }
@@ -415,15 +409,21 @@ public struct OrderingCore: Sendable {
         return global > rank ? (global - rank - 1) / senderCount + 1 : 0
     }
 
-    private func minimum(_ counter: KeyPath<Row, UInt64>) -> UInt64 {
+    private func minimumSeq() -> UInt64 {
         var result = UInt64.max
-        for row in rows { result = min(result, row[keyPath: counter]) }
+        for k in rows.indices { result = min(result, rows[k].seq) }
+        return result
+    }
+
+    private func minimumDelivered() -> UInt64 {
+        var result = UInt64.max
+        for k in rows.indices { result = min(result, rows[k].delivered) }
         return result
     }
 
     private func minimumReceived(sender: Int) -> UInt64 {
         var result = UInt64.max
-        for row in rows { result = min(result, row.received[sender]) }
+        for k in rows.indices { result = min(result, rows[k].received[sender]) }
         return result
     }
 }

@@ -1,0 +1,36 @@
+// Unbuffered line output, so progress lines appear at once even when stdout is a pipe
+// (print() is fully buffered then).
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+enum Output {
+    static func line(_ text: String) {
+        write(fileDescriptor: 1, text + "\n")
+    }
+
+    static func error(_ text: String) {
+        write(fileDescriptor: 2, text + "\n")
+    }
+
+    private static func write(fileDescriptor: Int32, _ text: String) {
+        var text = text
+        text.withUTF8 { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let written = systemWrite(fileDescriptor, buffer.baseAddress! + offset, buffer.count - offset)
+                if written <= 0 { return }
+                offset += written
+            }
+        }
+    }
+}
+
+#if canImport(Glibc)
+    private let systemWrite = Glibc.write
+#elseif canImport(Darwin)
+    private let systemWrite = Darwin.write
+#endif
