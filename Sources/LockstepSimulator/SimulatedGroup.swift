@@ -43,7 +43,12 @@ public final class SimulatedGroup {
         var nextSenderSequence: UInt64 = 0
         var pausedUntil: UInt64? = nil
         var deferred: [Scheduled.Kind] = []
+        /// When the core wants its next tick.
         var timerAt: UInt64? = nil
+        /// The time of this member's one timer entry in the queue, if any. Re-arming to a later
+        /// time leaves it in place (it re-arms itself when it fires early), so the queue holds
+        /// one timer per member instead of one per poll.
+        var timerQueuedAt: UInt64? = nil
         var sent: [SentRecord] = []
         var delivered: [DeliveredRecord] = []
         init(id: MemberID, core: OrderingCore) {
@@ -130,7 +135,7 @@ public final class SimulatedGroup {
     /// Runs until there is no application work, no data in flight and no paused member, and
     /// that has lasted `settle` (long enough for the last rows to spread). Returns false if
     /// `limit` of virtual time passed first.
-    public func runUntilQuiet(settle: Duration = .seconds(1), limit: Duration = .seconds(600)) -> Bool {
+    public func runUntilQuiet(settle: Duration = .milliseconds(200), limit: Duration = .seconds(600)) -> Bool {
         let settleNanoseconds = settle.nanosecondsClamped
         let deadline = now + limit.nanosecondsClamped
         var quietSince: UInt64? = isBusy ? nil : now
@@ -192,7 +197,14 @@ public final class SimulatedGroup {
                 handle(event.kind)
             }
         case .timer(let rank):
-            guard members[rank].timerAt == event.time else { return }  // superseded
+            guard members[rank].timerQueuedAt == event.time else { return }  // superseded by an earlier one
+            members[rank].timerQueuedAt = nil
+            guard let wanted = members[rank].timerAt else { return }
+            if wanted > now {
+                queueTimer(rank, at: wanted)
+                return
+            }
+            members[rank].timerAt = nil
             if members[rank].pausedUntil != nil {
                 members[rank].deferred.append(event.kind)
             } else {
@@ -292,10 +304,16 @@ public final class SimulatedGroup {
             case .armTimer(let at):
                 let time = max(at.nanoseconds, now)
                 members[rank].timerAt = time
-                schedule(at: time, .timer(rank))
+                if let queued = members[rank].timerQueuedAt, queued <= time { break }
+                queueTimer(rank, at: time)
             }
         }
         return hadDeliveries
+    }
+
+    private func queueTimer(_ rank: Int, at time: UInt64) {
+        members[rank].timerQueuedAt = time
+        schedule(at: time, .timer(rank))
     }
 
     private func transmit(_ effect: Effect, from: Int, to: Int) {

@@ -61,7 +61,7 @@ struct Simulate: ParsableCommand {
             }
             if verbose {
                 Output.line(
-                    "seed \(options.seed): \(report.passed ? "passed" : "FAILED") members=\(report.view.memberCount) senders=\(report.view.senderCount) mode=\(report.configuration.deliveryMode.rawValue) window=\(report.configuration.windowMessagesMax) sent=\(report.messagesSent) delivered=\(report.deliveries) virtual=\(report.virtualNanoseconds / 1_000_000)ms"
+                    "seed \(options.seed): \(report.passed ? "passed" : "FAILED") members=\(report.view.memberCount) senders=\(report.view.senderCount) mode=\(report.configuration.deliveryMode.rawValue) window=\(report.configuration.windowMessagesMax) sent=\(report.messagesSent) delivered=\(report.deliveries) virtual=\(report.virtualNanoseconds / 1_000_000)ms events=\(report.eventsProcessed)"
                 )
             }
             let now = clock.now
