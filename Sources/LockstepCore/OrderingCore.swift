@@ -98,8 +98,7 @@ public struct OrderingCore: Sendable {
 
     // MARK: - Events
 
-    /// Feeds one event. Throws when the event is refused; the state is then as if the event had
-    /// been cut short before the offending part (every message before it is kept).
+    /// Feeds one event. Throws when the event is refused; a refused event changes nothing.
     public mutating func handle(_ event: Event) throws(CoreError) {
         switch event {
         case .received(let message, let fromMemberRank):
@@ -160,19 +159,14 @@ public struct OrderingCore: Sendable {
                 .senderMismatch, "member rank \(from) sent a batch of sender rank \(batch.senderRank)")
         }
         let held = rows[memberRank].received[sender]
-        var index = batch.firstIndex
-        guard index <= held else {
-            throw CoreError(.gap, "sender rank \(sender) batch starts at \(index), expected at most \(held)")
+        guard batch.firstIndex <= held else {
+            throw CoreError(.gap, "sender rank \(sender) batch starts at \(batch.firstIndex), expected at most \(held)")
         }
-        // Messages below `base` have been released; the window bounds what may be held above it.
+        // Check the whole batch before taking any of it, so a bad batch changes nothing.
+        // Messages below `heldFrom` have been released; the window bounds what may be held above it.
         let limit = heldFrom(sender: sender) + windowWide
         let bytesMax = configuration.messageBytesMax
-        defer {
-            if index > held {
-                rows[memberRank].received[sender] = index
-                rowVersion &+= 1
-            }
-        }
+        var index = batch.firstIndex
         for entry in batch.entries {
             switch entry {
             case .message(let payload):
@@ -182,7 +176,6 @@ public struct OrderingCore: Sendable {
                 guard index < limit else {
                     throw CoreError(.windowOverrun, "sender rank \(sender) index \(index) beyond window edge \(limit)")
                 }
-                if index >= held { rings[sender][index] = payload }
                 index += 1
             case .nulls(let count):
                 guard count > 0 else { throw CoreError(.emptyNullRun, "sender rank \(sender) index \(index)") }
@@ -193,6 +186,14 @@ public struct OrderingCore: Sendable {
                 index += count
             }
         }
+        guard index > held else { return }  // nothing new
+        index = batch.firstIndex
+        for entry in batch.entries {
+            if case .message(let payload) = entry, index >= held { rings[sender][index] = payload }
+            index += entry.indexCount
+        }
+        rows[memberRank].received[sender] = index
+        rowVersion &+= 1
     }
 
     private mutating func applyRow(_ row: Row, from: Int) throws(CoreError) {

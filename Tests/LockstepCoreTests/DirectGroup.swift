@@ -1,0 +1,90 @@
+// A hand-driven group for protocol-claim tests: cores joined by FIFO queues that move only when
+// the test says so, so each test can hold a link, release it, and look at every counter.
+
+import LockstepCore
+import Testing
+
+final class DirectGroup {
+    var cores: [OrderingCore]
+    /// queues[from][to]: messages sent on that link and not yet handed over.
+    var queues: [[[Message]]]
+    /// deliveries[rank]: what each member's application received, in order.
+    var deliveries: [[Delivery]]
+    var lastEffects: [[Effect]]
+    let view: View
+
+    init(memberCount: Int, senders: [Int]? = nil, configure: (inout Configuration) -> Void = { _ in }) throws {
+        var configuration = Configuration()
+        configure(&configuration)
+        let ids = (1...memberCount).map { MemberID(UInt64($0)) }
+        let view = try View(id: ViewID(7), members: ids, senders: senders.map { $0.map { ids[$0] } })
+        self.view = view
+        cores = try ids.indices.map { try OrderingCore(configuration: configuration, view: view, memberRank: $0) }
+        queues = ids.map { _ in ids.map { _ in [] } }
+        deliveries = ids.map { _ in [] }
+        lastEffects = ids.map { _ in [] }
+    }
+
+    /// The application of `rank` sends these bytes.
+    func send(_ rank: Int, _ bytes: [UInt8]) throws(CoreError) {
+        try cores[rank].handle(.sendRequested(bytes[...]))
+    }
+
+    /// Sends `count` one-byte messages numbered from `first`.
+    func send(_ rank: Int, count: Int, first: UInt8 = 0) throws(CoreError) {
+        for k in 0..<count { try send(rank, [first &+ UInt8(truncatingIfNeeded: k)]) }
+    }
+
+    /// Polls `rank` and puts its sends on its outgoing links.
+    @discardableResult
+    func poll(_ rank: Int) -> [Effect] {
+        let effects = cores[rank].poll()
+        lastEffects[rank] = effects
+        for effect in effects {
+            switch effect {
+            case .sendData(let batch):
+                for to in cores.indices where to != rank { queues[rank][to].append(.data(batch)) }
+            case .sendRow(let row):
+                for to in cores.indices where to != rank { queues[rank][to].append(.row(row)) }
+            case .deliver(let delivery):
+                deliveries[rank].append(delivery)
+            case .armTimer:
+                break
+            }
+        }
+        return effects
+    }
+
+    /// Hands over everything queued from `from` to `to`, in FIFO order, then polls `to`.
+    func flush(from: Int, to: Int) throws(CoreError) {
+        let messages = queues[from][to]
+        queues[from][to] = []
+        for message in messages { try cores[to].handle(.received(message, fromMemberRank: from)) }
+        poll(to)
+    }
+
+    /// Polls everyone and moves messages on every link not in `held` until nothing moves.
+    func settle(holding held: Set<Link> = []) throws(CoreError) {
+        for rank in cores.indices { poll(rank) }
+        var moved = true
+        while moved {
+            moved = false
+            for from in cores.indices {
+                for to in cores.indices where from != to && !held.contains(Link(from: from, to: to)) {
+                    if !queues[from][to].isEmpty {
+                        try flush(from: from, to: to)
+                        moved = true
+                    }
+                }
+            }
+        }
+    }
+
+    /// The payloads member `rank` delivered, as first bytes.
+    func delivered(_ rank: Int) -> [[UInt8]] { deliveries[rank].map { Array($0.payload) } }
+
+    struct Link: Hashable {
+        var from: Int
+        var to: Int
+    }
+}

@@ -1,0 +1,200 @@
+// One test per protocol claim of the ordering core (in the spirit of etcd-io/raft's
+// raft_paper_test.go). Each drives real cores by hand through DirectGroup.
+
+import LockstepCore
+import Testing
+
+@Suite("Protocol claims")
+struct ProtocolClaimTests {
+    @Test("Total order: message i of sender rank r of S is delivered at global sequence i*S + r, everywhere")
+    func totalOrderIsRoundRobin() throws {
+        let group = try DirectGroup(memberCount: 3)
+        try group.send(2, count: 3, first: 200)
+        try group.send(0, count: 3, first: 0)
+        try group.send(1, count: 3, first: 100)
+        try group.settle()
+        for rank in 0..<3 {
+            let sequences = group.deliveries[rank].compactMap(\.globalSequence)
+            #expect(sequences == sequences.sorted(), "member \(rank) delivered out of global order")
+            for delivery in group.deliveries[rank] {
+                #expect(delivery.globalSequence == delivery.index * 3 + UInt64(delivery.senderRank))
+            }
+        }
+        #expect(group.delivered(0) == [[0], [100], [200], [1], [101], [201], [2], [102], [202]])
+        #expect(group.delivered(1) == group.delivered(0))
+        #expect(group.delivered(2) == group.delivered(0))
+    }
+
+    @Test("A late sender's places are taken by nulls: its messages come after the others', in the same order everywhere")
+    func lateSenderComesAfterNulls() throws {
+        let group = try DirectGroup(memberCount: 3)
+        try group.send(2, count: 3, first: 200)
+        try group.send(0, count: 3, first: 0)
+        try group.settle()
+        try group.send(1, count: 3, first: 100)
+        try group.settle()
+        // Sender rank 1 was idle, so nulls took its indices 0-2 (global 1, 4, 7); its messages got
+        // indices 3-5, after everything else, and sender ranks 0 and 2 filled around them.
+        #expect(group.delivered(0) == [[0], [200], [1], [201], [2], [202], [100], [101], [102]])
+        #expect(group.deliveries[0].suffix(3).map(\.index) == [3, 4, 5])
+        #expect(group.delivered(1) == group.delivered(0))
+        #expect(group.delivered(2) == group.delivered(0))
+    }
+
+    @Test("Per-sender FIFO: a sender's messages are delivered in the order it sent them")
+    func fifoPerSender() throws {
+        let group = try DirectGroup(memberCount: 3) { $0.batchMessagesMax = 2 }
+        try group.send(1, count: 9, first: 10)
+        try group.settle()
+        for rank in 0..<3 {
+            #expect(group.delivered(rank) == (10..<19).map { [UInt8($0)] })
+            #expect(group.deliveries[rank].map(\.index) == Array(0..<9))
+        }
+    }
+
+    @Test("Null fill: an idle sender takes its places with nulls, so the others are delivered; nulls never are")
+    func idleSenderIsFilledWithNulls() throws {
+        let group = try DirectGroup(memberCount: 3)
+        try group.send(2, count: 5, first: 50)  // sender ranks 0 and 1 never send
+        try group.settle()
+        for rank in 0..<3 { #expect(group.delivered(rank) == (50..<55).map { [UInt8($0)] }) }
+        #expect(group.cores[0].statistics.nullsCreated == 5)  // places 0, 3, 6, 9, 12
+        #expect(group.cores[1].statistics.nullsCreated == 5)
+        #expect(group.cores[2].statistics.nullsCreated == 0)
+        // Nulls travel as counts: one batch entry for a run, not one per null.
+        let nullBatches = group.lastEffects.flatMap { $0 }.compactMap { effect -> DataBatch? in
+            if case .sendData(let batch) = effect { return batch }
+            return nil
+        }
+        #expect(nullBatches.allSatisfy { $0.entries.count <= 1 })
+    }
+
+    @Test("Window: a sender has at most `window` messages beyond the group's delivered minimum")
+    func windowBackPressure() throws {
+        let group = try DirectGroup(memberCount: 3, senders: [0]) { $0.windowMessagesMax = 4 }
+        #expect(group.cores[0].sendCapacity == 4)
+        try group.send(0, count: 4)
+        #expect(group.cores[0].sendCapacity == 0)
+        #expect(throws: CoreError.self) { try group.send(0, [9]) }
+        do {
+            try group.send(0, [9])
+        } catch {
+            #expect(error.code == .windowFull)
+            #expect(!error.isProtocolViolation)
+        }
+        // Everyone receives and delivers, but until member 0 hears that, the window stays shut.
+        try group.settle(holding: [.init(from: 1, to: 0), .init(from: 2, to: 0)])
+        #expect(group.cores[0].sendCapacity == 0)
+        try group.flush(from: 1, to: 0)
+        #expect(group.cores[0].sendCapacity == 0, "member 2 has not reported delivery yet")
+        try group.flush(from: 2, to: 0)
+        #expect(group.cores[0].sendCapacity == 4)
+        try group.send(0, count: 4)
+        try group.settle()
+        for rank in 0..<3 { #expect(group.deliveries[rank].count == 8) }
+    }
+
+    @Test("Stability needs every member: nothing is delivered until the last member holds it")
+    func stabilityNeedsEveryMember() throws {
+        let group = try DirectGroup(memberCount: 3, senders: [0])
+        try group.send(0, count: 3)
+        // Member 2 receives nothing.
+        let cutOff: Set<DirectGroup.Link> = [.init(from: 0, to: 2), .init(from: 1, to: 2), .init(from: 2, to: 0), .init(from: 2, to: 1)]
+        try group.settle(holding: cutOff)
+        #expect(group.cores[1].ownRow.received == [3])
+        #expect(group.cores[0].stabilityFrontier == 0)
+        for rank in 0..<3 { #expect(group.deliveries[rank].isEmpty) }
+        try group.settle()
+        for rank in 0..<3 { #expect(group.deliveries[rank].count == 3) }
+        #expect(group.cores[0].stabilityFrontier == 3)
+    }
+
+    @Test("Unordered mode: delivered on receipt, per-sender FIFO, before stability, with no global sequence")
+    func unorderedDeliversOnReceipt() throws {
+        let group = try DirectGroup(memberCount: 3) { $0.deliveryMode = .unordered }
+        try group.send(1, count: 3, first: 10)
+        group.poll(1)
+        #expect(group.delivered(1) == [[10], [11], [12]], "the sender delivers its own at once")
+        try group.flush(from: 1, to: 2)
+        #expect(group.delivered(2) == [[10], [11], [12]])
+        #expect(group.deliveries[0].isEmpty, "member 0 has received nothing yet")
+        #expect(group.deliveries[2].allSatisfy { $0.globalSequence == nil })
+        #expect(group.cores[0].statistics.nullsCreated == 0, "no nulls in unordered mode")
+    }
+
+    @Test("Rows are batched: one row update covers a whole batch of messages")
+    func rowUpdatesAreBatched() throws {
+        let group = try DirectGroup(memberCount: 2, senders: [0])
+        try group.send(0, count: 100)
+        group.poll(0)
+        let effects = try {
+            try group.flush(from: 0, to: 1)
+            return group.lastEffects[1]
+        }()
+        let rows = effects.filter { if case .sendRow = $0 { return true } else { return false } }
+        #expect(rows.count == 1)
+        #expect(group.cores[1].ownRow.received == [100])
+    }
+
+    @Test("Rows apply idempotently: a stale or repeated row changes nothing")
+    func rowsAreIdempotent() throws {
+        let group = try DirectGroup(memberCount: 2)
+        try group.send(0, count: 5)
+        try group.settle()
+        let current = group.cores[0].row(ofMemberRank: 1)
+        let stale = Row(viewID: group.view.id, received: [1, 0], seq: 1, delivered: 0)
+        try group.cores[0].handle(.received(.row(stale), fromMemberRank: 1))
+        try group.cores[0].handle(.received(.row(current), fromMemberRank: 1))
+        #expect(group.cores[0].row(ofMemberRank: 1) == current)
+    }
+
+    @Test("A quiet member still sends its row every heartbeat interval, and asks for the timer")
+    func heartbeatRow() throws {
+        let group = try DirectGroup(memberCount: 2) { $0.heartbeatInterval = .milliseconds(10) }
+        group.poll(0)
+        #expect(group.poll(0).isEmpty, "nothing changed, no heartbeat due")
+        try group.cores[0].handle(.tick(Timestamp(nanoseconds: 10_000_000)))
+        let effects = group.poll(0)
+        #expect(effects.contains { if case .sendRow = $0 { return true } else { return false } })
+        #expect(effects.contains(.armTimer(at: Timestamp(nanoseconds: 20_000_000))))
+    }
+
+    @Test("Every message and row carries the view id")
+    func viewIDOnEverything() throws {
+        let group = try DirectGroup(memberCount: 2)
+        try group.send(0, count: 2)
+        for effect in group.poll(0) {
+            switch effect {
+            case .sendData(let batch): #expect(batch.viewID == group.view.id)
+            case .sendRow(let row): #expect(row.viewID == group.view.id)
+            case .deliver(let delivery): #expect(delivery.viewID == group.view.id)
+            case .armTimer: break
+            }
+        }
+    }
+
+    @Test("A single-member group delivers its own messages at once")
+    func singleMember() throws {
+        let group = try DirectGroup(memberCount: 1)
+        try group.send(0, count: 3)
+        let effects = group.poll(0)
+        #expect(group.delivered(0) == [[0], [1], [2]])
+        #expect(!effects.contains { if case .sendData = $0 { return true } else { return false } })
+    }
+
+    @Test("A member that is not a sender cannot send")
+    func nonSenderCannotSend() throws {
+        let group = try DirectGroup(memberCount: 2, senders: [0])
+        #expect(group.cores[1].sendCapacity == 0)
+        #expect(throws: CoreError(.notASender, "member rank 1 is not a sender in v7")) { try group.send(1, [1]) }
+    }
+
+    @Test("A message larger than messageBytesMax is refused, and nothing else changes")
+    func oversizedSend() throws {
+        let group = try DirectGroup(memberCount: 2) { $0.messageBytesMax = 4 }
+        #expect(throws: CoreError.self) { try group.send(0, [1, 2, 3, 4, 5]) }
+        try group.send(0, [1, 2, 3, 4])
+        try group.settle()
+        #expect(group.delivered(1) == [[1, 2, 3, 4]])
+    }
+}
