@@ -40,6 +40,17 @@ public struct Delivery: Sendable, Equatable {
     /// The position in the view's total order; `nil` in unordered mode.
     public var globalSequence: UInt64?
     public var payload: Payload
+
+    public init(
+        viewID: ViewID, sender: MemberID, senderRank: Int, index: UInt64, globalSequence: UInt64?, payload: Payload
+    ) {
+        self.viewID = viewID
+        self.sender = sender
+        self.senderRank = senderRank
+        self.index = index
+        self.globalSequence = globalSequence
+        self.payload = payload
+    }
 }
 
 /// Why the core refused an event. None of these is fatal to the member: the shell logs it, and
