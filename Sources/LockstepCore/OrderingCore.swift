@@ -162,38 +162,45 @@ public struct OrderingCore: Sendable {
         guard batch.firstIndex <= held else {
             throw CoreError(.gap, "sender rank \(sender) batch starts at \(batch.firstIndex), expected at most \(held)")
         }
-        // Check the whole batch before taking any of it, so a bad batch changes nothing.
         // Messages below `heldFrom` have been released; the window bounds what may be held above it.
         let limit = heldFrom(sender: sender) + windowWide
         let bytesMax = configuration.messageBytesMax
-        var index = batch.firstIndex
+        let first = batch.firstIndex
+        var index = first
+        // One pass stores and checks; a bad entry undoes the stores (those slots were empty,
+        // as every slot above `held` is), so a refused batch changes nothing.
+        func refuse(_ error: CoreError) -> CoreError {
+            var undo = max(first, held)
+            while undo < index {
+                rings[sender][undo] = nil
+                undo += 1
+            }
+            return error
+        }
         for entry in batch.entries {
             switch entry {
             case .message(let payload):
                 guard payload.count <= bytesMax else {
-                    throw CoreError(.messageTooLarge, "sender rank \(sender) index \(index): \(payload.count) bytes")
+                    throw refuse(CoreError(.messageTooLarge, "sender rank \(sender) index \(index): \(payload.count) bytes"))
                 }
                 guard index < limit else {
-                    throw CoreError(.windowOverrun, "sender rank \(sender) index \(index) beyond window edge \(limit)")
+                    throw refuse(CoreError(.windowOverrun, "sender rank \(sender) index \(index) beyond window edge \(limit)"))
                 }
+                if index >= held { rings[sender][index] = payload }
                 index += 1
             case .nulls(let count):
-                guard count > 0 else { throw CoreError(.emptyNullRun, "sender rank \(sender) index \(index)") }
+                guard count > 0 else { throw refuse(CoreError(.emptyNullRun, "sender rank \(sender) index \(index)")) }
                 guard count <= limit - index else {
-                    throw CoreError(
-                        .windowOverrun, "sender rank \(sender) \(count) nulls at \(index) beyond window edge \(limit)")
+                    throw refuse(
+                        CoreError(.windowOverrun, "sender rank \(sender) \(count) nulls at \(index) beyond window edge \(limit)"))
                 }
                 index += count
             }
         }
-        guard index > held else { return }  // nothing new
-        index = batch.firstIndex
-        for entry in batch.entries {
-            if case .message(let payload) = entry, index >= held { rings[sender][index] = payload }
-            index += entry.indexCount
+        if index > held {
+            rows[memberRank].received[sender] = index
+            rowVersion &+= 1
         }
-        rows[memberRank].received[sender] = index
-        rowVersion &+= 1
     }
 
     private mutating func applyRow(_ row: Row, from: Int) throws(CoreError) {

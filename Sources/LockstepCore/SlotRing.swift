@@ -24,9 +24,9 @@ struct SlotRing: Sendable {
     /// Returns the slot's content and empties it.
     @inline(__always)
     mutating func take(_ index: UInt64) -> Payload? {
-        let position = Int(truncatingIfNeeded: index & mask)
-        let payload = slots[position]
-        slots[position] = nil
+        // swap moves the reference out: no retain/release pair per delivered message.
+        var payload: Payload? = nil
+        swap(&payload, &slots[Int(truncatingIfNeeded: index & mask)])
         return payload
     }
 }

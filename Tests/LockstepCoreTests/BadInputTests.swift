@@ -76,6 +76,22 @@ struct BadInputTests {
         }
     }
 
+    @Test("A refused batch leaves no message behind: places it touched are empty afterwards")
+    func refusedBatchIsUndone() throws {
+        let group = try DirectGroup(memberCount: 2, senders: [0]) {
+            $0.windowMessagesMax = 8
+            $0.deliveryMode = .unordered  // delivers whatever a place holds, at once
+        }
+        let overrun = batch(first: 0, Array(repeating: .message([66]), count: 9))
+        #expect(throws: CoreError.self) { try group.cores[1].handle(.received(overrun, fromMemberRank: 0)) }
+        // The same places now arrive as nulls: if the refused messages had stayed, they would
+        // be delivered here.
+        try group.cores[1].handle(.received(batch(first: 0, [.nulls(8)]), fromMemberRank: 0))
+        group.poll(1)
+        #expect(group.deliveries[1].isEmpty)
+        #expect(group.cores[1].ownRow.received == [8])
+    }
+
     @Test("A message of an earlier view is ignored and counted, not an error")
     func staleViewIsIgnored() throws {
         let group = try warmGroup()
