@@ -342,11 +342,7 @@ public struct OrderingCore: Sendable {
         var index = delivered / senderCountWide
         while delivered < stable {
             if let payload = rings[sender].take(index) {
-                effects.append(
-                    .deliver(
-                        Delivery(
-                            viewID: view.id, sender: senderMembers[sender], senderRank: sender, index: index,
-                            globalSequence: delivered, payload: payload)))
+                effects.append(deliver(payload, sender: sender, index: index, globalSequence: delivered))
                 statistics.messagesDelivered += 1
             }
             delivered += 1
@@ -360,6 +356,14 @@ public struct OrderingCore: Sendable {
         rowVersion &+= 1
     }
 
+    @inline(__always)
+    private func deliver(_ payload: Payload, sender: Int, index: UInt64, globalSequence: UInt64?) -> Effect {
+        .deliver(
+            Delivery(
+                viewID: view.id, sender: senderMembers[sender], senderRank: sender, index: index,
+                globalSequence: globalSequence, payload: payload))
+    }
+
     private mutating func deliverUnordered(into effects: inout [Effect]) {
         var deliveredNow: UInt64 = 0
         for s in 0..<senderCount {
@@ -367,11 +371,7 @@ public struct OrderingCore: Sendable {
             var index = unorderedDelivered[s]
             while index < received {
                 if let payload = rings[s].take(index) {
-                    effects.append(
-                        .deliver(
-                            Delivery(
-                                viewID: view.id, sender: senderMembers[s], senderRank: s, index: index,
-                                globalSequence: nil, payload: payload)))
+                    effects.append(deliver(payload, sender: s, index: index, globalSequence: nil))
                     deliveredNow += 1
                 }
                 index += 1
