@@ -3,7 +3,7 @@
 import ArgumentParser
 
 @main
-struct Lockstep: ParsableCommand {
+struct Lockstep: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lockstep",
         abstract: "Lockstep: pipelined atomic multicast with virtually synchronous membership.",

@@ -34,3 +34,8 @@ enum Output {
 #elseif canImport(Darwin)
     private let systemWrite = Darwin.write
 #endif
+
+enum System {
+    /// Online processors, at least 1.
+    static var coreCount: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+}

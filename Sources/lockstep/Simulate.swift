@@ -6,7 +6,7 @@ import LockstepCore
 import LockstepSimulator
 
 
-struct Simulate: ParsableCommand {
+struct Simulate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run seeded simulations of the ordering core and check every delivery log.")
 
@@ -28,6 +28,9 @@ struct Simulate: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Pause members at random times.")
     var pauses: Bool = true
 
+    @Option(help: "Seeds run in parallel (default: one per core).")
+    var jobs: Int = System.coreCount
+
     @Flag(help: "Print one line per seed.")
     var verbose: Bool = false
 
@@ -36,45 +39,69 @@ struct Simulate: ParsableCommand {
         if let members, !(1...64).contains(members) {
             throw ValidationError("--members must be in 1...64, got \(members)")
         }
+        guard (1...256).contains(jobs) else { throw ValidationError("--jobs must be in 1...256, got \(jobs)") }
         guard messages >= 1 else { throw ValidationError("--messages must be at least 1, got \(messages)") }
         guard firstSeed <= UInt64.max - UInt64(seeds) else { throw ValidationError("--first-seed is too large") }
     }
 
-    func run() throws {
+    func run() async throws {
         let clock = ContinuousClock()
         let start = clock.now
         var lastProgress = start
         var passed = 0
+        var finished = 0
         var failures: [SimulationReport] = []
         var deliveries = 0
-        for k in 0..<seeds {
-            let options = SimulationOptions(
+        let options = { (k: Int) in
+            SimulationOptions(
                 seed: firstSeed + UInt64(k), memberCount: members, deliveryMode: mode, messagesPerSenderMax: messages,
                 pauses: pauses)
-            let report = Simulation.run(options)
-            deliveries += report.deliveries
-            if report.passed {
-                passed += 1
-            } else {
-                failures.append(report)
-                Output.line(report.failureDescription)
+        }
+        // Each seed is independent and deterministic, so seeds run in parallel; only the order
+        // in which their lines are printed depends on scheduling.
+        await withTaskGroup(of: SimulationReport.self) { group in
+            var started = 0
+            for _ in 0..<min(jobs, seeds) {
+                let next = options(started)
+                group.addTask { Simulation.run(next) }
+                started += 1
             }
-            if verbose {
-                Output.line(
-                    "seed \(options.seed): \(report.passed ? "passed" : "FAILED") members=\(report.view.memberCount) senders=\(report.view.senderCount) mode=\(report.configuration.deliveryMode.rawValue) window=\(report.configuration.windowMessagesMax) sent=\(report.messagesSent) delivered=\(report.deliveries) virtual=\(report.virtualNanoseconds / 1_000_000)ms events=\(report.eventsProcessed)"
-                )
-            }
-            let now = clock.now
-            if now - lastProgress >= .seconds(1) {
-                lastProgress = now
-                let seconds = Self.seconds(now - start)
-                let rate = Double(k + 1) / seconds
-                Output.line("progress: \(k + 1)/\(seeds) seeds, \(format(rate)) seeds/s, \(failures.count) failed, \(deliveries) deliveries checked")
+            for await report in group {
+                if started < seeds {
+                    let next = options(started)
+                    group.addTask { Simulation.run(next) }
+                    started += 1
+                }
+                finished += 1
+                deliveries += report.deliveries
+                if report.passed {
+                    passed += 1
+                } else {
+                    failures.append(report)
+                    Output.line(report.failureDescription)
+                }
+                if verbose {
+                    Output.line(
+                        "seed \(report.options.seed): \(report.passed ? "passed" : "FAILED") members=\(report.view.memberCount) senders=\(report.view.senderCount) mode=\(report.configuration.deliveryMode.rawValue) window=\(report.configuration.windowMessagesMax) sent=\(report.messagesSent) delivered=\(report.deliveries) virtual=\(report.virtualNanoseconds / 1_000_000)ms events=\(report.eventsProcessed)"
+                    )
+                }
+                let now = clock.now
+                if now - lastProgress >= .seconds(1) {
+                    lastProgress = now
+                    let rate = Double(finished) / Self.seconds(now - start)
+                    Output.line(
+                        "progress: \(finished)/\(seeds) seeds, \(format(rate)) seeds/s, \(failures.count) failed, \(deliveries) deliveries checked"
+                    )
+                }
             }
         }
         let seconds = Self.seconds(clock.now - start)
-        Output.line("ran \(seeds) seeds in \(format(seconds)) s (\(format(Double(seeds) / max(seconds, 1e-9))) seeds/s), \(deliveries) deliveries checked")
-        for failure in failures { Output.line("replay: \(failure.options.replayCommand)") }
+        Output.line(
+            "ran \(seeds) seeds in \(format(seconds)) s (\(format(Double(seeds) / max(seconds, 1e-9))) seeds/s, \(jobs) jobs), \(deliveries) deliveries checked"
+        )
+        for failure in failures.sorted(by: { $0.options.seed < $1.options.seed }) {
+            Output.line("replay: \(failure.options.replayCommand)")
+        }
         Output.line("\(passed) passed, \(failures.count) failed")
         if !failures.isEmpty { throw ExitCode.failure }
     }
