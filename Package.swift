@@ -22,6 +22,7 @@ let package = Package(
     products: [
         .library(name: "LockstepCore", targets: ["LockstepCore"]),
         .library(name: "LockstepSimulator", targets: ["LockstepSimulator"]),
+        .library(name: "LockstepWire", targets: ["LockstepWire"]),
         .executable(name: "lockstep", targets: ["lockstep"]),
     ],
     dependencies: [
@@ -33,6 +34,12 @@ let package = Package(
         .target(
             name: "LockstepCore",
             dependencies: [],
+            swiftSettings: optimizedEvenInDebug
+        ),
+        // The wire format: framing and codec, pure (no IO), fuzzed.
+        .target(
+            name: "LockstepWire",
+            dependencies: ["LockstepCore"],
             swiftSettings: optimizedEvenInDebug
         ),
         // Deterministic simulation of N members running the real core, plus the checker.
@@ -56,6 +63,12 @@ let package = Package(
         .testTarget(
             name: "LockstepCoreTests",
             dependencies: ["LockstepCore", "LockstepSimulator"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "LockstepWireTests",
+            dependencies: ["LockstepCore", "LockstepWire"],
+            resources: [.copy("FuzzRegressions")],
             swiftSettings: strictSwift
         ),
         .testTarget(

@@ -1,0 +1,102 @@
+// The wire format: how a member's messages are framed on a byte stream (TCP). Specified in
+// docs/WIRE.md; this file is the one implementation. Pure code, no IO: transports hand it
+// bytes, and the fuzzer drives the decoder directly.
+//
+// Every frame: a 12-byte header, then `length` bytes of body. All integers little-endian.
+//   magic u32 = 0x4C4B5354 ("TSKL" in memory order; "LKST" as a number)
+//   version u8 = 1
+//   type u8: 1 hello, 2 data, 3 row
+//   reserved u16 = 0
+//   length u32: body bytes
+//
+// A data frame carries one DataBatch (many messages); a row frame one Row.
+
+import LockstepCore
+
+public enum Wire {
+    public static let magic: UInt32 = 0x4C4B_5354
+    public static let version: UInt8 = 1
+    public static let headerBytes = 12
+
+    public enum FrameType: UInt8, Sendable {
+        case hello = 1
+        case data = 2
+        case row = 3
+    }
+
+    /// Bytes of fixed fields in a data body before its entries: view u64, sender rank u32,
+    /// entry count u32, first index u64.
+    static let dataFixedBytes = 24
+    /// Per entry: kind u8, then u32 payload length (message) or u64 count (nulls).
+    static let messageEntryFixedBytes = 5
+    static let nullsEntryBytes = 9
+    /// Row body: view u64, seq u64, delivered u64, sender count u32, then u64 per sender.
+    static let rowFixedBytes = 28
+    /// Hello body: member id u64, view id u64, member rank u32, sender count u32.
+    static let helloBytes = 24
+}
+
+/// The first frame on every connection: who is calling.
+public struct Hello: Sendable, Equatable {
+    public var member: MemberID
+    public var viewID: ViewID
+    public var memberRank: Int
+    public var senderCount: Int
+    public init(member: MemberID, viewID: ViewID, memberRank: Int, senderCount: Int) {
+        self.member = member
+        self.viewID = viewID
+        self.memberRank = memberRank
+        self.senderCount = senderCount
+    }
+}
+
+/// A decoded frame.
+public enum Frame: Sendable, Equatable {
+    case hello(Hello)
+    case message(Message)
+}
+
+/// Limits the decoder enforces; a frame beyond them is an error, never an allocation.
+public struct WireLimits: Sendable, Equatable {
+    /// Largest frame body accepted.
+    public var frameBytesMax: Int
+    /// Largest single message payload.
+    public var messageBytesMax: Int
+    /// Most entries in one data frame.
+    public var entriesMax: Int
+    /// Most senders in a row.
+    public var sendersMax: Int
+
+    public init(frameBytesMax: Int, messageBytesMax: Int, entriesMax: Int, sendersMax: Int) {
+        self.frameBytesMax = frameBytesMax
+        self.messageBytesMax = messageBytesMax
+        self.entriesMax = entriesMax
+        self.sendersMax = sendersMax
+    }
+
+    /// Limits that accept everything a core with `configuration` can send.
+    public init(configuration: Configuration) {
+        let entries = configuration.batchMessagesMax
+        // A batch stops growing once it reaches batchBytesMax, so its last message may add up to
+        // messageBytesMax beyond that.
+        let payloadBytes = configuration.batchBytesMax + configuration.messageBytesMax
+        self.init(
+            frameBytesMax: Wire.dataFixedBytes + entries * Wire.nullsEntryBytes + payloadBytes,
+            messageBytesMax: configuration.messageBytesMax, entriesMax: entries, sendersMax: configuration.membersMax)
+    }
+}
+
+/// Why bytes could not be decoded. The connection that carried them must be closed.
+public struct WireError: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        case badMagic, badVersion, unknownFrameType, frameTooLarge, truncatedBody, trailingBytes, tooManyEntries
+        case messageTooLarge, unknownEntryKind, badReservedField, tooManySenders, valueOutOfRange
+    }
+    public var code: Code
+    public var detail: String
+    public init(_ code: Code, _ detail: String) {
+        self.code = code
+        self.detail = detail
+    }
+    public var description: String { "malformed frame (\(code.rawValue)): \(detail)" }
+}
