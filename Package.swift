@@ -28,6 +28,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // Sans-IO protocol core: no dependencies, by design.
@@ -41,6 +44,18 @@ let package = Package(
             name: "LockstepWire",
             dependencies: ["LockstepCore"],
             swiftSettings: optimizedEvenInDebug
+        ),
+        // The runtime shell: the core on a NIO event loop, TCP links between members.
+        .target(
+            name: "LockstepRuntime",
+            dependencies: [
+                "LockstepCore",
+                "LockstepWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
         ),
         // Deterministic simulation of N members running the real core, plus the checker.
         .target(
@@ -56,6 +71,12 @@ let package = Package(
             dependencies: [
                 "LockstepCore",
                 "LockstepSimulator",
+                "LockstepWire",
+                "LockstepRuntime",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSwift

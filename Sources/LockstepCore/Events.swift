@@ -93,6 +93,7 @@ public struct CoreError: Error, Equatable, Sendable, CustomStringConvertible {
 
 /// Counters for observability and tests.
 public struct CoreStatistics: Sendable, Equatable {
+    public init() {}
     public var messagesSubmitted: UInt64 = 0
     public var nullsCreated: UInt64 = 0
     public var dataBatchesSent: UInt64 = 0

@@ -1,0 +1,398 @@
+// The runtime shell of one member: it drives the sans-IO OrderingCore on one NIO event loop,
+// over TCP links to every other member (one connection per pair), and interprets the core's
+// effects. All mutable state is touched only on `eventLoop`.
+//
+// Batching: the core is polled once per burst of reads (channelReadComplete), once per batch
+// of application sends and on timers, so one data frame carries many messages and one row
+// frame covers them all. A data batch is encoded once into a ByteBuffer that every link
+// writes (NIO gathers the queued buffers into one writev at flush).
+
+import Logging
+import LockstepCore
+import LockstepWire
+import NIOCore
+import NIOPosix
+
+/// A host and TCP port.
+public struct PeerAddress: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+    /// Parses "host:port".
+    public init?(_ text: String) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (1...65_535).contains(port), colon > text.startIndex
+        else { return nil }
+        self.init(host: String(text[..<colon]), port: port)
+    }
+    public var description: String { "\(host):\(port)" }
+}
+
+/// What a member needs to start.
+public struct RuntimeSettings: Sendable {
+    public var configuration: Configuration
+    public var view: View
+    public var memberRank: Int
+    /// Listening address of every member, by rank.
+    public var addresses: [PeerAddress]
+    /// How long to keep dialing peers that are not up yet.
+    public var connectTimeout: Duration = .seconds(20)
+    /// Most application sends waiting for the window (`send` fails beyond it).
+    public var sendQueueMessagesMax = 65_536
+
+    public init(configuration: Configuration, view: View, memberRank: Int, addresses: [PeerAddress]) {
+        self.configuration = configuration
+        self.view = view
+        self.memberRank = memberRank
+        self.addresses = addresses
+    }
+}
+
+/// Supplies messages to send, pulled on the member's event loop whenever the window has room
+/// (the benchmark's workload uses this: no hop between threads per message).
+/// Implementations are used only on the member's event loop (hence `@unchecked Sendable` is fine there).
+public protocol MessageSource: AnyObject, Sendable {
+    /// Appends at most `limit` payloads to `payloads`.
+    func nextPayloads(limit: Int, into payloads: inout [Payload])
+}
+
+/// Why a runtime could not start or a send was refused.
+public struct RuntimeError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Counters of the runtime (read them on the event loop, or through `statistics()`).
+public struct RuntimeStatistics: Sendable {
+    public var core = CoreStatistics()
+    public var framesSent: UInt64 = 0
+    public var bytesSent: UInt64 = 0
+    public var rowsCoalesced: UInt64 = 0
+    public var linksClosedWithError: UInt64 = 0
+}
+
+public final class MemberRuntime: @unchecked Sendable {
+    public let eventLoop: EventLoop
+    public let settings: RuntimeSettings
+    private let logger: Logger
+    private let limits: WireLimits
+    private var core: OrderingCore
+    private var links: [Channel?]
+    /// Latest row not yet written to a link that was not writable (latest wins).
+    private var pendingRows: [ByteBuffer?]
+    private var effects: [Effect] = []
+    private var pulled: [Payload] = []
+    private var sendQueue = CircularBuffer<(Payload, EventLoopPromise<Void>)>()
+    private weak var source: MessageSource?
+    private var onDeliver: (Delivery) -> Void
+    private var timer: Scheduled<Void>?
+    private var timerAt: Timestamp?
+    private var serverChannel: Channel?
+    private var isReady = false
+    private var isClosed = false
+    private let readyPromise: EventLoopPromise<Void>
+    private var stats = RuntimeStatistics()
+
+    /// Starts a member: listens, dials the lower-ranked members, and returns once a link to
+    /// every other member is up. `onDeliver` runs on the member's event loop.
+    public static func start(
+        settings: RuntimeSettings, eventLoop: EventLoop, logger: Logger, onDeliver: @escaping (Delivery) -> Void
+    ) async throws -> MemberRuntime {
+        guard settings.addresses.count == settings.view.memberCount else {
+            throw RuntimeError("\(settings.addresses.count) addresses for \(settings.view.memberCount) members")
+        }
+        let core: OrderingCore
+        do {
+            core = try OrderingCore(configuration: settings.configuration, view: settings.view, memberRank: settings.memberRank)
+        } catch {
+            throw RuntimeError("\(error)")
+        }
+        let runtime = MemberRuntime(settings: settings, core: core, eventLoop: eventLoop, logger: logger, onDeliver: onDeliver)
+        try await runtime.listen()
+        try await runtime.dialLowerRanks()
+        let deadline = NIODeadline.now() + .nanoseconds(Int64(settings.connectTimeout.nanosecondsClamped))
+        let timeout = eventLoop.scheduleTask(deadline: deadline) {
+            runtime.readyPromise.fail(RuntimeError("not every member connected within \(settings.connectTimeout)"))
+        }
+        eventLoop.execute { runtime.checkReady() }
+        try await runtime.readyPromise.futureResult.get()
+        timeout.cancel()
+        return runtime
+    }
+
+    private init(
+        settings: RuntimeSettings, core: OrderingCore, eventLoop: EventLoop, logger: Logger,
+        onDeliver: @escaping (Delivery) -> Void
+    ) {
+        self.settings = settings
+        self.core = core
+        self.eventLoop = eventLoop
+        self.logger = logger
+        self.onDeliver = onDeliver
+        self.limits = WireLimits(configuration: settings.configuration)
+        self.links = Array(repeating: nil, count: settings.view.memberCount)
+        self.pendingRows = Array(repeating: nil, count: settings.view.memberCount)
+        self.readyPromise = eventLoop.makePromise(of: Void.self)
+        effects.reserveCapacity(4_096)
+    }
+
+    // MARK: - Application API
+
+    /// Sends `payload` to the group; returns once the window has admitted it (so a caller that
+    /// awaits each send is paced by the window).
+    public func send(_ payload: Payload) async throws {
+        let promise = eventLoop.makePromise(of: Void.self)
+        eventLoop.execute {
+            guard !self.isClosed else { return promise.fail(RuntimeError("the member is closed")) }
+            guard self.sendQueue.count < self.settings.sendQueueMessagesMax else {
+                return promise.fail(RuntimeError("send queue full (\(self.settings.sendQueueMessagesMax) messages)"))
+            }
+            self.sendQueue.append((payload, promise))
+            self.poll()
+        }
+        try await promise.futureResult.get()
+    }
+
+    /// Makes `source` the supplier of messages; it is pulled on the event loop from now on.
+    public func setSource(_ source: MessageSource) {
+        eventLoop.execute {
+            self.source = source
+            self.poll()
+        }
+    }
+
+    /// Asks the runtime to pull from its source again (after the source was empty).
+    public func wake() {
+        eventLoop.execute { self.poll() }
+    }
+
+    public func statistics() async throws -> RuntimeStatistics {
+        try await eventLoop.submit {
+            var stats = self.stats
+            stats.core = self.core.statistics
+            return stats
+        }.get()
+    }
+
+    /// How many messages the window admits now (on the event loop).
+    public var sendCapacityOnLoop: Int {
+        eventLoop.preconditionInEventLoop()
+        return core.sendCapacity
+    }
+
+    public func close() async {
+        let channels: [Channel] = (try? await eventLoop.submit {
+            self.isClosed = true
+            self.timer?.cancel()
+            return self.links.compactMap { $0 } + [self.serverChannel].compactMap { $0 }
+        }.get()) ?? []
+        for channel in channels { try? await channel.close() }
+    }
+
+    // MARK: - Links
+
+    private func listen() async throws {
+        let address = settings.addresses[settings.memberRank]
+        let bootstrap = ServerBootstrap(group: eventLoop, childGroup: eventLoop)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in self.installHandlers(on: channel, peerRank: nil) }
+        do {
+            serverChannel = try await bootstrap.bind(host: address.host, port: address.port).get()
+        } catch {
+            throw RuntimeError("cannot listen on \(address): \(error)")
+        }
+        logger.info("listening on \(address)")
+    }
+
+    private func installHandlers(on channel: Channel, peerRank: Int?) -> EventLoopFuture<Void> {
+        channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(limits: self.limits)))
+            try channel.pipeline.syncOperations.addHandler(LinkHandler(runtime: self, peerRank: peerRank))
+        }
+    }
+
+    /// Rank r dials every rank below r; the lower rank accepts. Peers may start in any order,
+    /// so a refused connection is retried until `connectTimeout`.
+    private func dialLowerRanks() async throws {
+        let deadline = ContinuousClock.now + settings.connectTimeout
+        for rank in 0..<settings.memberRank {
+            let address = settings.addresses[rank]
+            while true {
+                let bootstrap = ClientBootstrap(group: eventLoop)
+                    .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+                    .channelInitializer { channel in self.installHandlers(on: channel, peerRank: rank) }
+                do {
+                    let channel = try await bootstrap.connect(host: address.host, port: address.port).get()
+                    let hello = Hello(
+                        member: settings.view.members[settings.memberRank], viewID: settings.view.id,
+                        memberRank: settings.memberRank, senderCount: settings.view.senderCount)
+                    var buffer = channel.allocator.buffer(capacity: Wire.encodedHelloBytes)
+                    buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Wire.encodedHelloBytes) {
+                        Wire.encode(hello, into: $0)
+                    }
+                    try await channel.writeAndFlush(buffer).get()
+                    try await eventLoop.submit {
+                        self.links[rank] = channel
+                        self.checkReady()
+                    }.get()
+                    break
+                } catch {
+                    if ContinuousClock.now > deadline {
+                        throw RuntimeError("cannot connect to member rank \(rank) at \(address): \(error)")
+                    }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+        }
+    }
+
+    /// An accepted connection introduced itself. Returns its rank, or nil (and closes it).
+    func accept(hello: Hello, channel: Channel) -> Int? {
+        eventLoop.preconditionInEventLoop()
+        let view = settings.view
+        guard hello.viewID == view.id, hello.memberRank > settings.memberRank, hello.memberRank < view.memberCount,
+            view.members[hello.memberRank] == hello.member, hello.senderCount == view.senderCount
+        else {
+            closeLink(channel, reason: "unexpected hello \(hello) for \(view)")
+            return nil
+        }
+        if let old = links[hello.memberRank] {
+            closeLink(old, reason: "replaced by a new connection from the same member")
+        }
+        links[hello.memberRank] = channel
+        logger.info("member rank \(hello.memberRank) (\(hello.member)) connected")
+        checkReady()
+        return hello.memberRank
+    }
+
+    private func checkReady() {
+        guard !isReady else { return }
+        for rank in links.indices where rank != settings.memberRank && links[rank] == nil { return }
+        isReady = true
+        readyPromise.succeed(())
+        poll()
+    }
+
+    func received(_ message: Message, from rank: Int, channel: Channel) {
+        do {
+            try core.handle(.received(message, fromMemberRank: rank))
+        } catch {
+            closeLink(channel, reason: "member rank \(rank) broke the protocol: \(error)")
+        }
+    }
+
+    func pollAfterReads() { poll() }
+
+    func linkWritable(_ rank: Int) {
+        if let row = pendingRows[rank], let link = links[rank] {
+            pendingRows[rank] = nil
+            link.writeAndFlush(row, promise: nil)
+        }
+    }
+
+    /// Closes one link with a logged reason; the member stays up.
+    func closeLink(_ channel: Channel, reason: String) {
+        stats.linksClosedWithError += 1
+        logger.error("closing link: \(reason)")
+        channel.close(promise: nil)
+    }
+
+    func linkClosed(_ channel: Channel, rank: Int?) {
+        guard let rank, links[rank] === channel else { return }
+        links[rank] = nil
+        if !isClosed {
+            // Without membership changes (not built yet) the group cannot replace the peer: what
+            // this member delivered stays delivered; the order stalls until the link returns.
+            logger.warning("link to member rank \(rank) is down")
+        }
+    }
+
+    // MARK: - Driving the core
+
+    private func poll() {
+        guard isReady, !isClosed else { return }
+        var rounds = 0
+        while true {
+            rounds += 1
+            var submitted = 0
+            while core.sendCapacity > 0, let (payload, promise) = sendQueue.popFirst() {
+                do {
+                    try core.send(payload)
+                    promise.succeed(())
+                    submitted += 1
+                } catch {
+                    promise.fail(RuntimeError("\(error)"))
+                }
+            }
+            let capacity = core.sendCapacity
+            if capacity > 0, let source {
+                pulled.removeAll(keepingCapacity: true)
+                source.nextPayloads(limit: capacity, into: &pulled)
+                for payload in pulled {
+                    do { try core.send(payload) } catch { logger.error("source message refused: \(error)") }
+                }
+                submitted += pulled.count
+            }
+            effects.removeAll(keepingCapacity: true)
+            core.poll(into: &effects)
+            carryOutEffects()
+            // Deliveries may have opened the window: pull again, a few rounds at most so reads
+            // are not starved.
+            if submitted == 0 || core.sendCapacity == 0 || rounds == 4 { break }
+        }
+        for link in links { link?.flush() }
+    }
+
+    private func carryOutEffects() {
+        for effect in effects {
+            switch effect {
+            case .sendData(let batch):
+                let buffer = encode(.data(batch))
+                for rank in links.indices where rank != settings.memberRank {
+                    links[rank]?.write(buffer, promise: nil)
+                    stats.framesSent += 1
+                    stats.bytesSent += UInt64(buffer.readableBytes)
+                }
+            case .sendRow(let row):
+                let buffer = encode(.row(row))
+                for rank in links.indices where rank != settings.memberRank {
+                    guard let link = links[rank] else { continue }
+                    if link.isWritable {
+                        link.write(buffer, promise: nil)
+                        stats.framesSent += 1
+                        stats.bytesSent += UInt64(buffer.readableBytes)
+                    } else {
+                        if pendingRows[rank] != nil { stats.rowsCoalesced += 1 }
+                        pendingRows[rank] = buffer
+                    }
+                }
+            case .deliver(let delivery):
+                onDeliver(delivery)
+            case .armTimer(let at):
+                armTimer(at)
+            }
+        }
+    }
+
+    private func encode(_ message: Message) -> ByteBuffer {
+        let size = Wire.encodedBytes(message)
+        var buffer = ByteBufferAllocator().buffer(capacity: size)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { Wire.encode(message, into: $0) }
+        return buffer
+    }
+
+    private func armTimer(_ at: Timestamp) {
+        guard timerAt != at else { return }
+        timerAt = at
+        timer?.cancel()
+        timer = eventLoop.scheduleTask(deadline: .uptimeNanoseconds(at.nanoseconds)) {
+            self.timerAt = nil
+            self.core.tick(Timestamp(nanoseconds: NIODeadline.now().uptimeNanoseconds))
+            self.poll()
+        }
+    }
+}
