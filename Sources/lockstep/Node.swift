@@ -1,0 +1,232 @@
+// `lockstep node`: runs one member. Interactive by default (each stdin line is sent, each
+// delivery printed); with --size it runs the benchmark workload instead and reports JSON lines
+// on stdout for `lockstep bench`.
+
+import ArgumentParser
+import Foundation
+import Histogram
+import Logging
+import LockstepCore
+import LockstepRuntime
+import NIOCore
+import NIOPosix
+
+struct Node: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run one member of a group over TCP.",
+        discussion: """
+            Every member is given every member's address, in rank order, and its own rank:
+              lockstep node --rank 0 --peers 10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000
+            Without --size, each line read from stdin is sent and every delivery is printed.
+            With --size, the member runs the benchmark workload (as `lockstep bench` does).
+            """)
+
+    @OptionGroup var member: MemberOptions
+
+    @Option(help: "Benchmark workload: payload bytes per message (at least 16).")
+    var size: Int?
+
+    @Option(help: "Benchmark workload: seconds of sending.")
+    var duration: Double = 5
+
+    @Option(help: "Benchmark workload: messages per sender (instead of --duration).")
+    var count: Int?
+
+    @Option(help: "Benchmark workload: file for the delivery log (read by the checker).")
+    var log: String?
+
+    func run() async throws {
+        let settings = try member.settings()
+        if let size {
+            guard size >= BenchPayload.headerBytes else {
+                throw ValidationError("--size must be at least \(BenchPayload.headerBytes) bytes, got \(size)")
+            }
+            guard size <= settings.configuration.messageBytesMax else {
+                throw ValidationError("--size \(size) exceeds messageBytesMax \(settings.configuration.messageBytesMax)")
+            }
+            guard duration > 0, duration <= 3_600 else { throw ValidationError("--duration must be in (0, 3600] seconds") }
+            if let count, count < 1 { throw ValidationError("--count must be at least 1") }
+            try await BenchMember(settings: settings, size: size, duration: duration, count: count, logPath: log).run()
+        } else {
+            try await runInteractive(settings)
+        }
+    }
+
+    private func runInteractive(_ settings: RuntimeSettings) async throws {
+        Output.error(settings.summary)
+        var logger = Logger(label: "lockstep.node")
+        logger.logLevel = .info
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let runtime = try await MemberRuntime.start(settings: settings, eventLoop: group.next(), logger: logger) { delivery in
+            Output.line("\(delivery.sender)#\(delivery.index): \(String(decoding: delivery.payload, as: UTF8.self))")
+        }
+        Output.error("all members connected; type lines to send them (Ctrl-D to stop)")
+        let canSend = settings.view.senderRank(ofMemberRank: settings.memberRank) != nil
+        while let line = readLine() {
+            guard canSend else {
+                Output.error("this member is not a sender (see --senders)")
+                continue
+            }
+            try await runtime.send(Array(line.utf8)[...])
+        }
+        await runtime.close()
+        try await group.shutdownGracefully()
+    }
+}
+
+/// The benchmark payload: send time (uptime ns) and the sender's message number, then filler
+/// derived from both so the receiver can check the content without a copy of what was sent.
+enum BenchPayload {
+    static let headerBytes = 16
+
+    static func make(size: Int, sequence: UInt64, now: UInt64) -> Payload {
+        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            let raw = UnsafeMutableRawBufferPointer(buffer)
+            raw.storeBytes(of: now.littleEndian, toByteOffset: 0, as: UInt64.self)
+            raw.storeBytes(of: sequence.littleEndian, toByteOffset: 8, as: UInt64.self)
+            let fill = filler(sequence)
+            for k in headerBytes..<size { buffer[k] = fill }
+            count = size
+        }
+        return bytes[...]
+    }
+
+    static func filler(_ sequence: UInt64) -> UInt8 { UInt8(truncatingIfNeeded: sequence &* 31 &+ 7) }
+
+    /// (send time, sequence, content intact).
+    static func read(_ payload: Payload) -> (UInt64, UInt64, Bool) {
+        guard payload.count >= headerBytes else { return (0, 0, false) }
+        return payload.withUnsafeBytes { raw in
+            let sent = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+            let sequence = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+            // Checking the first and last filler bytes catches misplaced or mixed payloads cheaply.
+            let fill = filler(sequence)
+            let intact = raw.count == headerBytes || (raw[headerBytes] == fill && raw[raw.count - 1] == fill)
+            return (sent, sequence, intact)
+        }
+    }
+}
+
+/// The workload of one benchmark member: pull-based sending, delivery accounting, a delivery
+/// log, latency histogram, and JSON lines on stdout.
+final class BenchMember: MessageSource, @unchecked Sendable {
+    let settings: RuntimeSettings
+    let size: Int
+    let duration: Double
+    let count: Int?
+    let logPath: String?
+    // Everything below is touched only on the member's event loop.
+    private var sent: UInt64 = 0
+    private var sendingDone = false
+    private var sendDeadline: UInt64 = 0
+    private var delivered: UInt64 = 0
+    private var deliveredBytes: UInt64 = 0
+    private var corrupt: UInt64 = 0
+    private var fifoViolations: UInt64 = 0
+    private var expected: [UInt64]
+    private var startedAt: UInt64 = 0
+    private var lastDeliveryAt: UInt64 = 0
+    private var latency = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    private var logBuffer: [UInt8] = []
+    private var logFile: FileHandle?
+
+    init(settings: RuntimeSettings, size: Int, duration: Double, count: Int?, logPath: String?) {
+        self.settings = settings
+        self.size = size
+        self.duration = duration
+        self.count = count
+        self.logPath = logPath
+        self.expected = Array(repeating: 0, count: settings.view.senderCount)
+    }
+
+    func run() async throws {
+        if let logPath {
+            guard FileManager.default.createFile(atPath: logPath, contents: nil) else {
+                throw ValidationError("cannot create the delivery log \(logPath)")
+            }
+            logFile = FileHandle(forWritingAtPath: logPath)
+            logBuffer.reserveCapacity(1 << 20)
+        }
+        var logger = Logger(label: "lockstep.member\(settings.memberRank)")
+        logger.logLevel = .warning
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let runtime = try await MemberRuntime.start(settings: settings, eventLoop: group.next(), logger: logger) {
+            [self] delivery in self.delivered(delivery)
+        }
+        let loop = runtime.eventLoop
+        try await loop.submit {
+            self.startedAt = NIODeadline.now().uptimeNanoseconds
+            self.sendDeadline = self.startedAt + UInt64(self.duration * 1e9)
+            let isSender = self.settings.view.senderRank(ofMemberRank: self.settings.memberRank) != nil
+            self.sendingDone = !isSender
+        }.get()
+        Output.line("{\"event\":\"ready\",\"rank\":\(settings.memberRank)}")
+        runtime.setSource(self)
+        // Progress for the parent, and a wake-up so a deadline-stopped source is noticed.
+        let progress = loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
+            runtime.wake()
+            Output.line(self.progressLine())
+        }
+        // The parent closes our stdin when every member has delivered everything.
+        _ = await Task.detached { FileHandle.standardInput.readDataToEndOfFile() }.value
+        progress.cancel()
+        let final = try await loop.submit { self.finalLine() }.get()
+        await runtime.close()
+        try await group.shutdownGracefully()
+        flushLog()
+        try logFile?.close()
+        Output.line(final)
+    }
+
+    func nextPayloads(limit: Int, into payloads: inout [Payload]) {
+        guard !sendingDone else { return }
+        let now = NIODeadline.now().uptimeNanoseconds
+        var allowed = min(limit, 1_024)
+        if let count { allowed = min(allowed, count - Int(sent)) }
+        if now >= sendDeadline && count == nil { allowed = 0 }
+        for _ in 0..<max(0, allowed) {
+            payloads.append(BenchPayload.make(size: size, sequence: sent, now: now))
+            sent += 1
+        }
+        if (count.map { sent >= UInt64($0) } ?? false) || (count == nil && now >= sendDeadline) {
+            sendingDone = true
+        }
+    }
+
+    private func delivered(_ delivery: Delivery) {
+        let now = NIODeadline.now().uptimeNanoseconds
+        let (sentAt, sequence, intact) = BenchPayload.read(delivery.payload)
+        if !intact { corrupt += 1 }
+        if sequence != expected[delivery.senderRank] { fifoViolations += 1 }
+        expected[delivery.senderRank] = sequence + 1
+        delivered += 1
+        deliveredBytes += UInt64(delivery.payload.count)
+        lastDeliveryAt = now
+        if now > sentAt { _ = latency.record((now - sentAt) / 1_000) }
+        if logFile != nil {
+            withUnsafeBytes(of: UInt16(delivery.senderRank).littleEndian) { logBuffer.append(contentsOf: $0) }
+            withUnsafeBytes(of: sequence.littleEndian) { logBuffer.append(contentsOf: $0) }
+            if logBuffer.count >= 1 << 20 { flushLog() }
+        }
+    }
+
+    private func flushLog() {
+        guard let logFile, !logBuffer.isEmpty else { return }
+        logFile.write(Data(logBuffer))
+        logBuffer.removeAll(keepingCapacity: true)
+    }
+
+    private func progressLine() -> String {
+        "{\"event\":\"progress\",\"rank\":\(settings.memberRank),\"sent\":\(sent),\"sending_done\":\(sendingDone),\"delivered\":\(delivered),\"delivered_bytes\":\(deliveredBytes)}"
+    }
+
+    private func finalLine() -> String {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let cpu = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+            + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+        let rssMegabytes = Double(usage.ru_maxrss) * 1_024 / 1e6
+        let seconds = Double(max(lastDeliveryAt, startedAt + 1) - startedAt) / 1e9
+        return "{\"event\":\"final\",\"rank\":\(settings.memberRank),\"sent\":\(sent),\"delivered\":\(delivered),\"delivered_bytes\":\(deliveredBytes),\"seconds\":\(seconds),\"latency_us\":{\"p50\":\(latency.valueAtPercentile(50)),\"p99\":\(latency.valueAtPercentile(99)),\"p999\":\(latency.valueAtPercentile(99.9))},\"cpu_seconds\":\(cpu),\"rss_megabytes_max\":\(rssMegabytes),\"corrupt\":\(corrupt),\"fifo_violations\":\(fifoViolations)}"
+    }
+}

@@ -1,0 +1,120 @@
+// What `lockstep node` and the benchmark's member processes share: the member's settings from
+// flags or a JSON config file, validated with errors that name the bad value.
+
+import ArgumentParser
+import Foundation
+import LockstepCore
+import LockstepRuntime
+
+/// Which members send.
+enum SenderChoice: String, ExpressibleByArgument, Codable, Sendable {
+    case all, half, one
+
+    func senderRanks(memberCount: Int) -> [Int] {
+        switch self {
+        case .all: return Array(0..<memberCount)
+        case .half: return Array(0..<max(1, memberCount / 2))
+        case .one: return [0]
+        }
+    }
+}
+
+/// Options of one member, shared by `node` and the benchmark.
+struct MemberOptions: ParsableArguments {
+    @Option(help: "JSON file with any of: rank, peers, senders, window, mode, messageBytesMax, batchMessagesMax, batchBytesMax, heartbeatMilliseconds. Flags override it.")
+    var config: String?
+
+    @Option(help: "This member's rank (its position in --peers).")
+    var rank: Int?
+
+    @Option(help: "Every member's listening address in rank order, comma-separated host:port (this member's included).")
+    var peers: String?
+
+    @Option(help: "Which members send: all, half (the lower ranks) or one (rank 0).")
+    var senders: SenderChoice?
+
+    @Option(help: "The window: most messages a sender has beyond the group's delivered minimum.")
+    var window: Int?
+
+    @Option(help: "Delivery mode: ordered or unordered.")
+    var mode: DeliveryMode?
+
+    @Option(help: "Largest message payload, bytes.")
+    var messageBytesMax: Int?
+
+    struct FileConfig: Codable {
+        var rank: Int?
+        var peers: [String]?
+        var senders: SenderChoice?
+        var window: Int?
+        var mode: String?
+        var messageBytesMax: Int?
+        var batchMessagesMax: Int?
+        var batchBytesMax: Int?
+        var heartbeatMilliseconds: Int?
+    }
+
+    /// The member's validated settings.
+    func settings() throws -> RuntimeSettings {
+        var file = FileConfig()
+        if let config {
+            do {
+                file = try JSONDecoder().decode(FileConfig.self, from: Data(contentsOf: URL(fileURLWithPath: config)))
+            } catch {
+                throw ValidationError("cannot read config file \(config): \(error)")
+            }
+        }
+        guard let peerText = peers.map({ $0.split(separator: ",").map(String.init) }) ?? file.peers, !peerText.isEmpty else {
+            throw ValidationError("--peers (or \"peers\" in the config file) is required: every member's host:port in rank order")
+        }
+        var addresses: [PeerAddress] = []
+        for text in peerText {
+            guard let address = PeerAddress(text.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("peer address '\(text)' is not host:port with a port in 1...65535")
+            }
+            addresses.append(address)
+        }
+        guard Set(addresses).count == addresses.count else { throw ValidationError("--peers lists an address twice") }
+        guard let rank = rank ?? file.rank else { throw ValidationError("--rank (or \"rank\" in the config file) is required") }
+        guard addresses.indices.contains(rank) else {
+            throw ValidationError("--rank \(rank) is not a position in --peers (0...\(addresses.count - 1))")
+        }
+        var configuration = Configuration()
+        if let window = window ?? file.window { configuration.windowMessagesMax = window }
+        if let modeText = file.mode {
+            guard let parsed = DeliveryMode(rawValue: modeText) else {
+                throw ValidationError("config mode '\(modeText)' is not ordered or unordered")
+            }
+            configuration.deliveryMode = parsed
+        }
+        if let mode { configuration.deliveryMode = mode }
+        if let bytes = messageBytesMax ?? file.messageBytesMax { configuration.messageBytesMax = bytes }
+        if let count = file.batchMessagesMax { configuration.batchMessagesMax = count }
+        if let bytes = file.batchBytesMax { configuration.batchBytesMax = bytes }
+        if let milliseconds = file.heartbeatMilliseconds { configuration.heartbeatInterval = .milliseconds(milliseconds) }
+        do { try configuration.validate() } catch { throw ValidationError("\(error)") }
+        let ids = addresses.indices.map { MemberID(UInt64($0 + 1)) }
+        let senderRanks = (senders ?? file.senders ?? .all).senderRanks(memberCount: addresses.count)
+        let view: View
+        do {
+            view = try View(id: ViewID(1), members: ids, senders: senderRanks.map { ids[$0] })
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        return RuntimeSettings(configuration: configuration, view: view, memberRank: rank, addresses: addresses)
+    }
+}
+
+extension RuntimeSettings {
+    /// The effective configuration, printed at start.
+    var summary: String {
+        let c = configuration
+        return """
+            member rank \(memberRank) of \(view.memberCount) (\(view.members[memberRank])), listening on \(addresses[memberRank])
+            view \(view.id): members \(zip(view.members, addresses).map { "\($0)@\($1)" }.joined(separator: " "))
+            senders: \(view.senderMemberRanks.map { "rank \($0)" }.joined(separator: ", "))
+            mode \(c.deliveryMode.rawValue), windowMessagesMax \(c.windowMessagesMax), messageBytesMax \(c.messageBytesMax), \
+            batchMessagesMax \(c.batchMessagesMax), batchBytesMax \(c.batchBytesMax), heartbeatInterval \(c.heartbeatInterval)
+            """
+    }
+}
