@@ -46,7 +46,8 @@ struct Node: AsyncParsableCommand {
             }
             guard duration > 0, duration <= 3_600 else { throw ValidationError("--duration must be in (0, 3600] seconds") }
             if let count, count < 1 { throw ValidationError("--count must be at least 1") }
-            try await BenchMember(settings: settings, size: size, duration: duration, count: count, logPath: log).run()
+            try await BenchMember(settings: settings, size: size, duration: duration, count: count, logPath: log)
+                .runAsProcess()
         } else {
             try await runInteractive(settings)
         }
@@ -139,7 +140,11 @@ final class BenchMember: MessageSource, @unchecked Sendable {
         self.expected = Array(repeating: 0, count: settings.view.senderCount)
     }
 
-    func run() async throws {
+    private var runtime: MemberRuntime?
+    private var group: MultiThreadedEventLoopGroup?
+
+    /// Connects to the group and starts sending.
+    func start() async throws {
         if let logPath {
             guard FileManager.default.createFile(atPath: logPath, contents: nil) else {
                 throw ValidationError("cannot create the delivery log \(logPath)")
@@ -148,34 +153,57 @@ final class BenchMember: MessageSource, @unchecked Sendable {
             logBuffer.reserveCapacity(1 << 20)
         }
         var logger = Logger(label: "lockstep.member\(settings.memberRank)")
-        logger.logLevel = .warning
+        logger.logLevel = .error
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        self.group = group
         let runtime = try await MemberRuntime.start(settings: settings, eventLoop: group.next(), logger: logger) {
             [self] delivery in self.delivered(delivery)
         }
-        let loop = runtime.eventLoop
-        try await loop.submit {
+        self.runtime = runtime
+        try await runtime.eventLoop.submit {
             self.startedAt = NIODeadline.now().uptimeNanoseconds
             self.sendDeadline = self.startedAt + UInt64(self.duration * 1e9)
             let isSender = self.settings.view.senderRank(ofMemberRank: self.settings.memberRank) != nil
             self.sendingDone = !isSender
         }.get()
-        Output.line("{\"event\":\"ready\",\"rank\":\(settings.memberRank)}")
         runtime.setSource(self)
-        // Progress for the parent, and a wake-up so a deadline-stopped source is noticed.
-        let progress = loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
-            runtime.wake()
-            Output.line(self.progressLine())
-        }
-        // The parent closes our stdin when every member has delivered everything.
-        _ = await Task.detached { FileHandle.standardInput.readDataToEndOfFile() }.value
-        progress.cancel()
-        let final = try await loop.submit { self.finalLine() }.get()
+    }
+
+    /// Where the member is now (and a nudge to pull, so a deadline-stopped source is noticed).
+    func progress() async throws -> MemberProgress {
+        guard let runtime else { throw ValidationError("member not started") }
+        runtime.wake()
+        return try await runtime.eventLoop.submit {
+            MemberProgress(
+                rank: self.settings.memberRank, sent: self.sent, sendingDone: self.sendingDone, delivered: self.delivered,
+                deliveredBytes: self.deliveredBytes)
+        }.get()
+    }
+
+    /// Stops the member and returns its figures.
+    func finish() async throws -> MemberFinal {
+        guard let runtime, let group else { throw ValidationError("member not started") }
+        let final = try await runtime.eventLoop.submit { self.finalReport() }.get()
         await runtime.close()
         try await group.shutdownGracefully()
         flushLog()
         try logFile?.close()
-        Output.line(final)
+        return final
+    }
+
+    /// As a process of `lockstep bench`: JSON lines on stdout; stops when stdin closes.
+    func runAsProcess() async throws {
+        try await start()
+        Output.line(try jsonLine(["event": "ready"]))
+        let reporter = Task {
+            while !Task.isCancelled {
+                try await Task.sleep(for: .milliseconds(250))
+                Output.line(try jsonLine(try await progress()))
+            }
+        }
+        _ = await Task.detached { FileHandle.standardInput.readDataToEndOfFile() }.value
+        reporter.cancel()
+        Output.line(try jsonLine(try await finish()))
     }
 
     func nextPayloads(limit: Int, into payloads: inout [Payload]) {
@@ -216,17 +244,60 @@ final class BenchMember: MessageSource, @unchecked Sendable {
         logBuffer.removeAll(keepingCapacity: true)
     }
 
-    private func progressLine() -> String {
-        "{\"event\":\"progress\",\"rank\":\(settings.memberRank),\"sent\":\(sent),\"sending_done\":\(sendingDone),\"delivered\":\(delivered),\"delivered_bytes\":\(deliveredBytes)}"
-    }
-
-    private func finalLine() -> String {
+    private func finalReport() -> MemberFinal {
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         let cpu = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
             + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
-        let rssMegabytes = Double(usage.ru_maxrss) * 1_024 / 1e6
         let seconds = Double(max(lastDeliveryAt, startedAt + 1) - startedAt) / 1e9
-        return "{\"event\":\"final\",\"rank\":\(settings.memberRank),\"sent\":\(sent),\"delivered\":\(delivered),\"delivered_bytes\":\(deliveredBytes),\"seconds\":\(seconds),\"latency_us\":{\"p50\":\(latency.valueAtPercentile(50)),\"p99\":\(latency.valueAtPercentile(99)),\"p999\":\(latency.valueAtPercentile(99.9))},\"cpu_seconds\":\(cpu),\"rss_megabytes_max\":\(rssMegabytes),\"corrupt\":\(corrupt),\"fifo_violations\":\(fifoViolations)}"
+        return MemberFinal(
+            rank: settings.memberRank, sent: sent, delivered: delivered, deliveredBytes: deliveredBytes, seconds: seconds,
+            latencyMicroseconds: Percentiles(
+                p50: latency.valueAtPercentile(50), p99: latency.valueAtPercentile(99),
+                p999: latency.valueAtPercentile(99.9)),
+            cpuSeconds: cpu, rssMegabytesMax: Double(usage.ru_maxrss) * 1_024 / 1e6, corrupt: corrupt,
+            fifoViolations: fifoViolations, latencySamples: latency.totalCount)
     }
+}
+
+/// Latency percentiles, microseconds.
+struct Percentiles: Codable, Sendable {
+    var p50: UInt64
+    var p99: UInt64
+    var p999: UInt64
+}
+
+/// A member's progress line.
+struct MemberProgress: Codable, Sendable {
+    var event = "progress"
+    var rank: Int
+    var sent: UInt64
+    var sendingDone: Bool
+    var delivered: UInt64
+    var deliveredBytes: UInt64
+}
+
+/// A member's final figures. CPU and memory are the whole process's (one member per process,
+/// except with --in-process).
+struct MemberFinal: Codable, Sendable {
+    var event = "final"
+    var rank: Int
+    var sent: UInt64
+    var delivered: UInt64
+    var deliveredBytes: UInt64
+    /// From the start of sending to the last delivery.
+    var seconds: Double
+    var latencyMicroseconds: Percentiles
+    var cpuSeconds: Double
+    var rssMegabytesMax: Double
+    var corrupt: UInt64
+    var fifoViolations: UInt64
+    var latencySamples: UInt64
+}
+
+func jsonLine<T: Encodable>(_ value: T) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.keyEncodingStrategy = .convertToSnakeCase
+    encoder.outputFormatting = [.sortedKeys]
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
 }

@@ -1,0 +1,368 @@
+// `lockstep bench`: starts a group on this machine (3 processes over loopback TCP by default),
+// measures a raw TCP baseline first, streams a sweep of message sizes, shows live progress,
+// checks every member's delivery log, prints a table and writes a JSON report.
+
+import ArgumentParser
+import Foundation
+import LockstepCore
+import LockstepSimulator
+import Synchronization
+
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure replication throughput and latency on a local group, against a raw TCP baseline.")
+
+    @Option(help: "Members in the group.")
+    var members: Int = 3
+
+    @Option(help: "Which members send: all, half or one.")
+    var senders: SenderChoice = .all
+
+    @Option(help: "Message sizes, comma-separated, with K/M suffixes (powers of 1024).")
+    var size: String = "64,1K,64K,1M"
+
+    @Option(help: "The window (default: 64 MiB / size, clamped to 4...1024).")
+    var window: Int?
+
+    @Option(help: "Seconds of sending per size.")
+    var duration: Double = 5
+
+    @Option(help: "Messages per sender per size (instead of --duration).")
+    var count: Int?
+
+    @Option(help: "Delivery mode: ordered or unordered.")
+    var mode: DeliveryMode = .ordered
+
+    @Option(help: "Transport: tcp (rdma is not built yet).")
+    var transport: String = "tcp"
+
+    @Flag(help: "Run the members as threads of this process instead of separate processes.")
+    var inProcess = false
+
+    @Option(help: "Report path (default: bench-results/<UTC time>-<commit>.json).")
+    var output: String?
+
+    @Option(help: "Seconds of the raw TCP baseline.")
+    var baselineSeconds: Double = 2
+
+    func validate() throws {
+        guard (2...16).contains(members) else { throw ValidationError("--members must be in 2...16, got \(members)") }
+        guard transport == "tcp" else {
+            throw ValidationError("--transport \(transport): only tcp exists so far (rdma is a later issue)")
+        }
+        guard duration > 0, duration <= 3_600 else { throw ValidationError("--duration must be in (0, 3600] seconds") }
+        if let count, count < 1 { throw ValidationError("--count must be at least 1") }
+        if let window, !(1...(1 << 22)).contains(window) { throw ValidationError("--window must be in 1...4194304") }
+        _ = try Self.parseSizes(size)
+        guard baselineSeconds > 0, baselineSeconds <= 60 else { throw ValidationError("--baseline-seconds must be in (0, 60]") }
+    }
+
+    static func parseSizes(_ text: String) throws -> [Int] {
+        try text.split(separator: ",").map { part in
+            let token = part.trimmingCharacters(in: .whitespaces).uppercased()
+            var multiplier = 1
+            var digits = Substring(token)
+            if token.hasSuffix("K") { multiplier = 1_024; digits = digits.dropLast() }
+            if token.hasSuffix("M") { multiplier = 1_024 * 1_024; digits = digits.dropLast() }
+            guard let value = Int(digits), value > 0 else { throw ValidationError("--size: '\(part)' is not a size like 64, 1K or 1M") }
+            let bytes = value * multiplier
+            guard bytes >= BenchPayload.headerBytes, bytes <= 256 * 1_024 * 1_024 else {
+                throw ValidationError("--size: \(bytes) bytes is outside \(BenchPayload.headerBytes)...256M")
+            }
+            return bytes
+        }
+    }
+
+    func run() async throws {
+        let sizes = try Self.parseSizes(size)
+        let machine = MachineInfo.current()
+        Output.line("lockstep bench: \(members) members (\(inProcess ? "threads of one process" : "processes")), senders \(senders.rawValue), \(mode.rawValue), tcp on 127.0.0.1, commit \(machine.commit)")
+        Output.line("raw baseline: one TCP stream between two processes, 1 MiB writes, \(baselineSeconds) s ...")
+        let raw = try await measureBaseline()
+        Output.line("raw baseline: \(format(raw, 1)) MB/s")
+        var results: [BenchResult] = []
+        for bytes in sizes {
+            let window = self.window ?? min(1_024, max(4, (64 * 1_024 * 1_024) / bytes))
+            Output.line("size \(sizeLabel(bytes)), window \(window): streaming \(count.map { "\($0) messages per sender" } ?? "for \(duration) s") ...")
+            var result = try await runSize(bytes: bytes, window: window)
+            result.efficiency = raw > 0 ? result.megabytesPerSecond * Double(members - 1) / raw : 0
+            results.append(result)
+            Output.line("size \(sizeLabel(bytes)): \(format(result.messagesPerSecond, 0)) msg/s, \(format(result.megabytesPerSecond, 1)) MB/s, checker \(result.checker)")
+        }
+        let report = BenchReport(
+            commit: machine.commit, createdAt: machine.now, machine: machine,
+            baseline: Baseline(rawTcpMegabytesPerSecond: raw, seconds: baselineSeconds), results: results)
+        Output.line("")
+        Output.line(report.table())
+        let path = output ?? "bench-results/\(machine.fileStamp)-\(machine.commit).json"
+        try report.write(to: path)
+        Output.line("report written to \(path)")
+        if results.contains(where: { $0.checker != "passed" }) {
+            Output.line("the checker FAILED for at least one size (see above)")
+            throw ExitCode.failure
+        }
+    }
+
+    // MARK: - Baseline
+
+    private func measureBaseline() async throws -> Double {
+        let port = try RawTCP.freePort()
+        let sink = try ChildProcess(arguments: ["raw-tcp-sink", "--port", "\(port)"], stderrPath: nil)
+        try await sink.waitForLine { $0.contains("listening") }
+        let fd = try RawTCP.connect(port: UInt16(port))
+        let seconds = baselineSeconds
+        await Task.detached { RawTCP.stream(to: fd, seconds: seconds) }.value
+        let line = try await sink.waitForLine { $0.contains("\"baseline\"") }
+        sink.waitUntilExit()
+        struct BaselineLine: Decodable { var bytes: Double; var seconds: Double }
+        let parsed = try JSONDecoder().decode(BaselineLine.self, from: Data(line.utf8))
+        return parsed.seconds > 0 ? parsed.bytes / parsed.seconds / 1e6 : 0
+    }
+
+    // MARK: - One size
+
+    private func runSize(bytes: Int, window: Int) async throws -> BenchResult {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-bench-\(getpid())-\(bytes)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let ports = try (0..<members).map { _ in try RawTCP.freePort() }
+        let peers = ports.map { "127.0.0.1:\($0)" }.joined(separator: ",")
+        let logPaths = (0..<members).map { directory.appendingPathComponent("member-\($0).log").path }
+        let messageBytesMax = max(bytes, Configuration().messageBytesMax)
+
+        var handles: [MemberHandle] = []
+        if inProcess {
+            var inProcessMembers: [BenchMember] = []
+            for rank in 0..<members {
+                var options = try MemberOptions.parse([
+                    "--rank", "\(rank)", "--peers", peers, "--senders", senders.rawValue, "--window", "\(window)",
+                    "--mode", mode.rawValue, "--message-bytes-max", "\(messageBytesMax)",
+                ])
+                options.config = nil
+                let member = BenchMember(
+                    settings: try options.settings(), size: bytes, duration: duration, count: count, logPath: logPaths[rank])
+                inProcessMembers.append(member)
+                handles.append(InProcessMember(member: member))
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for member in inProcessMembers { group.addTask { try await member.start() } }
+                try await group.waitForAll()
+            }
+        } else {
+            var children: [ChildProcess] = []
+            for rank in 0..<members {
+                var arguments = [
+                    "node", "--rank", "\(rank)", "--peers", peers, "--senders", senders.rawValue, "--window", "\(window)",
+                    "--mode", mode.rawValue, "--message-bytes-max", "\(messageBytesMax)", "--size", "\(bytes)",
+                    "--duration", "\(duration)", "--log", logPaths[rank],
+                ]
+                if let count { arguments += ["--count", "\(count)"] }
+                let child = try ChildProcess(
+                    arguments: arguments, stderrPath: directory.appendingPathComponent("member-\(rank).err").path)
+                children.append(child)
+                handles.append(child)
+            }
+            for child in children { try await child.waitForLine { $0.contains("\"ready\"") } }
+        }
+
+        // Live progress until every member has delivered everything every sender sent.
+        let start = ContinuousClock.now
+        let limit = (count == nil ? duration : 600) + 60
+        var lastTick = start
+        var lastDelivered: UInt64 = 0
+        var complete = false
+        while true {
+            try await Task.sleep(for: .milliseconds(200))
+            let progress = try await handles.asyncMap { try await $0.progress() }
+            let everyone = progress.compactMap { $0 }
+            let sent = everyone.reduce(0) { $0 + $1.sent }
+            let minimumDelivered = everyone.map(\.delivered).min() ?? 0
+            if everyone.count == members, everyone.allSatisfy(\.sendingDone), sent > 0,
+                everyone.allSatisfy({ $0.delivered == sent })
+            {
+                complete = true
+                break
+            }
+            let now = ContinuousClock.now
+            if now - lastTick >= .seconds(1) {
+                let interval = seconds(now - lastTick)
+                let rate = Double(minimumDelivered - min(lastDelivered, minimumDelivered)) / interval
+                Output.line("  [\(sizeLabel(bytes))] \(format(seconds(now - start), 1)) s: \(format(rate, 0)) msg/s, \(format(rate * Double(bytes) / 1e6, 1)) MB/s delivered (slowest member), \(sent - min(sent, minimumDelivered)) in flight")
+                lastTick = now
+                lastDelivered = minimumDelivered
+            }
+            if seconds(now - start) > limit {
+                Output.line("  [\(sizeLabel(bytes))] no completion within \(Int(limit)) s: stopping the members")
+                break
+            }
+        }
+        var finals: [MemberFinal] = []
+        for handle in handles {
+            if let final = try await handle.finish() { finals.append(final) }
+        }
+        var checker = complete ? "passed" : "failed: the run did not complete (not every message was delivered everywhere)"
+        if finals.count != members {
+            checker = "failed: \(members - finals.count) members did not report"
+        } else if complete {
+            checker = checkLogs(logPaths, finals: finals)
+        }
+        return BenchResult(
+            transport: "tcp", members: members, senders: senders.rawValue, mode: mode.rawValue, sizeBytes: bytes,
+            window: window, inProcess: inProcess, finals: finals, checker: checker)
+    }
+
+    /// Runs the delivery checker over every member's log.
+    private func checkLogs(_ paths: [String], finals: [MemberFinal]) -> String {
+        var delivered: [MemberID: [DeliveredRecord]] = [:]
+        for (rank, path) in paths.enumerated() {
+            guard let data = FileManager.default.contents(atPath: path) else { return "failed: no delivery log from member \(rank)" }
+            var records: [DeliveredRecord] = []
+            records.reserveCapacity(data.count / 10)
+            data.withUnsafeBytes { raw in
+                var offset = 0
+                while offset + 10 <= raw.count {
+                    let sender = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
+                    let sequence = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 2, as: UInt64.self))
+                    records.append(DeliveredRecord(sender: MemberID(UInt64(sender)), senderSequence: sequence, payloadDigest: 0))
+                    offset += 10
+                }
+            }
+            delivered[MemberID(UInt64(rank) + 1_000)] = records
+        }
+        var sent: [MemberID: [SentRecord]] = [:]
+        for final in finals where final.sent > 0 {
+            // Senders are the lowest ranks, so a sender's sender rank is its member rank.
+            sent[MemberID(UInt64(final.rank))] = (0..<final.sent).map { SentRecord(senderSequence: $0, payloadDigest: 0) }
+        }
+        let violations = DeliveryChecker(sent: sent, delivered: delivered).check(totalOrder: mode == .ordered, quiesced: true)
+        let corrupt = finals.reduce(0) { $0 + $1.corrupt }
+        if corrupt > 0 { return "failed: \(corrupt) payloads arrived with other content than was sent" }
+        if let first = violations.first { return "failed: \(violations.count) violations, first: \(first)" }
+        let total = delivered.values.reduce(0) { $0 + $1.count }
+        return total > 0 ? "passed" : "failed: nothing was delivered"
+    }
+
+    private func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+}
+
+func sizeLabel(_ bytes: Int) -> String {
+    if bytes >= 1_024 * 1_024, bytes % (1_024 * 1_024) == 0 { return "\(bytes / (1_024 * 1_024)) MiB" }
+    if bytes >= 1_024, bytes % 1_024 == 0 { return "\(bytes / 1_024) KiB" }
+    return "\(bytes) B"
+}
+
+func format(_ value: Double, _ decimals: Int) -> String {
+    String(format: "%.\(decimals)f", value)
+}
+
+extension Array {
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var result: [T] = []
+        result.reserveCapacity(count)
+        for element in self { result.append(try await transform(element)) }
+        return result
+    }
+}
+
+// MARK: - Members: child processes or in-process threads
+
+protocol MemberHandle: Sendable {
+    func progress() async throws -> MemberProgress?
+    func finish() async throws -> MemberFinal?
+}
+
+struct InProcessMember: MemberHandle {
+    let member: BenchMember
+    func progress() async throws -> MemberProgress? { try await member.progress() }
+    func finish() async throws -> MemberFinal? { try await member.finish() }
+}
+
+/// A `lockstep` child process speaking JSON lines on stdout; closing its stdin stops it.
+final class ChildProcess: MemberHandle, @unchecked Sendable {
+    private let process = Process()
+    private let stdinPipe = Pipe()
+    private let stdoutPipe = Pipe()
+    private let state = Shared()
+
+    /// The reader thread and the bench share this.
+    final class Shared: Sendable {
+        let mutex = Mutex(State())
+        func withLock<T>(_ body: (inout State) -> T) -> T { mutex.withLock { body(&$0) } }
+    }
+
+    struct State {
+        var partial = Data()
+        var lines: [String] = []
+        var progress: MemberProgress?
+        var final: MemberFinal?
+    }
+
+    init(arguments: [String], stderrPath: String?) throws {
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        process.arguments = arguments
+        process.standardInput = stdinPipe
+        process.standardOutput = stdoutPipe
+        if let stderrPath {
+            if FileManager.default.createFile(atPath: stderrPath, contents: nil) {
+                process.standardError = FileHandle(forWritingAtPath: stderrPath)
+            }
+        }
+        let state = self.state
+        stdoutPipe.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            state.withLock { state in
+                state.partial.append(data)
+                while let newline = state.partial.firstIndex(of: 0x0A) {
+                    let line = String(decoding: state.partial[state.partial.startIndex..<newline], as: UTF8.self)
+                    state.partial.removeSubrange(state.partial.startIndex...newline)
+                    state.lines.append(line)
+                    let data = Data(line.utf8)
+                    let decoder = JSONDecoder()
+                    decoder.keyDecodingStrategy = .convertFromSnakeCase
+                    if line.contains("\"progress\"") {
+                        state.progress = try? decoder.decode(MemberProgress.self, from: data)
+                    } else if line.contains("\"final\"") {
+                        state.final = try? decoder.decode(MemberFinal.self, from: data)
+                    }
+                }
+            }
+        }
+        try process.run()
+    }
+
+    /// Waits (up to 60 s) for a stdout line that `matches`, and returns it.
+    @discardableResult
+    func waitForLine(_ matches: @escaping @Sendable (String) -> Bool) async throws -> String {
+        for _ in 0..<6_000 {
+            if let line = state.withLock({ $0.lines.first(where: matches) }) { return line }
+            if !process.isRunning, state.withLock({ $0.lines.first(where: matches) }) == nil {
+                throw RawTCPError("child `lockstep \(process.arguments?.first ?? "")` exited with status \(process.terminationStatus)")
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw RawTCPError("child `lockstep \(process.arguments?.first ?? "")` did not answer within 60 s")
+    }
+
+    func progress() async throws -> MemberProgress? { state.withLock { $0.progress } }
+
+    func finish() async throws -> MemberFinal? {
+        try? stdinPipe.fileHandleForWriting.close()
+        for _ in 0..<3_000 {
+            if let final = state.withLock({ $0.final }) {
+                waitUntilExit()
+                return final
+            }
+            if !process.isRunning { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        if process.isRunning { process.terminate() }
+        return state.withLock { $0.final }
+    }
+
+    func waitUntilExit() {
+        process.waitUntilExit()
+        stdoutPipe.fileHandleForReading.readabilityHandler = nil
+    }
+}

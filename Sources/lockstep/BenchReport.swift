@@ -1,0 +1,168 @@
+// The JSON report of `lockstep bench` (schema "lockstep-bench/1") and its table.
+
+import Foundation
+
+struct MachineInfo: Codable, Sendable {
+    var cores: Int
+    var memoryGibibytes: Double
+    var kernel: String
+    var swift: String
+    var commit: String
+    var now: String
+    var fileStamp: String
+
+    static func current() -> MachineInfo {
+        var name = utsname()
+        uname(&name)
+        let kernel = withUnsafeBytes(of: name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let formatter = ISO8601DateFormatter()
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        let date = Date()
+        let stamp = DateFormatter()
+        stamp.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        stamp.timeZone = TimeZone(identifier: "UTC")
+        var commit = run("git", ["rev-parse", "--short", "HEAD"]) ?? "unknown"
+        if let status = run("git", ["status", "--porcelain", "--untracked-files=no"]), !status.isEmpty { commit += "-dirty" }
+        return MachineInfo(
+            cores: System.coreCount, memoryGibibytes: Double(ProcessInfo.processInfo.physicalMemory) / Double(1 << 30),
+            kernel: kernel, swift: swiftVersion, commit: commit, now: formatter.string(from: date),
+            fileStamp: stamp.string(from: date))
+    }
+
+    private static var swiftVersion: String {
+        #if compiler(>=6.3)
+            return "6.3+"
+        #else
+            return "6.x"
+        #endif
+    }
+
+    private static func run(_ command: String, _ arguments: [String]) -> String? {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [command] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return nil }
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { return nil }
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+struct Baseline: Codable, Sendable {
+    var rawTcpMegabytesPerSecond: Double
+    var seconds: Double
+}
+
+struct BenchResult: Codable, Sendable {
+    var transport: String
+    var members: Int
+    var senders: String
+    var mode: String
+    var sizeBytes: Int
+    var window: Int
+    var inProcess: Bool
+    /// Minimum over members: messages delivered per second of the run.
+    var messagesPerSecond: Double
+    /// Minimum over members, MB = 10^6 bytes.
+    var megabytesPerSecond: Double
+    var efficiency: Double = 0
+    /// The worst member's percentiles.
+    var latencyUs: Percentiles
+    var cpuSeconds: [Double]
+    var rssMegabytesMax: Double
+    var rssMegabytesPerMember: [Double]
+    var deliveredPerMember: [UInt64]
+    var secondsPerMember: [Double]
+    var checker: String
+
+    init(
+        transport: String, members: Int, senders: String, mode: String, sizeBytes: Int, window: Int, inProcess: Bool,
+        finals: [MemberFinal], checker: String
+    ) {
+        self.transport = transport
+        self.members = members
+        self.senders = senders
+        self.mode = mode
+        self.sizeBytes = sizeBytes
+        self.window = window
+        self.inProcess = inProcess
+        let sorted = finals.sorted { $0.rank < $1.rank }
+        messagesPerSecond = sorted.map { Double($0.delivered) / max($0.seconds, 1e-9) }.min() ?? 0
+        megabytesPerSecond = sorted.map { Double($0.deliveredBytes) / max($0.seconds, 1e-9) / 1e6 }.min() ?? 0
+        latencyUs = Percentiles(
+            p50: sorted.map(\.latencyMicroseconds.p50).max() ?? 0, p99: sorted.map(\.latencyMicroseconds.p99).max() ?? 0,
+            p999: sorted.map(\.latencyMicroseconds.p999).max() ?? 0)
+        cpuSeconds = sorted.map(\.cpuSeconds)
+        rssMegabytesPerMember = sorted.map(\.rssMegabytesMax)
+        rssMegabytesMax = rssMegabytesPerMember.max() ?? 0
+        deliveredPerMember = sorted.map(\.delivered)
+        secondsPerMember = sorted.map(\.seconds)
+        self.checker = checker
+    }
+}
+
+struct BenchReport: Codable, Sendable {
+    var schema = "lockstep-bench/1"
+    var commit: String
+    var createdAt: String
+    var machine: MachineInfo
+    var baseline: Baseline
+    var results: [BenchResult]
+
+    static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return encoder
+    }
+
+    static func decoder() -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return decoder
+    }
+
+    func write(to path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Self.encoder().encode(self).write(to: url)
+    }
+
+    /// The result table, as printed at the end of a run (and as Markdown by `lockstep report`).
+    func table(markdown: Bool = false) -> String {
+        let header = [
+            "size", "senders", "mode", "window", "msg/s", "MB/s", "efficiency", "p50 us", "p99 us", "p999 us",
+            "CPU s (per member)", "RSS MB max", "checker",
+        ]
+        let rows = results.map { r in
+            [
+                sizeLabel(r.sizeBytes), r.senders, r.mode, "\(r.window)", format(r.messagesPerSecond, 0),
+                format(r.megabytesPerSecond, 1), format(r.efficiency, 2), "\(r.latencyUs.p50)", "\(r.latencyUs.p99)",
+                "\(r.latencyUs.p999)", r.cpuSeconds.map { format($0, 1) }.joined(separator: "/"),
+                format(r.rssMegabytesMax, 1), r.checker,
+            ]
+        }
+        var lines: [String] = []
+        let title = "raw TCP baseline \(format(baseline.rawTcpMegabytesPerSecond, 1)) MB/s; \(results.first.map { "\($0.members) members, \($0.transport)\($0.inProcess ? ", in one process" : ", one process each")" } ?? ""); commit \(commit); \(machine.cores) cores"
+        if markdown {
+            lines.append(title)
+            lines.append("")
+            lines.append("| " + header.joined(separator: " | ") + " |")
+            lines.append("|" + header.map { _ in "---" }.joined(separator: "|") + "|")
+            for row in rows { lines.append("| " + row.joined(separator: " | ") + " |") }
+        } else {
+            let widths = header.indices.map { column in ([header[column]] + rows.map { $0[column] }).map(\.count).max() ?? 0 }
+            func line(_ cells: [String]) -> String {
+                cells.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+            }
+            lines.append(title)
+            lines.append(line(header))
+            for row in rows { lines.append(line(row)) }
+        }
+        return lines.joined(separator: "\n")
+    }
+}
