@@ -318,16 +318,16 @@ public final class MemberRuntime: @unchecked Sendable {
         var rounds = 0
         while true {
             rounds += 1
-            var submitted = 0
             while core.sendCapacity > 0, let (payload, promise) = sendQueue.popFirst() {
                 do {
                     try core.send(payload)
                     promise.succeed(())
-                    submitted += 1
                 } catch {
                     promise.fail(RuntimeError("\(error)"))
                 }
             }
+            // Unknown until asked: a source that was not asked (no room) may have more.
+            var sourceDrained = source == nil
             let capacity = core.sendCapacity
             if capacity > 0, let source {
                 pulled.removeAll(keepingCapacity: true)
@@ -335,14 +335,19 @@ public final class MemberRuntime: @unchecked Sendable {
                 for payload in pulled {
                     do { try core.send(payload) } catch { logger.error("source message refused: \(error)") }
                 }
-                submitted += pulled.count
+                sourceDrained = pulled.count < capacity
             }
             effects.removeAll(keepingCapacity: true)
             core.poll(into: &effects)
             carryOutEffects()
-            // Deliveries may have opened the window: pull again, a few rounds at most so reads
-            // are not starved.
-            if submitted == 0 || core.sendCapacity == 0 || rounds == 4 { break }
+            // Deliveries in this poll may have opened the window: go round again while there is
+            // something to send and room for it. After a few rounds, yield to reads and come back.
+            let moreToSend = !sendQueue.isEmpty || !sourceDrained
+            guard moreToSend, core.sendCapacity > 0 else { break }
+            if rounds == 4 {
+                eventLoop.execute { self.poll() }
+                break
+            }
         }
         for link in links { link?.flush() }
     }
