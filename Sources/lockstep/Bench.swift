@@ -21,7 +21,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Message sizes, comma-separated, with K/M suffixes (powers of 1024).")
     var size: String = "64,1K,64K,1M"
 
-    @Option(help: "The window (default: 64 MiB / size, clamped to 4...1024).")
+    @Option(help: "The window (default: 16 MiB / size, clamped to 4...1024, so memory stays bounded).")
     var window: Int?
 
     @Option(help: "Seconds of sending per size.")
@@ -82,7 +82,7 @@ struct Bench: AsyncParsableCommand {
         Output.line("raw baseline: \(format(raw, 1)) MB/s")
         var results: [BenchResult] = []
         for bytes in sizes {
-            let window = self.window ?? min(1_024, max(4, (64 * 1_024 * 1_024) / bytes))
+            let window = self.window ?? min(1_024, max(4, (16 * 1_024 * 1_024) / bytes))
             Output.line("size \(sizeLabel(bytes)), window \(window): streaming \(count.map { "\($0) messages per sender" } ?? "for \(duration) s") ...")
             var result = try await runSize(bytes: bytes, window: window)
             result.efficiency = raw > 0 ? result.megabytesPerSecond * Double(members - 1) / raw : 0

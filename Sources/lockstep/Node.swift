@@ -255,9 +255,21 @@ final class BenchMember: MessageSource, @unchecked Sendable {
             latencyMicroseconds: Percentiles(
                 p50: latency.valueAtPercentile(50), p99: latency.valueAtPercentile(99),
                 p999: latency.valueAtPercentile(99.9)),
-            cpuSeconds: cpu, rssMegabytesMax: Double(usage.ru_maxrss) * 1_024 / 1e6, corrupt: corrupt,
+            cpuSeconds: cpu, rssMegabytesMax: peakResidentMegabytes(), corrupt: corrupt,
             fifoViolations: fifoViolations, latencySamples: latency.totalCount)
     }
+}
+
+/// Peak resident memory of this process image, MB (10^6 bytes), from VmHWM in /proc/self/status.
+/// Not getrusage's ru_maxrss: that one keeps the peak of the parent process a child was forked
+/// from (the peak survives exec), which reported the bench parent's memory as the members'.
+func peakResidentMegabytes() -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        let kilobytes = line.split(separator: " ").compactMap { Double($0) }.first ?? 0
+        return kilobytes * 1_024 / 1e6
+    }
+    return 0
 }
 
 /// Latency percentiles, microseconds.
