@@ -21,6 +21,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Message sizes, comma-separated, with K/M suffixes (powers of 1024).")
     var size: String = "64,1K,64K,1M"
 
+    @Flag(help: "Run the --size list as one workload of mixed sizes (message i has the i-th size, cyclically) instead of a sweep.")
+    var mix = false
+
     @Option(help: "The window (default: 16 MiB / size, clamped to 4...1024, so memory stays bounded).")
     var window: Int?
 
@@ -81,10 +84,11 @@ struct Bench: AsyncParsableCommand {
         let raw = try await measureBaseline()
         Output.line("raw baseline: \(format(raw, 1)) MB/s")
         var results: [BenchResult] = []
-        for bytes in sizes {
+        for workload in mix ? [sizes] : sizes.map({ [$0] }) {
+            let bytes = workload.max() ?? 0
             let window = self.window ?? min(1_024, max(4, (16 * 1_024 * 1_024) / bytes))
-            Output.line("size \(sizeLabel(bytes)), window \(window): streaming \(count.map { "\($0) messages per sender" } ?? "for \(duration) s") ...")
-            var result = try await runSize(bytes: bytes, window: window)
+            Output.line("size \(workload.map(sizeLabel).joined(separator: "+")), window \(window): streaming \(count.map { "\($0) messages per sender" } ?? "for \(duration) s") ...")
+            var result = try await runSize(sizes: workload, window: window)
             result.efficiency = raw > 0 ? result.megabytesPerSecond * Double(members - 1) / raw : 0
             results.append(result)
             Output.line("size \(sizeLabel(bytes)): \(format(result.messagesPerSecond, 0)) msg/s, \(format(result.megabytesPerSecond, 1)) MB/s, checker \(result.checker)")
@@ -121,7 +125,9 @@ struct Bench: AsyncParsableCommand {
 
     // MARK: - One size
 
-    private func runSize(bytes: Int, window: Int) async throws -> BenchResult {
+    private func runSize(sizes: [Int], window: Int) async throws -> BenchResult {
+        let bytes = sizes.max() ?? 0
+        let sizeList = sizes.map(String.init).joined(separator: ",")
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-bench-\(getpid())-\(bytes)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -140,7 +146,7 @@ struct Bench: AsyncParsableCommand {
                 ])
                 options.config = nil
                 let member = BenchMember(
-                    settings: try options.settings(), size: bytes, duration: duration, count: count, logPath: logPaths[rank])
+                    settings: try options.settings(), sizes: sizes, duration: duration, count: count, logPath: logPaths[rank])
                 inProcessMembers.append(member)
                 handles.append(InProcessMember(member: member))
             }
@@ -153,7 +159,7 @@ struct Bench: AsyncParsableCommand {
             for rank in 0..<members {
                 var arguments = [
                     "node", "--rank", "\(rank)", "--peers", peers, "--senders", senders.rawValue, "--window", "\(window)",
-                    "--mode", mode.rawValue, "--message-bytes-max", "\(messageBytesMax)", "--size", "\(bytes)",
+                    "--mode", mode.rawValue, "--message-bytes-max", "\(messageBytesMax)", "--size", sizeList,
                     "--duration", "\(duration)", "--log", logPaths[rank],
                 ]
                 if let count { arguments += ["--count", "\(count)"] }
@@ -187,7 +193,9 @@ struct Bench: AsyncParsableCommand {
             if now - lastTick >= .seconds(1) {
                 let interval = seconds(now - lastTick)
                 let rate = Double(minimumDelivered - min(lastDelivered, minimumDelivered)) / interval
-                Output.line("  [\(sizeLabel(bytes))] \(format(seconds(now - start), 1)) s: \(format(rate, 0)) msg/s, \(format(rate * Double(bytes) / 1e6, 1)) MB/s delivered (slowest member), \(sent - min(sent, minimumDelivered)) in flight")
+                let rss = everyone.map(\.rssMegabytes).max() ?? 0
+                let megabytes = Double(everyone.map(\.deliveredBytes).min() ?? 0) / 1e6
+                Output.line("  [\(sizeLabel(bytes))] \(format(seconds(now - start), 1)) s: \(format(rate, 0)) msg/s, \(format(megabytes, 1)) MB delivered so far delivered (slowest member), ~\(sent - min(sent, minimumDelivered)) in flight, RSS \(format(rss, 1)) MB (largest member)")
                 lastTick = now
                 lastDelivered = minimumDelivered
             }
@@ -207,7 +215,7 @@ struct Bench: AsyncParsableCommand {
             checker = checkLogs(logPaths, finals: finals)
         }
         return BenchResult(
-            transport: "tcp", members: members, senders: senders.rawValue, mode: mode.rawValue, sizeBytes: bytes,
+            transport: "tcp", members: members, senders: senders.rawValue, mode: mode.rawValue, sizeBytes: bytes, sizes: sizes,
             window: window, inProcess: inProcess, finals: finals, checker: checker)
     }
 

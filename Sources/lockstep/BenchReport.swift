@@ -62,7 +62,10 @@ struct BenchResult: Codable, Sendable {
     var members: Int
     var senders: String
     var mode: String
+    /// The message size (the largest, for a mixed workload).
     var sizeBytes: Int
+    /// Every size of the workload (one, unless --mix).
+    var sizes: [Int]
     var window: Int
     var inProcess: Bool
     /// Minimum over members: messages delivered per second of the run.
@@ -80,7 +83,8 @@ struct BenchResult: Codable, Sendable {
     var checker: String
 
     init(
-        transport: String, members: Int, senders: String, mode: String, sizeBytes: Int, window: Int, inProcess: Bool,
+        transport: String, members: Int, senders: String, mode: String, sizeBytes: Int, sizes: [Int], window: Int,
+        inProcess: Bool,
         finals: [MemberFinal], checker: String
     ) {
         self.transport = transport
@@ -88,6 +92,7 @@ struct BenchResult: Codable, Sendable {
         self.senders = senders
         self.mode = mode
         self.sizeBytes = sizeBytes
+        self.sizes = sizes
         self.window = window
         self.inProcess = inProcess
         let sorted = finals.sorted { $0.rank < $1.rank }
@@ -140,7 +145,7 @@ struct BenchReport: Codable, Sendable {
         ]
         let rows = results.map { r in
             [
-                sizeLabel(r.sizeBytes), r.senders, r.mode, "\(r.window)", format(r.messagesPerSecond, 0),
+                r.sizes.map(sizeLabel).joined(separator: "+"), r.senders, r.mode, "\(r.window)", format(r.messagesPerSecond, 0),
                 format(r.megabytesPerSecond, 1), format(r.efficiency, 2), "\(r.latencyUs.p50)", "\(r.latencyUs.p99)",
                 "\(r.latencyUs.p999)", r.cpuSeconds.map { format($0, 1) }.joined(separator: "/"),
                 format(r.rssMegabytesMax, 1), r.checker,

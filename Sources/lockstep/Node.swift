@@ -23,8 +23,8 @@ struct Node: AsyncParsableCommand {
 
     @OptionGroup var member: MemberOptions
 
-    @Option(help: "Benchmark workload: payload bytes per message (at least 16).")
-    var size: Int?
+    @Option(help: "Benchmark workload: payload bytes per message (at least 16), or a comma-separated list (K/M suffixes) that messages cycle through.")
+    var size: String?
 
     @Option(help: "Benchmark workload: seconds of sending.")
     var duration: Double = 5
@@ -38,15 +38,13 @@ struct Node: AsyncParsableCommand {
     func run() async throws {
         let settings = try member.settings()
         if let size {
-            guard size >= BenchPayload.headerBytes else {
-                throw ValidationError("--size must be at least \(BenchPayload.headerBytes) bytes, got \(size)")
-            }
-            guard size <= settings.configuration.messageBytesMax else {
+            let sizes = try Bench.parseSizes(size)
+            for size in sizes where size > settings.configuration.messageBytesMax {
                 throw ValidationError("--size \(size) exceeds messageBytesMax \(settings.configuration.messageBytesMax)")
             }
             guard duration > 0, duration <= 3_600 else { throw ValidationError("--duration must be in (0, 3600] seconds") }
             if let count, count < 1 { throw ValidationError("--count must be at least 1") }
-            try await BenchMember(settings: settings, size: size, duration: duration, count: count, logPath: log)
+            try await BenchMember(settings: settings, sizes: sizes, duration: duration, count: count, logPath: log)
                 .runAsProcess()
         } else {
             try await runInteractive(settings)
@@ -112,7 +110,8 @@ enum BenchPayload {
 /// log, latency histogram, and JSON lines on stdout.
 final class BenchMember: MessageSource, @unchecked Sendable {
     let settings: RuntimeSettings
-    let size: Int
+    /// Message i has payload size sizes[i % sizes.count].
+    let sizes: [Int]
     let duration: Double
     let count: Int?
     let logPath: String?
@@ -131,9 +130,10 @@ final class BenchMember: MessageSource, @unchecked Sendable {
     private var logBuffer: [UInt8] = []
     private var logFile: FileHandle?
 
-    init(settings: RuntimeSettings, size: Int, duration: Double, count: Int?, logPath: String?) {
+    init(settings: RuntimeSettings, sizes: [Int], duration: Double, count: Int?, logPath: String?) {
+        precondition(!sizes.isEmpty, "a workload needs at least one size")
         self.settings = settings
-        self.size = size
+        self.sizes = sizes
         self.duration = duration
         self.count = count
         self.logPath = logPath
@@ -176,7 +176,7 @@ final class BenchMember: MessageSource, @unchecked Sendable {
         return try await runtime.eventLoop.submit {
             MemberProgress(
                 rank: self.settings.memberRank, sent: self.sent, sendingDone: self.sendingDone, delivered: self.delivered,
-                deliveredBytes: self.deliveredBytes)
+                deliveredBytes: self.deliveredBytes, rssMegabytes: residentMegabytes())
         }.get()
     }
 
@@ -213,7 +213,7 @@ final class BenchMember: MessageSource, @unchecked Sendable {
         if let count { allowed = min(allowed, count - Int(sent)) }
         if now >= sendDeadline && count == nil { allowed = 0 }
         for _ in 0..<max(0, allowed) {
-            payloads.append(BenchPayload.make(size: size, sequence: sent, now: now))
+            payloads.append(BenchPayload.make(size: sizes[Int(sent % UInt64(sizes.count))], sequence: sent, now: now))
             sent += 1
         }
         if (count.map { sent >= UInt64($0) } ?? false) || (count == nil && now >= sendDeadline) {
@@ -263,9 +263,14 @@ final class BenchMember: MessageSource, @unchecked Sendable {
 /// Peak resident memory of this process image, MB (10^6 bytes), from VmHWM in /proc/self/status.
 /// Not getrusage's ru_maxrss: that one keeps the peak of the parent process a child was forked
 /// from (the peak survives exec), which reported the bench parent's memory as the members'.
-func peakResidentMegabytes() -> Double {
+func peakResidentMegabytes() -> Double { statusMegabytes("VmHWM:") }
+
+/// Resident memory of this process now, MB.
+func residentMegabytes() -> Double { statusMegabytes("VmRSS:") }
+
+private func statusMegabytes(_ field: String) -> Double {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+    for line in status.split(separator: "\n") where line.hasPrefix(field) {
         let kilobytes = line.split(separator: " ").compactMap { Double($0) }.first ?? 0
         return kilobytes * 1_024 / 1e6
     }
@@ -287,6 +292,8 @@ struct MemberProgress: Codable, Sendable {
     var sendingDone: Bool
     var delivered: UInt64
     var deliveredBytes: UInt64
+    /// Resident memory of the process now, MB.
+    var rssMegabytes: Double
 }
 
 /// A member's final figures. CPU and memory are the whole process's (one member per process,
