@@ -93,6 +93,16 @@ let package = Package(
             swiftSettings: strictSwift
         ),
         .testTarget(
+            name: "LockstepRuntimeTests",
+            dependencies: [
+                "LockstepCore", "LockstepWire", "LockstepRuntime", "LockstepSimulator",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
             name: "LockstepSimulatorTests",
             dependencies: ["LockstepCore", "LockstepSimulator"],
             swiftSettings: strictSwift

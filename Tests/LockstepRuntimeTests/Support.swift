@@ -1,0 +1,118 @@
+// Helpers for the TCP tests: free loopback ports, a raw socket that plays a peer, and a group of
+// in-process members.
+
+import Foundation
+import Logging
+import LockstepCore
+import LockstepRuntime
+import LockstepSimulator
+import LockstepWire
+import NIOCore
+import NIOPosix
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A free port on 127.0.0.1 (bound, then released).
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    _ = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// A blocking TCP client socket, to play a peer byte by byte.
+final class RawPeer {
+    let fd: Int32
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var connected: Int32 = -1
+        for _ in 0..<100 {
+            connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            if connected == 0 { break }
+            usleep(20_000)
+        }
+        guard connected == 0 else { throw TestError("cannot connect to \(port)") }
+    }
+
+    func send(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let written = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if written <= 0 { return }
+                offset += written
+            }
+        }
+    }
+
+    /// Reads until the other side closes (true) or 5 s pass without data (false).
+    func waitForClose() -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count == 0 { return true }
+            if count < 0 { return errno == ECONNRESET }
+        }
+    }
+
+    deinit { close(fd) }
+}
+
+struct TestError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Deliveries collected from an event loop callback.
+final class DeliveryLog: Sendable {
+    private let records = Mutex<[Delivery]>([])
+    func append(_ delivery: Delivery) { records.withLock { $0.append(delivery) } }
+    var all: [Delivery] { records.withLock { $0 } }
+    var count: Int { records.withLock { $0.count } }
+}
+
+func waitUntil(seconds: Double = 30, _ condition: () -> Bool) async throws {
+    let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1_000))
+    while !condition() {
+        if ContinuousClock.now > deadline { throw TestError("condition not met within \(seconds) s") }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+}
+
+func testLogger() -> Logger {
+    var logger = Logger(label: "test")
+    logger.logLevel = .critical
+    return logger
+}
+
+/// The `lockstep` executable built next to the tests.
+func lockstepExecutable() throws -> URL {
+    let candidates = [
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("lockstep"),
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(".build/debug/lockstep"),
+    ]
+    for candidate in candidates where FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+    throw TestError("the lockstep executable was not built (looked in \(candidates.map(\.path)))")
+}

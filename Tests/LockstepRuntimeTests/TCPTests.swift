@@ -1,0 +1,184 @@
+// The TCP transport and runtime: a group of in-process members over loopback, malformed frames
+// and dropped connections on a live link, and a real multi-process run.
+
+import Foundation
+import LockstepCore
+import LockstepRuntime
+import LockstepSimulator
+import LockstepWire
+import NIOCore
+import NIOPosix
+import Testing
+
+@Suite("TCP transport", .serialized)
+struct TCPTests {
+    @Test("Three in-process members over loopback TCP deliver everything, in one order")
+    func inProcessGroup() async throws {
+        let ports = try (0..<3).map { _ in try freePort() }
+        let addresses = ports.map { PeerAddress(host: "127.0.0.1", port: $0) }
+        let ids = (1...3).map { MemberID(UInt64($0)) }
+        let view = try View(id: ViewID(1), members: ids)
+        var configuration = Configuration()
+        configuration.windowMessagesMax = 16
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 3)
+        let logs = (0..<3).map { _ in DeliveryLog() }
+        let runtimes = try await withThrowingTaskGroup(of: (Int, MemberRuntime).self) { tasks in
+            for rank in 0..<3 {
+                let settings = RuntimeSettings(configuration: configuration, view: view, memberRank: rank, addresses: addresses)
+                let log = logs[rank]
+                tasks.addTask {
+                    (rank, try await MemberRuntime.start(settings: settings, eventLoop: group.next(), logger: testLogger()) { log.append($0) })
+                }
+            }
+            var result: [MemberRuntime?] = [nil, nil, nil]
+            for try await (rank, runtime) in tasks { result[rank] = runtime }
+            return result.compactMap { $0 }
+        }
+        let perSender = 300
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            for (rank, runtime) in runtimes.enumerated() {
+                tasks.addTask {
+                    for k in 0..<perSender {
+                        var bytes = [UInt8](repeating: UInt8(rank), count: 16 + k % 200)
+                        withUnsafeBytes(of: UInt64(k).littleEndian) { for j in 0..<8 { bytes[j] = $0[j] } }
+                        try await runtime.send(bytes[...])
+                    }
+                }
+            }
+            try await tasks.waitForAll()
+        }
+        try await waitUntil { logs.allSatisfy { $0.count == 3 * perSender } }
+        let order = logs[0].all.map { "\($0.sender)#\($0.index)" }
+        for log in logs {
+            #expect(log.all.map { "\($0.sender)#\($0.index)" } == order)
+        }
+        // Per-sender FIFO: each sender's messages in the order sent.
+        for sender in ids {
+            let sequence = logs[1].all.filter { $0.sender == sender }.map { $0.payload.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) } }
+            #expect(sequence == (0..<UInt64(perSender)).map { $0 })
+        }
+        for runtime in runtimes { await runtime.close() }
+        try await group.shutdownGracefully()
+    }
+
+    /// Member 0 runs for real; the test plays member 1 through a raw socket.
+    private struct PlayedLink {
+        let runtime: MemberRuntime
+        let group: MultiThreadedEventLoopGroup
+        let log: DeliveryLog
+        let port: Int
+        let view: View
+
+        static func start() async throws -> PlayedLink {
+            let ports = try (0..<2).map { _ in try freePort() }
+            let view = try View(id: ViewID(1), members: [MemberID(1), MemberID(2)], senders: [MemberID(2)])
+            let settings = RuntimeSettings(
+                configuration: Configuration(), view: view, memberRank: 0,
+                addresses: ports.map { PeerAddress(host: "127.0.0.1", port: $0) })
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let log = DeliveryLog()
+            async let started = MemberRuntime.start(settings: settings, eventLoop: group.next(), logger: testLogger()) {
+                log.append($0)
+            }
+            let peer = try RawPeer(port: ports[0])
+            peer.send(Self.hello(view))
+            let runtime = try await started
+            let link = PlayedLink(runtime: runtime, group: group, log: log, port: ports[0], view: view)
+            // Two messages from "member 1", made stable by its row: member 0 delivers them.
+            try await link.deliverTwo(through: peer, from: 0)
+            return link
+        }
+
+        static func hello(_ view: View) -> [UInt8] {
+            Wire.encode(.hello(Hello(member: MemberID(2), viewID: view.id, memberRank: 1, senderCount: 1)))
+        }
+
+        /// Sends messages `first` and `first + 1` of member 1 and its row, and waits for delivery.
+        func deliverTwo(through peer: RawPeer, from first: UInt64) async throws {
+            let batch = DataBatch(
+                viewID: view.id, senderRank: 0, firstIndex: first, entries: [.message([1, 1, UInt8(first)]), .message([2, 2, UInt8(first)])])
+            peer.send(Wire.encode(.message(.data(batch))))
+            peer.send(Wire.encode(.message(.row(Row(viewID: view.id, received: [first + 2], seq: first + 2, delivered: 0)))))
+            let expected = Int(first) + 2
+            try await waitUntil(seconds: 10) { log.count == expected }
+        }
+
+        func stop() async throws {
+            await runtime.close()
+            try await group.shutdownGracefully()
+        }
+    }
+
+    enum Malformed: String, CaseIterable, Sendable {
+        case badMagic, badVersion, impossibleLength, truncatedBody, garbage, droppedConnection
+
+        func bytes(_ view: View) -> [UInt8] {
+            let valid = Wire.encode(.message(.row(Row(viewID: view.id, received: [2], seq: 2, delivered: 2))))
+            switch self {
+            case .badMagic: return [0xDE, 0xAD] + valid.dropFirst(2)
+            case .badVersion: return Array(valid[0..<4]) + [9] + valid.dropFirst(5)
+            case .impossibleLength: return Array(valid[0..<8]) + [0xFF, 0xFF, 0xFF, 0x7F]
+            case .truncatedBody: return Array(valid.dropLast(5))
+            case .garbage: return (0..<64).map { UInt8(($0 * 37 + 11) % 256) }
+            case .droppedConnection: return []
+            }
+        }
+    }
+
+    @Test(
+        "A malformed frame or a dropped connection closes only that link; the member stays up and keeps what it delivered",
+        arguments: Malformed.allCases)
+    func badLinkCostsNothingElse(_ kind: Malformed) async throws {
+        let link = try await PlayedLink.start()
+        let before = link.log.all
+        #expect(before.count == 2)
+        do {
+            let peer = try RawPeer(port: link.port)
+            peer.send(PlayedLink.hello(link.view))
+            try await link.deliverTwo(through: peer, from: 2)
+            peer.send(kind.bytes(link.view))
+            if kind == .droppedConnection || kind == .truncatedBody {
+                // The peer goes away (mid-frame, for a truncated body).
+                shutdown(peer.fd, Int32(SHUT_WR))
+            }
+            #expect(peer.waitForClose(), "member 0 should close the link after \(kind)")
+        }
+        // Still up: a new connection from member 1 is accepted and its messages are delivered.
+        let again = try RawPeer(port: link.port)
+        again.send(PlayedLink.hello(link.view))
+        try await link.deliverTwo(through: again, from: 4)
+        let after = link.log.all
+        #expect(Array(after.prefix(2)) == before, "what was delivered before stays delivered")
+        #expect(after.map(\.index) == [0, 1, 2, 3, 4, 5])
+        let statistics = try await link.runtime.statistics()
+        if kind != .droppedConnection {
+            #expect(statistics.linksClosedWithError >= 1)
+        }
+        try await link.stop()
+    }
+
+    @Test("A multi-process group: 3 `lockstep node` processes stream 100,000 messages of mixed sizes each and pass the checker")
+    func multiProcess() async throws {
+        let executable = try lockstepExecutable()
+        let report = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-test-\(getpid()).json")
+        defer { try? FileManager.default.removeItem(at: report) }
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = [
+            "bench", "--members", "3", "--mix", "--size", "16,100,1K,4K", "--count", "100000", "--baseline-seconds", "0.2",
+            "--output", report.path,
+        ]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(text)")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any]
+        let results = json?["results"] as? [[String: Any]]
+        #expect(results?.first?["checker"] as? String == "passed")
+        #expect(results?.first?["delivered_per_member"] as? [Int] == [300_000, 300_000, 300_000])
+        #expect(json?["schema"] as? String == "lockstep-bench/1")
+    }
+}
