@@ -64,8 +64,8 @@ struct BenchResult: Codable, Sendable {
     var mode: String
     /// The message size (the largest, for a mixed workload).
     var sizeBytes: Int
-    /// Every size of the workload (one, unless --mix).
-    var sizes: [Int]
+    /// Every size of the workload (one, unless --mix). Absent in reports older than --mix.
+    var sizes: [Int]?
     var window: Int
     var inProcess: Bool
     /// Minimum over members: messages delivered per second of the run.
@@ -145,7 +145,7 @@ struct BenchReport: Codable, Sendable {
         ]
         let rows = results.map { r in
             [
-                r.sizes.map(sizeLabel).joined(separator: "+"), r.senders, r.mode, "\(r.window)", format(r.messagesPerSecond, 0),
+                (r.sizes ?? [r.sizeBytes]).map(sizeLabel).joined(separator: "+"), r.senders, r.mode, "\(r.window)", format(r.messagesPerSecond, 0),
                 format(r.megabytesPerSecond, 1), format(r.efficiency, 2), "\(r.latencyUs.p50)", "\(r.latencyUs.p99)",
                 "\(r.latencyUs.p999)", r.cpuSeconds.map { format($0, 1) }.joined(separator: "/"),
                 format(r.rssMegabytesMax, 1), r.checker,

@@ -12,6 +12,6 @@ struct Lockstep: AsyncParsableCommand {
             Transports, 'bench', 'node', membership changes and durability are not built yet;
             see README.md.
             """,
-        subcommands: [Bench.self, Node.self, Simulate.self, RawTCPSink.self]
+        subcommands: [Bench.self, Node.self, Report.self, Simulate.self, RawTCPSink.self]
     )
 }
