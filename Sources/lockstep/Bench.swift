@@ -196,7 +196,7 @@ struct Bench: AsyncParsableCommand {
                 let rate = Double(minimumDelivered - min(lastDelivered, minimumDelivered)) / interval
                 let rss = everyone.map(\.rssMegabytes).max() ?? 0
                 let megabytes = Double(everyone.map(\.deliveredBytes).min() ?? 0) / 1e6
-                Output.line("  [\(sizeLabel(bytes))] \(format(seconds(now - start), 1)) s: \(format(rate, 0)) msg/s, \(format(megabytes, 1)) MB delivered so far (slowest member), ~\(sent - min(sent, minimumDelivered)) in flight, RSS \(format(rss, 1)) MB (largest member)")
+                Output.line("  [\(sizeLabel(bytes))] \(format(seconds(now - start), 1)) s: \(format(rate, 0)) msg/s, \(format(megabytes, 1)) MB delivered so far (slowest member), \(everyone.reduce(0) { $0 + $1.inFlight }) in flight, RSS \(format(rss, 1)) MB (largest member)")
                 lastTick = now
                 lastDelivered = minimumDelivered
             }

@@ -185,7 +185,7 @@ final class BenchMember: MessageSource, @unchecked Sendable {
         return try await runtime.eventLoop.submit {
             MemberProgress(
                 rank: self.settings.memberRank, sent: self.sent, sendingDone: self.sendingDone, delivered: self.delivered,
-                deliveredBytes: self.deliveredBytes, rssMegabytes: residentMegabytes())
+                deliveredBytes: self.deliveredBytes, rssMegabytes: residentMegabytes(), inFlight: self.ownInFlight)
         }.get()
     }
 
@@ -228,6 +228,11 @@ final class BenchMember: MessageSource, @unchecked Sendable {
         if (count.map { sent >= UInt64($0) } ?? false) || (count == nil && now >= sendDeadline) {
             sendingDone = true
         }
+    }
+
+    private var ownInFlight: UInt64 {
+        guard let own = settings.view.senderRank(ofMemberRank: settings.memberRank) else { return 0 }
+        return sent - min(sent, expected[own])
     }
 
     private func delivered(_ delivery: Delivery) {
@@ -303,6 +308,8 @@ struct MemberProgress: Codable, Sendable {
     var deliveredBytes: UInt64
     /// Resident memory of the process now, MB.
     var rssMegabytes: Double
+    /// This member's own messages sent and not yet delivered here.
+    var inFlight: UInt64
 }
 
 /// A member's final figures. CPU and memory are the whole process's (one member per process,
