@@ -42,6 +42,11 @@ public struct RuntimeSettings: Sendable {
     public var connectTimeout: Duration = .seconds(20)
     /// Most application sends waiting for the window (`send` fails beyond it).
     public var sendQueueMessagesMax = 65_536
+    /// Payloads of at least this many bytes travel through the relay (nil: never). Every member
+    /// must use the same value.
+    public var relayThresholdBytes: Int? = 1_024 * 1_024
+    /// The relay cuts payloads into blocks of this many bytes, forwarded as each one arrives.
+    public var relayBlockBytes = 64 * 1_024
 
     public init(configuration: Configuration, view: View, memberRank: Int, addresses: [PeerAddress]) {
         self.configuration = configuration
@@ -72,6 +77,10 @@ public struct RuntimeStatistics: Sendable {
     public var bytesSent: UInt64 = 0
     public var rowsCoalesced: UInt64 = 0
     public var linksClosedWithError: UInt64 = 0
+    /// Relay blocks this member cut from its own messages, and blocks it passed on.
+    public var blocksSent: UInt64 = 0
+    public var blocksForwarded: UInt64 = 0
+    public var relayedMessagesAssembled: UInt64 = 0
 }
 
 public final class MemberRuntime: @unchecked Sendable {
@@ -95,6 +104,18 @@ public final class MemberRuntime: @unchecked Sendable {
     private var isClosed = false
     private let readyPromise: EventLoopPromise<Void>
     private var stats = RuntimeStatistics()
+    // The relay (see `sendThroughRelay`): per origin member rank, data batches waiting for
+    // relayed payloads (kept in arrival order, so per-sender FIFO holds), payloads being
+    // assembled from blocks, and blocks waiting for a link to the next member.
+    private var waitingBatches: [CircularBuffer<(DataBatch, [RelayedEntry])>]
+    private var assemblies: [[UInt64: Assembly]]
+    private var forwardBacklog: [ByteBuffer] = []
+
+    private struct Assembly {
+        var bytes: [UInt8]
+        var filled: Int
+        var isComplete: Bool { filled == bytes.count }
+    }
 
     /// Starts a member: listens, dials the lower-ranked members, and returns once a link to
     /// every other member is up. `onDeliver` runs on the member's event loop.
@@ -135,6 +156,8 @@ public final class MemberRuntime: @unchecked Sendable {
         self.limits = WireLimits(configuration: settings.configuration)
         self.links = Array(repeating: nil, count: settings.view.memberCount)
         self.pendingRows = Array(repeating: nil, count: settings.view.memberCount)
+        self.waitingBatches = Array(repeating: CircularBuffer(), count: settings.view.memberCount)
+        self.assemblies = Array(repeating: [:], count: settings.view.memberCount)
         self.readyPromise = eventLoop.makePromise(of: Void.self)
         effects.reserveCapacity(4_096)
     }
@@ -274,10 +297,18 @@ public final class MemberRuntime: @unchecked Sendable {
         for rank in links.indices where rank != settings.memberRank && links[rank] == nil { return }
         isReady = true
         readyPromise.succeed(())
+        let successor = (settings.memberRank + 1) % links.count
+        for block in forwardBacklog { links[successor]?.write(block, promise: nil) }
+        forwardBacklog = []
         poll()
     }
 
     func received(_ message: Message, from rank: Int, channel: Channel) {
+        if case .data(let batch) = message, !waitingBatches[rank].isEmpty {
+            // Behind a batch that waits for relayed payloads: keep the sender's order.
+            waitingBatches[rank].append((batch, []))
+            return
+        }
         do {
             try core.handle(.received(message, fromMemberRank: rank))
         } catch {
@@ -286,6 +317,122 @@ public final class MemberRuntime: @unchecked Sendable {
     }
 
     func pollAfterReads() { poll() }
+
+    // MARK: - The relay
+    //
+    // Large payloads do not go from their sender to every member: the data batch (with each
+    // large payload replaced by its length) goes to everyone, as the order needs, while the
+    // payload's bytes go in blocks along a chain, sender rank r -> r+1 -> r+2 ... (mod N), each
+    // member passing a block on as soon as it has it. The sender's link and CPU then carry each
+    // byte once instead of N-1 times, and the copies spread over the group (Derecho's RDMC
+    // does the same with a binomial pipeline). A receiver holds a batch until its relayed
+    // payloads are complete, then hands it to the core; later batches of the same sender wait
+    // behind it, so per-sender FIFO holds. The core is unchanged: it sees whole batches.
+
+    /// Sends a batch with large payloads: the batch to everyone, the payloads to the next member.
+    private func sendThroughRelay(_ batch: DataBatch, threshold: Int) {
+        let direct = encode(.data(batch), relayingFrom: threshold)
+        for rank in links.indices where rank != settings.memberRank {
+            links[rank]?.write(direct, promise: nil)
+            stats.framesSent += 1
+            stats.bytesSent += UInt64(direct.readableBytes)
+        }
+        let successor = (settings.memberRank + 1) % links.count
+        var index = batch.firstIndex
+        for entry in batch.entries {
+            defer { index += entry.indexCount }
+            guard case .message(let payload) = entry, payload.count >= threshold else { continue }
+            var offset = 0
+            while offset < payload.count {
+                let end = min(offset + settings.relayBlockBytes, payload.count)
+                let startIndex = payload.startIndex
+                let block = Block(
+                    originMemberRank: settings.memberRank, index: index, totalBytes: payload.count, offset: offset,
+                    bytes: payload[(startIndex + offset)..<(startIndex + end)])
+                let size = Wire.encodedBytes(block)
+                var buffer = ByteBufferAllocator().buffer(capacity: size)
+                buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { Wire.encode(block, into: $0) }
+                links[successor]?.write(buffer, promise: nil)
+                stats.blocksSent += 1
+                stats.bytesSent += UInt64(size)
+                offset = end
+            }
+        }
+    }
+
+    func receivedRelayedData(_ batch: DataBatch, relayed: [RelayedEntry], from rank: Int, channel: Channel) {
+        waitingBatches[rank].append((batch, relayed))
+        releaseWaitingBatches(of: rank)
+    }
+
+    func receivedBlock(_ block: Block, raw: ByteBuffer, bytesAt: Int, from rank: Int, channel: Channel) {
+        let count = links.count
+        let origin = block.originMemberRank
+        let predecessor = (settings.memberRank + count - 1) % count
+        guard origin < count, origin != settings.memberRank, settings.view.senderRank(ofMemberRank: origin) != nil,
+            rank == predecessor
+        else {
+            closeLink(channel, reason: "member rank \(rank) relayed a block of member rank \(origin) out of the chain")
+            return
+        }
+        // Bound what a peer can make this member hold: a window's worth of messages, twice.
+        let assembliesMax = 2 * settings.configuration.windowMessagesMax
+        let blockBytes = raw.readableBytes - bytesAt
+        // Blocks of a message arrive in order along the chain, so each continues where the last
+        // ended and a complete payload has no gap (its storage starts uninitialized).
+        var assembly = assemblies[origin].removeValue(forKey: block.index)
+            ?? Assembly(bytes: [UInt8](unsafeUninitializedCapacity: block.totalBytes) { $1 = block.totalBytes }, filled: 0)
+        guard assembly.bytes.count == block.totalBytes, block.offset == assembly.filled,
+            assembly.filled + blockBytes <= block.totalBytes, assemblies[origin].count < assembliesMax
+        else {
+            closeLink(channel, reason: "member rank \(rank) relayed an inconsistent block \(block.index)@\(block.offset) of member rank \(origin)")
+            return
+        }
+        assembly.bytes.withUnsafeMutableBytes { target in
+            raw.withUnsafeReadableBytes { source in
+                if let from = source.baseAddress, let to = target.baseAddress {
+                    (to + block.offset).copyMemory(from: from + bytesAt, byteCount: blockBytes)
+                }
+            }
+        }
+        assembly.filled += blockBytes
+        assemblies[origin][block.index] = assembly
+        // Pass it on at once (the pipeline), unless the next member is the origin.
+        let successor = (settings.memberRank + 1) % count
+        if successor != origin {
+            if isReady, let link = links[successor] {
+                link.write(raw, promise: nil)
+            } else {
+                forwardBacklog.append(raw)
+            }
+            stats.blocksForwarded += 1
+        }
+        if assembly.isComplete { releaseWaitingBatches(of: origin) }
+    }
+
+    /// Hands the origin's waiting batches to the core, in order, while their payloads are complete.
+    private func releaseWaitingBatches(of origin: Int) {
+        while let (batch, relayed) = waitingBatches[origin].first {
+            for entry in relayed where assemblies[origin][entry.index]?.isComplete != true { return }
+            waitingBatches[origin].removeFirst()
+            var entries = batch.entries
+            for entry in relayed {
+                guard let assembly = assemblies[origin].removeValue(forKey: entry.index), assembly.bytes.count == entry.bytes
+                else {
+                    if let link = links[origin] { closeLink(link, reason: "relayed payload \(entry.index) of member rank \(origin) has the wrong length") }
+                    return
+                }
+                entries[entry.position] = .message(assembly.bytes[...])
+                stats.relayedMessagesAssembled += 1
+            }
+            let whole = DataBatch(viewID: batch.viewID, senderRank: batch.senderRank, firstIndex: batch.firstIndex, entries: entries)
+            do {
+                try core.handle(.received(.data(whole), fromMemberRank: origin))
+            } catch {
+                if let link = links[origin] { closeLink(link, reason: "member rank \(origin) broke the protocol: \(error)") }
+            }
+        }
+    }
 
     func linkWritable(_ rank: Int) {
         if let row = pendingRows[rank], let link = links[rank] {
@@ -356,6 +503,12 @@ public final class MemberRuntime: @unchecked Sendable {
         for effect in effects {
             switch effect {
             case .sendData(let batch):
+                if let threshold = settings.relayThresholdBytes, links.count > 2,
+                    batch.entries.contains(where: { if case .message(let p) = $0 { return p.count >= threshold } else { return false } })
+                {
+                    sendThroughRelay(batch, threshold: threshold)
+                    continue
+                }
                 let buffer = encode(.data(batch))
                 for rank in links.indices where rank != settings.memberRank {
                     links[rank]?.write(buffer, promise: nil)
@@ -383,10 +536,12 @@ public final class MemberRuntime: @unchecked Sendable {
         }
     }
 
-    private func encode(_ message: Message) -> ByteBuffer {
-        let size = Wire.encodedBytes(message)
+    private func encode(_ message: Message, relayingFrom threshold: Int = .max) -> ByteBuffer {
+        let size = Wire.encodedBytes(message, relayingFrom: threshold)
         var buffer = ByteBufferAllocator().buffer(capacity: size)
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { Wire.encode(message, into: $0) }
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) {
+            Wire.encode(message, relayingFrom: threshold, into: $0)
+        }
         return buffer
     }
 

@@ -9,13 +9,19 @@ import LockstepCore
 extension Wire {
     // MARK: - Sizes
 
-    /// Bytes `message` takes on the wire, header included.
-    public static func encodedBytes(_ message: Message) -> Int {
+    /// Bytes `message` takes on the wire, header included. Payloads of at least
+    /// `relayingFrom` bytes are left out (they travel as blocks through the relay).
+    public static func encodedBytes(_ message: Message, relayingFrom threshold: Int = .max) -> Int {
+        encodedBytes(message) { _, payload in payload.count >= threshold }
+    }
+
+    static func encodedBytes(_ message: Message, relayed: (Int, Payload) -> Bool) -> Int {
         switch message {
         case .data(let batch):
             var bytes = headerBytes + dataFixedBytes
-            for entry in batch.entries {
+            for (position, entry) in batch.entries.enumerated() {
                 switch entry {
+                case .message(let payload) where relayed(position, payload): bytes += messageEntryFixedBytes
                 case .message(let payload): bytes += messageEntryFixedBytes + payload.count
                 case .nulls: bytes += nullsEntryBytes
                 }
@@ -30,11 +36,20 @@ extension Wire {
 
     // MARK: - Encoding
 
-    /// Writes `message` at the start of `buffer`, which must hold `encodedBytes(message)`.
-    /// Returns the bytes written.
+    /// Writes `message` at the start of `buffer`, which must hold `encodedBytes(message,
+    /// relayingFrom:)`. Payloads of at least `threshold` bytes are written as relayed entries
+    /// (kind 2: their length only). Returns the bytes written.
     @discardableResult
-    public static func encode(_ message: Message, into buffer: UnsafeMutableRawBufferPointer) -> Int {
-        let total = encodedBytes(message)
+    public static func encode(
+        _ message: Message, relayingFrom threshold: Int = .max, into buffer: UnsafeMutableRawBufferPointer
+    ) -> Int {
+        encode(message, relayed: { _, payload in payload.count >= threshold }, into: buffer)
+    }
+
+    static func encode(
+        _ message: Message, relayed: (Int, Payload) -> Bool, into buffer: UnsafeMutableRawBufferPointer
+    ) -> Int {
+        let total = encodedBytes(message, relayed: relayed)
         precondition(buffer.count >= total, "buffer of \(buffer.count) bytes for a \(total)-byte frame")
         var writer = RawWriter(buffer)
         switch message {
@@ -44,8 +59,11 @@ extension Wire {
             writer.u32(UInt32(truncatingIfNeeded: batch.senderRank))
             writer.u32(UInt32(truncatingIfNeeded: batch.entries.count))
             writer.u64(batch.firstIndex)
-            for entry in batch.entries {
+            for (position, entry) in batch.entries.enumerated() {
                 switch entry {
+                case .message(let payload) where relayed(position, payload):
+                    writer.u8(2)
+                    writer.u32(UInt32(truncatingIfNeeded: payload.count))
                 case .message(let payload):
                     writer.u8(0)
                     writer.u32(UInt32(truncatingIfNeeded: payload.count))
@@ -79,6 +97,22 @@ extension Wire {
         return writer.offset
     }
 
+    public static func encodedBytes(_ block: Block) -> Int { headerBytes + blockFixedBytes + block.bytes.count }
+
+    @discardableResult
+    public static func encode(_ block: Block, into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        let total = encodedBytes(block)
+        precondition(buffer.count >= total, "buffer of \(buffer.count) bytes for a \(total)-byte block")
+        var writer = RawWriter(buffer)
+        writer.header(.block, bodyBytes: total - headerBytes)
+        writer.u32(UInt32(truncatingIfNeeded: block.originMemberRank))
+        writer.u64(block.index)
+        writer.u32(UInt32(truncatingIfNeeded: block.totalBytes))
+        writer.u32(UInt32(truncatingIfNeeded: block.offset))
+        writer.bytes(block.bytes)
+        return writer.offset
+    }
+
     /// Convenience for tests and tools: the frame as a new array.
     public static func encode(_ frame: Frame) -> [UInt8] {
         switch frame {
@@ -89,6 +123,21 @@ extension Wire {
         case .message(let message):
             return [UInt8](unsafeUninitializedCapacity: encodedBytes(message)) { buffer, count in
                 count = encode(message, into: UnsafeMutableRawBufferPointer(buffer))
+            }
+        case .relayedData(let batch, let relayed):
+            // The relayed entries' lengths come from `relayed`, not from the empty placeholders.
+            var entries = batch.entries
+            for entry in relayed { entries[entry.position] = .message(Array(repeating: 0, count: entry.bytes)[...]) }
+            let full = Message.data(
+                DataBatch(viewID: batch.viewID, senderRank: batch.senderRank, firstIndex: batch.firstIndex, entries: entries))
+            let positions = Set(relayed.map(\.position))
+            let isRelayed = { (position: Int, _: Payload) in positions.contains(position) }
+            return [UInt8](unsafeUninitializedCapacity: encodedBytes(full, relayed: isRelayed)) { buffer, count in
+                count = encode(full, relayed: isRelayed, into: UnsafeMutableRawBufferPointer(buffer))
+            }
+        case .block(let block):
+            return [UInt8](unsafeUninitializedCapacity: encodedBytes(block)) { buffer, count in
+                count = encode(block, into: UnsafeMutableRawBufferPointer(buffer))
             }
         }
     }
@@ -122,8 +171,11 @@ extension Wire {
         let frame: Frame
         switch type {
         case .hello: frame = .hello(try decodeHello(body))
-        case .data: frame = .message(.data(try decodeData(body, limits: limits)))
+        case .data:
+            let (batch, relayed) = try decodeData(body, limits: limits)
+            frame = relayed.isEmpty ? .message(.data(batch)) : .relayedData(batch, relayed: relayed)
         case .row: frame = .message(.row(try decodeRow(body, limits: limits)))
+        case .block: frame = .block(try decodeBlock(body, limits: limits))
         }
         return (frame, headerBytes + bodyBytes)
     }
@@ -162,19 +214,58 @@ extension Wire {
         return Row(viewID: viewID, received: received, seq: seq, delivered: delivered)
     }
 
-    private static func decodeData(_ body: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) -> DataBatch {
+    /// A block's header fields, checked, without copying its bytes (the runtime copies them
+    /// straight into the payload being assembled). `bytes` holds the offset of the block's bytes
+    /// in the frame and their count.
+    public static func decodeBlockHeader(_ frame: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) -> (
+        block: Block, bytesAt: Int, byteCount: Int
+    ) {
+        let body = UnsafeRawBufferPointer(rebasing: frame[headerBytes...])
+        let (block, count) = try checkBlock(body, limits: limits)
+        return (block, headerBytes + blockFixedBytes, count)
+    }
+
+    private static func checkBlock(_ body: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) -> (Block, Int) {
+        guard body.count >= blockFixedBytes else { throw WireError(.truncatedBody, "block of \(body.count) bytes") }
+        var reader = RawReader(body)
+        let origin = Int(reader.u32())
+        let index = reader.u64()
+        let total = Int(reader.u32())
+        let offset = Int(reader.u32())
+        let count = reader.remaining
+        guard origin < limits.sendersMax else { throw WireError(.badBlock, "origin member rank \(origin)") }
+        guard total <= limits.messageBytesMax else {
+            throw WireError(.messageTooLarge, "relayed message of \(total) bytes > \(limits.messageBytesMax)")
+        }
+        guard count > 0, offset <= total, count <= total - offset else {
+            throw WireError(.badBlock, "block of \(count) bytes at \(offset) of a \(total)-byte message")
+        }
+        return (Block(originMemberRank: origin, index: index, totalBytes: total, offset: offset, bytes: []), count)
+    }
+
+    private static func decodeBlock(_ body: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) -> Block {
+        var (block, _) = try checkBlock(body, limits: limits)
+        block.bytes = [UInt8](UnsafeRawBufferPointer(rebasing: body[blockFixedBytes...]))[...]
+        return block
+    }
+
+    private static func decodeData(_ body: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) -> (
+        DataBatch, [RelayedEntry]
+    ) {
         guard body.count >= dataFixedBytes else { throw WireError(.truncatedBody, "data frame of \(body.count) bytes") }
         // One copy of the body; every payload is a slice of it.
         let storage = [UInt8](body)
         // withUnsafeBytes rethrows untyped errors, so the typed error travels in a Result.
         let result = storage.withUnsafeBytes { raw in
-            Result { () throws(WireError) -> DataBatch in try decodeEntries(raw, storage: storage, limits: limits) }
+            Result { () throws(WireError) -> (DataBatch, [RelayedEntry]) in
+                try decodeEntries(raw, storage: storage, limits: limits)
+            }
         }
         return try result.get()
     }
 
     private static func decodeEntries(_ raw: UnsafeRawBufferPointer, storage: [UInt8], limits: WireLimits) throws(WireError)
-        -> DataBatch
+        -> (DataBatch, [RelayedEntry])
     {
         do {
             var reader = RawReader(raw)
@@ -184,6 +275,8 @@ extension Wire {
             let firstIndex = reader.u64()
             guard count <= limits.entriesMax else { throw WireError(.tooManyEntries, "\(count) entries > \(limits.entriesMax)") }
             var entries: [BatchEntry] = []
+            var relayed: [RelayedEntry] = []
+            var index = firstIndex
             entries.reserveCapacity(count)
             for k in 0..<count {
                 guard reader.remaining >= 1 else { throw WireError(.truncatedBody, "entry \(k) of \(count) missing") }
@@ -199,15 +292,27 @@ extension Wire {
                     }
                     entries.append(.message(storage[reader.offset..<(reader.offset + length)]))
                     reader.skip(length)
+                    index &+= 1
                 case 1:
                     guard reader.remaining >= 8 else { throw WireError(.truncatedBody, "entry \(k): no null count") }
-                    entries.append(.nulls(reader.u64()))
+                    let nulls = reader.u64()
+                    entries.append(.nulls(nulls))
+                    index &+= nulls
+                case 2:
+                    guard reader.remaining >= 4 else { throw WireError(.truncatedBody, "entry \(k): no length") }
+                    let length = Int(reader.u32())
+                    guard length <= limits.messageBytesMax else {
+                        throw WireError(.messageTooLarge, "entry \(k): relayed \(length) bytes > \(limits.messageBytesMax)")
+                    }
+                    relayed.append(RelayedEntry(position: k, index: index, bytes: length))
+                    entries.append(.message(storage[0..<0]))
+                    index &+= 1
                 case let kind:
                     throw WireError(.unknownEntryKind, "entry \(k): kind \(kind)")
                 }
             }
             guard reader.remaining == 0 else { throw WireError(.trailingBytes, "\(reader.remaining) bytes after \(count) entries") }
-            return DataBatch(viewID: viewID, senderRank: senderRank, firstIndex: firstIndex, entries: entries)
+            return (DataBatch(viewID: viewID, senderRank: senderRank, firstIndex: firstIndex, entries: entries), relayed)
         }
     }
 }

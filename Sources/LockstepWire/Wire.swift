@@ -22,6 +22,7 @@ public enum Wire {
         case hello = 1
         case data = 2
         case row = 3
+        case block = 4
     }
 
     /// Bytes of fixed fields in a data body before its entries: view u64, sender rank u32,
@@ -34,6 +35,9 @@ public enum Wire {
     static let rowFixedBytes = 28
     /// Hello body: member id u64, view id u64, member rank u32, sender count u32.
     static let helloBytes = 24
+    /// Block body before its bytes: origin member rank u32, message index u64, total bytes u32,
+    /// offset u32.
+    static let blockFixedBytes = 20
 }
 
 /// The first frame on every connection: who is calling.
@@ -54,6 +58,42 @@ public struct Hello: Sendable, Equatable {
 public enum Frame: Sendable, Equatable {
     case hello(Hello)
     case message(Message)
+    /// A data batch some of whose payloads travel separately, as blocks through the relay: those
+    /// entries hold an empty payload here, and `relayed` says which and how long.
+    case relayedData(DataBatch, relayed: [RelayedEntry])
+    /// One block of a relayed payload.
+    case block(Block)
+}
+
+/// A data-batch entry whose payload travels through the relay.
+public struct RelayedEntry: Sendable, Equatable {
+    /// Position in the batch's entries.
+    public var position: Int
+    /// The sender's index of the message.
+    public var index: UInt64
+    public var bytes: Int
+    public init(position: Int, index: UInt64, bytes: Int) {
+        self.position = position
+        self.index = index
+        self.bytes = bytes
+    }
+}
+
+/// A piece of a relayed payload: bytes `offset..<offset + bytes.count` of message `index` of the
+/// sender at member rank `originMemberRank`, whose payload has `totalBytes`.
+public struct Block: Sendable, Equatable {
+    public var originMemberRank: Int
+    public var index: UInt64
+    public var totalBytes: Int
+    public var offset: Int
+    public var bytes: ArraySlice<UInt8>
+    public init(originMemberRank: Int, index: UInt64, totalBytes: Int, offset: Int, bytes: ArraySlice<UInt8>) {
+        self.originMemberRank = originMemberRank
+        self.index = index
+        self.totalBytes = totalBytes
+        self.offset = offset
+        self.bytes = bytes
+    }
 }
 
 /// Limits the decoder enforces; a frame beyond them is an error, never an allocation.
@@ -90,7 +130,7 @@ public struct WireLimits: Sendable, Equatable {
 public struct WireError: Error, Equatable, Sendable, CustomStringConvertible {
     public enum Code: String, Sendable {
         case badMagic, badVersion, unknownFrameType, frameTooLarge, truncatedBody, trailingBytes, tooManyEntries
-        case messageTooLarge, unknownEntryKind, badReservedField, tooManySenders, valueOutOfRange
+        case messageTooLarge, unknownEntryKind, badReservedField, tooManySenders, valueOutOfRange, badBlock
     }
     public var code: Code
     public var detail: String

@@ -45,6 +45,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Report path (default: bench-results/<UTC time>-<commit>.json).")
     var output: String?
 
+    @Option(help: "Payloads of at least this size travel in blocks through the relay ('off': never).")
+    var relayThreshold: String = "1M"
+
     @Option(help: "Seconds of the raw TCP baseline.")
     var baselineSeconds: Double = 2
 
@@ -57,6 +60,11 @@ struct Bench: AsyncParsableCommand {
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
         if let window, !(1...(1 << 22)).contains(window) { throw ValidationError("--window must be in 1...4194304") }
         _ = try Self.parseSizes(size)
+        if relayThreshold != "off" {
+            guard let sizes = try? Self.parseSizes(relayThreshold), sizes.count == 1 else {
+                throw ValidationError("--relay-threshold '\(relayThreshold)' is not a size like 64K, or off")
+            }
+        }
         guard baselineSeconds > 0, baselineSeconds <= 60 else { throw ValidationError("--baseline-seconds must be in (0, 60]") }
     }
 
@@ -80,7 +88,7 @@ struct Bench: AsyncParsableCommand {
         let sizes = try Self.parseSizes(size)
         tuneAllocatorForLargeMessages()
         let machine = MachineInfo.current()
-        Output.line("lockstep bench: \(members) members (\(inProcess ? "threads of one process" : "processes")), senders \(senders.rawValue), \(mode.rawValue), tcp on 127.0.0.1, commit \(machine.commit)")
+        Output.line("lockstep bench: \(members) members (\(inProcess ? "threads of one process" : "processes")), senders \(senders.rawValue), \(mode.rawValue), tcp on 127.0.0.1, relay \(relayThreshold == "off" ? "off" : "from \(relayThreshold)"), commit \(machine.commit)")
         Output.line("raw baseline: one TCP stream between two processes, 1 MiB writes, \(baselineSeconds) s ...")
         let raw = try await measureBaseline()
         Output.line("raw baseline: \(format(raw, 1)) MB/s")
@@ -143,7 +151,7 @@ struct Bench: AsyncParsableCommand {
             for rank in 0..<members {
                 var options = try MemberOptions.parse([
                     "--rank", "\(rank)", "--peers", peers, "--senders", senders.rawValue, "--window", "\(window)",
-                    "--mode", mode.rawValue, "--message-bytes-max", "\(messageBytesMax)",
+                    "--mode", mode.rawValue, "--message-bytes-max", "\(messageBytesMax)", "--relay-threshold", relayThreshold,
                 ])
                 options.config = nil
                 let member = BenchMember(
@@ -161,7 +169,7 @@ struct Bench: AsyncParsableCommand {
                 var arguments = [
                     "node", "--rank", "\(rank)", "--peers", peers, "--senders", senders.rawValue, "--window", "\(window)",
                     "--mode", mode.rawValue, "--message-bytes-max", "\(messageBytesMax)", "--size", sizeList,
-                    "--duration", "\(duration)", "--log", logPaths[rank],
+                    "--duration", "\(duration)", "--log", logPaths[rank], "--relay-threshold", relayThreshold,
                 ]
                 if let count { arguments += ["--count", "\(count)"] }
                 let child = try ChildProcess(
@@ -217,6 +225,7 @@ struct Bench: AsyncParsableCommand {
         }
         return BenchResult(
             transport: "tcp", members: members, senders: senders.rawValue, mode: mode.rawValue, sizeBytes: bytes, sizes: sizes,
+            relayThreshold: relayThreshold,
             window: window, inProcess: inProcess, finals: finals, checker: checker)
     }
 

@@ -67,6 +67,8 @@ struct BenchResult: Codable, Sendable {
     /// Every size of the workload (one, unless --mix). Absent in reports older than --mix.
     var sizes: [Int]?
     var window: Int
+    /// Payloads of at least this size went through the relay ("off": none). Absent in older reports.
+    var relayThreshold: String?
     var inProcess: Bool
     /// Minimum over members: messages delivered per second of the run.
     var messagesPerSecond: Double
@@ -83,8 +85,8 @@ struct BenchResult: Codable, Sendable {
     var checker: String
 
     init(
-        transport: String, members: Int, senders: String, mode: String, sizeBytes: Int, sizes: [Int], window: Int,
-        inProcess: Bool,
+        transport: String, members: Int, senders: String, mode: String, sizeBytes: Int, sizes: [Int],
+        relayThreshold: String, window: Int, inProcess: Bool,
         finals: [MemberFinal], checker: String
     ) {
         self.transport = transport
@@ -93,6 +95,7 @@ struct BenchResult: Codable, Sendable {
         self.mode = mode
         self.sizeBytes = sizeBytes
         self.sizes = sizes
+        self.relayThreshold = relayThreshold
         self.window = window
         self.inProcess = inProcess
         let sorted = finals.sorted { $0.rank < $1.rank }

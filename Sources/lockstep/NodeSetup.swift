@@ -42,6 +42,9 @@ struct MemberOptions: ParsableArguments {
     @Option(help: "Largest message payload, bytes.")
     var messageBytesMax: Int?
 
+    @Option(help: "Payloads of at least this size (K/M suffixes) travel in blocks through the relay; 'off' sends every payload directly. Default 1M.")
+    var relayThreshold: String?
+
     struct FileConfig: Codable {
         var rank: Int?
         var peers: [String]?
@@ -52,6 +55,7 @@ struct MemberOptions: ParsableArguments {
         var batchMessagesMax: Int?
         var batchBytesMax: Int?
         var heartbeatMilliseconds: Int?
+        var relayThreshold: String?
     }
 
     /// The member's validated settings.
@@ -101,7 +105,18 @@ struct MemberOptions: ParsableArguments {
         } catch {
             throw ValidationError("\(error)")
         }
-        return RuntimeSettings(configuration: configuration, view: view, memberRank: rank, addresses: addresses)
+        var settings = RuntimeSettings(configuration: configuration, view: view, memberRank: rank, addresses: addresses)
+        if let text = relayThreshold ?? file.relayThreshold {
+            if text == "off" {
+                settings.relayThresholdBytes = nil
+            } else {
+                guard let bytes = try? Bench.parseSizes(text), bytes.count == 1 else {
+                    throw ValidationError("--relay-threshold '\(text)' is not a size like 64K, or off")
+                }
+                settings.relayThresholdBytes = bytes[0]
+            }
+        }
+        return settings
     }
 }
 
@@ -115,6 +130,7 @@ extension RuntimeSettings {
             senders: \(view.senderMemberRanks.map { "rank \($0)" }.joined(separator: ", "))
             mode \(c.deliveryMode.rawValue), windowMessagesMax \(c.windowMessagesMax), messageBytesMax \(c.messageBytesMax), \
             batchMessagesMax \(c.batchMessagesMax), batchBytesMax \(c.batchBytesMax), heartbeatInterval \(c.heartbeatInterval)
+            relay: \(relayThresholdBytes.map { "payloads of \($0) bytes or more, in blocks of \(relayBlockBytes) bytes, along the chain" } ?? "off")
             """
     }
 }

@@ -12,8 +12,8 @@ import Testing
 
 @Suite("TCP transport", .serialized)
 struct TCPTests {
-    @Test("Three in-process members over loopback TCP deliver everything, in one order")
-    func inProcessGroup() async throws {
+    @Test("Three in-process members over loopback TCP deliver everything, in one order", arguments: [false, true])
+    func inProcessGroup(relay: Bool) async throws {
         let ports = try (0..<3).map { _ in try freePort() }
         let addresses = ports.map { PeerAddress(host: "127.0.0.1", port: $0) }
         let ids = (1...3).map { MemberID(UInt64($0)) }
@@ -24,7 +24,10 @@ struct TCPTests {
         let logs = (0..<3).map { _ in DeliveryLog() }
         let runtimes = try await withThrowingTaskGroup(of: (Int, MemberRuntime).self) { tasks in
             for rank in 0..<3 {
-                let settings = RuntimeSettings(configuration: configuration, view: view, memberRank: rank, addresses: addresses)
+                var settings = RuntimeSettings(configuration: configuration, view: view, memberRank: rank, addresses: addresses)
+                // With the relay, payloads of 100 bytes or more go in 64-byte blocks along the chain.
+                settings.relayThresholdBytes = relay ? 100 : nil
+                settings.relayBlockBytes = 64
                 let log = logs[rank]
                 tasks.addTask {
                     (rank, try await MemberRuntime.start(settings: settings, eventLoop: group.next(), logger: testLogger()) { log.append($0) })
@@ -56,6 +59,19 @@ struct TCPTests {
         for sender in ids {
             let sequence = logs[1].all.filter { $0.sender == sender }.map { $0.payload.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) } }
             #expect(sequence == (0..<UInt64(perSender)).map { $0 })
+        }
+        var forwarded: UInt64 = 0
+        var assembled: UInt64 = 0
+        for runtime in runtimes {
+            let statistics = try await runtime.statistics()
+            forwarded += statistics.blocksForwarded
+            assembled += statistics.relayedMessagesAssembled
+        }
+        if relay {
+            #expect(forwarded > 0, "blocks went along the chain")
+            #expect(assembled > 0)
+        } else {
+            #expect(forwarded == 0 && assembled == 0)
         }
         for runtime in runtimes { await runtime.close() }
         try await group.shutdownGracefully()
@@ -157,7 +173,7 @@ struct TCPTests {
         try await link.stop()
     }
 
-    @Test("A multi-process group: 3 `lockstep node` processes stream 100,000 messages of mixed sizes each and pass the checker")
+    @Test("A multi-process group: 3 `lockstep node` processes stream 100,000 messages of mixed sizes each (4 KiB ones through the relay) and pass the checker")
     func multiProcess() async throws {
         let executable = try lockstepExecutable()
         let report = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-test-\(getpid()).json")
@@ -166,6 +182,7 @@ struct TCPTests {
         process.executableURL = executable
         process.arguments = [
             "bench", "--members", "3", "--mix", "--size", "16,100,1K,4K", "--count", "100000", "--baseline-seconds", "0.2",
+            "--relay-threshold", "4K",
             "--output", report.path,
         ]
         let output = Pipe()
