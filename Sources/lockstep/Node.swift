@@ -39,6 +39,7 @@ struct Node: AsyncParsableCommand {
     func run() async throws {
         let settings = try member.settings()
         tuneAllocatorForLargeMessages()
+        Output.error(settings.summary)
         if let size {
             let sizes = try Bench.parseSizes(size)
             for size in sizes where size > settings.configuration.messageBytesMax {
@@ -54,7 +55,6 @@ struct Node: AsyncParsableCommand {
     }
 
     private func runInteractive(_ settings: RuntimeSettings) async throws {
-        Output.error(settings.summary)
         var logger = Logger(label: "lockstep.node")
         logger.logLevel = .info
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)

@@ -1,0 +1,37 @@
+// `lockstep node` and `lockstep bench` refuse bad values with a message that names them, and
+// exit non-zero, before doing anything.
+
+import Foundation
+import Testing
+
+@Suite("Command line")
+struct CommandLineTests {
+    static let cases: [([String], String)] = [
+        (["node", "--rank", "5", "--peers", "127.0.0.1:7000,127.0.0.1:7001"], "--rank 5 is not a position in --peers"),
+        (["node", "--rank", "0", "--peers", "127.0.0.1:7000,127.0.0.1:7001", "--window", "0"], "windowMessagesMax"),
+        (["node", "--rank", "0", "--peers", "127.0.0.1:70000"], "127.0.0.1:70000"),
+        (["node", "--rank", "0", "--peers", "127.0.0.1:7000,127.0.0.1:7000"], "lists an address twice"),
+        (["node", "--rank", "0", "--peers", "127.0.0.1:7000", "--relay-threshold", "lots"], "--relay-threshold 'lots'"),
+        (["node", "--peers", "127.0.0.1:7000"], "--rank"),
+        (["node", "--config", "/nonexistent/member.json"], "cannot read config file"),
+        (["bench", "--transport", "rdma"], "only tcp exists"),
+        (["bench", "--size", "3"], "3 bytes is outside"),
+        (["bench", "--members", "1"], "--members must be in 2...16"),
+        (["simulate", "--seeds", "0"], "--seeds must be at least 1"),
+    ]
+
+    @Test("Bad values are refused with a clear error", arguments: cases)
+    func badValues(arguments: [String], expected: String) throws {
+        let process = Process()
+        process.executableURL = try lockstepExecutable()
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus != 0)
+        #expect(text.contains(expected), "\(text)")
+    }
+}
