@@ -1,5 +1,5 @@
 // The runtime shell of one member: it drives the sans-IO OrderingCore on one NIO event loop,
-// over TCP links to every other member (one connection per pair), and interprets the core's
+// over links to every other member given by a Transport (TCP today), and interprets the core's
 // effects. All mutable state is touched only on `eventLoop`.
 //
 // Batching: the core is polled once per burst of reads (channelReadComplete), once per batch
@@ -42,6 +42,8 @@ public struct RuntimeSettings: Sendable {
     public var connectTimeout: Duration = .seconds(20)
     /// Most application sends waiting for the window (`send` fails beyond it).
     public var sendQueueMessagesMax = 65_536
+    /// How members reach each other.
+    public var transport: TransportKind = .tcp
     /// Payloads of at least this many bytes travel through the relay (nil: never). Every member
     /// must use the same value.
     public var relayThresholdBytes: Int? = 1_024 * 1_024
@@ -83,13 +85,14 @@ public struct RuntimeStatistics: Sendable {
     public var relayedMessagesAssembled: UInt64 = 0
 }
 
-public final class MemberRuntime: @unchecked Sendable {
+public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
     public let eventLoop: EventLoop
     public let settings: RuntimeSettings
     private let logger: Logger
     private let limits: WireLimits
     private var core: OrderingCore
-    private var links: [Channel?]
+    private var links: [TransportLink?]
+    private let transport: Transport
     /// Latest row not yet written to a link that was not writable (latest wins).
     private var pendingRows: [ByteBuffer?]
     private var effects: [Effect] = []
@@ -99,7 +102,6 @@ public final class MemberRuntime: @unchecked Sendable {
     private var onDeliver: (Delivery) -> Void
     private var timer: Scheduled<Void>?
     private var timerAt: Timestamp?
-    private var serverChannel: Channel?
     private var isReady = false
     private var isClosed = false
     private let readyPromise: EventLoopPromise<Void>
@@ -132,8 +134,7 @@ public final class MemberRuntime: @unchecked Sendable {
             throw RuntimeError("\(error)")
         }
         let runtime = MemberRuntime(settings: settings, core: core, eventLoop: eventLoop, logger: logger, onDeliver: onDeliver)
-        try await runtime.listen()
-        try await runtime.dialLowerRanks()
+        try await runtime.transport.start(eventLoop: eventLoop, delegate: runtime)
         let deadline = NIODeadline.now() + .nanoseconds(Int64(settings.connectTimeout.nanosecondsClamped))
         let timeout = eventLoop.scheduleTask(deadline: deadline) {
             runtime.readyPromise.fail(RuntimeError("not every member connected within \(settings.connectTimeout)"))
@@ -154,6 +155,7 @@ public final class MemberRuntime: @unchecked Sendable {
         self.logger = logger
         self.onDeliver = onDeliver
         self.limits = WireLimits(configuration: settings.configuration)
+        self.transport = settings.transport.make(settings: settings, limits: limits, logger: logger)
         self.links = Array(repeating: nil, count: settings.view.memberCount)
         self.pendingRows = Array(repeating: nil, count: settings.view.memberCount)
         self.waitingBatches = Array(repeating: CircularBuffer(), count: settings.view.memberCount)
@@ -207,89 +209,44 @@ public final class MemberRuntime: @unchecked Sendable {
     }
 
     public func close() async {
-        let channels: [Channel] = (try? await eventLoop.submit {
+        try? await eventLoop.submit {
             self.isClosed = true
             self.timer?.cancel()
-            return self.links.compactMap { $0 } + [self.serverChannel].compactMap { $0 }
-        }.get()) ?? []
-        for channel in channels { try? await channel.close() }
+            for link in self.links { link?.close() }
+        }.get()
+        await transport.close()
     }
 
     // MARK: - Links
 
-    private func listen() async throws {
-        let address = settings.addresses[settings.memberRank]
-        let bootstrap = ServerBootstrap(group: eventLoop, childGroup: eventLoop)
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in self.installHandlers(on: channel, peerRank: nil) }
-        do {
-            serverChannel = try await bootstrap.bind(host: address.host, port: address.port).get()
-        } catch {
-            throw RuntimeError("cannot listen on \(address): \(error)")
-        }
-        logger.info("listening on \(address)")
-    }
-
-    private func installHandlers(on channel: Channel, peerRank: Int?) -> EventLoopFuture<Void> {
-        channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(limits: self.limits)))
-            try channel.pipeline.syncOperations.addHandler(LinkHandler(runtime: self, peerRank: peerRank))
-        }
-    }
-
-    /// Rank r dials every rank below r; the lower rank accepts. Peers may start in any order,
-    /// so a refused connection is retried until `connectTimeout`.
-    private func dialLowerRanks() async throws {
-        let deadline = ContinuousClock.now + settings.connectTimeout
-        for rank in 0..<settings.memberRank {
-            let address = settings.addresses[rank]
-            while true {
-                let bootstrap = ClientBootstrap(group: eventLoop)
-                    .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-                    .channelInitializer { channel in self.installHandlers(on: channel, peerRank: rank) }
-                do {
-                    let channel = try await bootstrap.connect(host: address.host, port: address.port).get()
-                    let hello = Hello(
-                        member: settings.view.members[settings.memberRank], viewID: settings.view.id,
-                        memberRank: settings.memberRank, senderCount: settings.view.senderCount)
-                    var buffer = channel.allocator.buffer(capacity: Wire.encodedHelloBytes)
-                    buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Wire.encodedHelloBytes) {
-                        Wire.encode(hello, into: $0)
-                    }
-                    try await channel.writeAndFlush(buffer).get()
-                    try await eventLoop.submit {
-                        self.links[rank] = channel
-                        self.checkReady()
-                    }.get()
-                    break
-                } catch {
-                    if ContinuousClock.now > deadline {
-                        throw RuntimeError("cannot connect to member rank \(rank) at \(address): \(error)")
-                    }
-                    try await Task.sleep(for: .milliseconds(50))
-                }
-            }
-        }
-    }
-
-    /// An accepted connection introduced itself. Returns its rank, or nil (and closes it).
-    func accept(hello: Hello, channel: Channel) -> Int? {
+    public func linkUp(_ link: TransportLink, peerRank: Int) {
         eventLoop.preconditionInEventLoop()
-        let view = settings.view
-        guard hello.viewID == view.id, hello.memberRank > settings.memberRank, hello.memberRank < view.memberCount,
-            view.members[hello.memberRank] == hello.member, hello.senderCount == view.senderCount
-        else {
-            closeLink(channel, reason: "unexpected hello \(hello) for \(view)")
-            return nil
+        if let old = links[peerRank], old !== link {
+            closeLink(old, reason: "replaced by a new connection from member rank \(peerRank)")
         }
-        if let old = links[hello.memberRank] {
-            closeLink(old, reason: "replaced by a new connection from the same member")
-        }
-        links[hello.memberRank] = channel
-        logger.info("member rank \(hello.memberRank) (\(hello.member)) connected")
+        links[peerRank] = link
         checkReady()
-        return hello.memberRank
+    }
+
+    public func received(_ frame: ReceivedFrame, from rank: Int, link: TransportLink) {
+        switch frame.frame {
+        case .hello:
+            break  // the transport's business
+        case .message(let message):
+            received(message, from: rank, link: link)
+        case .relayedData(let batch, let relayed):
+            receivedRelayedData(batch, relayed: relayed, from: rank)
+        case .block(let block):
+            guard let raw = frame.raw else { return }
+            receivedBlock(block, raw: raw, bytesAt: frame.blockBytesAt, from: rank, link: link)
+        }
+    }
+
+    public func readsComplete() { poll() }
+
+    public func linkFailed(_ link: TransportLink, reason: String) {
+        stats.linksClosedWithError += 1
+        logger.error("closing link: \(reason)")
     }
 
     private func checkReady() {
@@ -298,12 +255,12 @@ public final class MemberRuntime: @unchecked Sendable {
         isReady = true
         readyPromise.succeed(())
         let successor = (settings.memberRank + 1) % links.count
-        for block in forwardBacklog { links[successor]?.write(block, promise: nil) }
+        for block in forwardBacklog { links[successor]?.write(block) }
         forwardBacklog = []
         poll()
     }
 
-    func received(_ message: Message, from rank: Int, channel: Channel) {
+    func received(_ message: Message, from rank: Int, link: TransportLink) {
         if case .data(let batch) = message, !waitingBatches[rank].isEmpty {
             // Behind a batch that waits for relayed payloads: keep the sender's order.
             waitingBatches[rank].append((batch, []))
@@ -312,11 +269,9 @@ public final class MemberRuntime: @unchecked Sendable {
         do {
             try core.handle(.received(message, fromMemberRank: rank))
         } catch {
-            closeLink(channel, reason: "member rank \(rank) broke the protocol: \(error)")
+            closeLink(link, reason: "member rank \(rank) broke the protocol: \(error)")
         }
     }
-
-    func pollAfterReads() { poll() }
 
     // MARK: - The relay
     //
@@ -333,7 +288,7 @@ public final class MemberRuntime: @unchecked Sendable {
     private func sendThroughRelay(_ batch: DataBatch, threshold: Int) {
         let direct = encode(.data(batch), relayingFrom: threshold)
         for rank in links.indices where rank != settings.memberRank {
-            links[rank]?.write(direct, promise: nil)
+            links[rank]?.write(direct)
             stats.framesSent += 1
             stats.bytesSent += UInt64(direct.readableBytes)
         }
@@ -352,7 +307,7 @@ public final class MemberRuntime: @unchecked Sendable {
                 let size = Wire.encodedBytes(block)
                 var buffer = ByteBufferAllocator().buffer(capacity: size)
                 buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { Wire.encode(block, into: $0) }
-                links[successor]?.write(buffer, promise: nil)
+                links[successor]?.write(buffer)
                 stats.blocksSent += 1
                 stats.bytesSent += UInt64(size)
                 offset = end
@@ -360,19 +315,19 @@ public final class MemberRuntime: @unchecked Sendable {
         }
     }
 
-    func receivedRelayedData(_ batch: DataBatch, relayed: [RelayedEntry], from rank: Int, channel: Channel) {
+    func receivedRelayedData(_ batch: DataBatch, relayed: [RelayedEntry], from rank: Int) {
         waitingBatches[rank].append((batch, relayed))
         releaseWaitingBatches(of: rank)
     }
 
-    func receivedBlock(_ block: Block, raw: ByteBuffer, bytesAt: Int, from rank: Int, channel: Channel) {
+    func receivedBlock(_ block: Block, raw: ByteBuffer, bytesAt: Int, from rank: Int, link: TransportLink) {
         let count = links.count
         let origin = block.originMemberRank
         let predecessor = (settings.memberRank + count - 1) % count
         guard origin < count, origin != settings.memberRank, settings.view.senderRank(ofMemberRank: origin) != nil,
             rank == predecessor
         else {
-            closeLink(channel, reason: "member rank \(rank) relayed a block of member rank \(origin) out of the chain")
+            closeLink(link, reason: "member rank \(rank) relayed a block of member rank \(origin) out of the chain")
             return
         }
         // Bound what a peer can make this member hold: a window's worth of messages, twice.
@@ -385,7 +340,7 @@ public final class MemberRuntime: @unchecked Sendable {
         guard assembly.bytes.count == block.totalBytes, block.offset == assembly.filled,
             assembly.filled + blockBytes <= block.totalBytes, assemblies[origin].count < assembliesMax
         else {
-            closeLink(channel, reason: "member rank \(rank) relayed an inconsistent block \(block.index)@\(block.offset) of member rank \(origin)")
+            closeLink(link, reason: "member rank \(rank) relayed an inconsistent block \(block.index)@\(block.offset) of member rank \(origin)")
             return
         }
         assembly.bytes.withUnsafeMutableBytes { target in
@@ -400,8 +355,8 @@ public final class MemberRuntime: @unchecked Sendable {
         // Pass it on at once (the pipeline), unless the next member is the origin.
         let successor = (settings.memberRank + 1) % count
         if successor != origin {
-            if isReady, let link = links[successor] {
-                link.write(raw, promise: nil)
+            if isReady, let next = links[successor] {
+                next.write(raw)
             } else {
                 forwardBacklog.append(raw)
             }
@@ -434,22 +389,22 @@ public final class MemberRuntime: @unchecked Sendable {
         }
     }
 
-    func linkWritable(_ rank: Int) {
+    public func linkWritable(peerRank rank: Int) {
         if let row = pendingRows[rank], let link = links[rank] {
             pendingRows[rank] = nil
-            link.writeAndFlush(row, promise: nil)
+            link.write(row)
+            link.flush()
         }
     }
 
     /// Closes one link with a logged reason; the member stays up.
-    func closeLink(_ channel: Channel, reason: String) {
-        stats.linksClosedWithError += 1
-        logger.error("closing link: \(reason)")
-        channel.close(promise: nil)
+    func closeLink(_ link: TransportLink, reason: String) {
+        linkFailed(link, reason: reason)
+        link.close()
     }
 
-    func linkClosed(_ channel: Channel, rank: Int?) {
-        guard let rank, links[rank] === channel else { return }
+    public func linkDown(_ link: TransportLink, peerRank rank: Int?) {
+        guard let rank, links[rank] === link else { return }
         links[rank] = nil
         if !isClosed {
             // Without membership changes (not built yet) the group cannot replace the peer: what
@@ -511,7 +466,7 @@ public final class MemberRuntime: @unchecked Sendable {
                 }
                 let buffer = encode(.data(batch))
                 for rank in links.indices where rank != settings.memberRank {
-                    links[rank]?.write(buffer, promise: nil)
+                    links[rank]?.write(buffer)
                     stats.framesSent += 1
                     stats.bytesSent += UInt64(buffer.readableBytes)
                 }
@@ -520,7 +475,7 @@ public final class MemberRuntime: @unchecked Sendable {
                 for rank in links.indices where rank != settings.memberRank {
                     guard let link = links[rank] else { continue }
                     if link.isWritable {
-                        link.write(buffer, promise: nil)
+                        link.write(buffer)
                         stats.framesSent += 1
                         stats.bytesSent += UInt64(buffer.readableBytes)
                     } else {

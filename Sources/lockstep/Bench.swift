@@ -5,6 +5,7 @@
 import ArgumentParser
 import Foundation
 import LockstepCore
+import LockstepRuntime
 import LockstepSimulator
 import Synchronization
 
@@ -53,8 +54,9 @@ struct Bench: AsyncParsableCommand {
 
     func validate() throws {
         guard (2...16).contains(members) else { throw ValidationError("--members must be in 2...16, got \(members)") }
-        guard transport == "tcp" else {
-            throw ValidationError("--transport \(transport): only tcp exists so far (rdma is a later issue)")
+        guard TransportKind(rawValue: transport) != nil else {
+            throw ValidationError(
+                "--transport \(transport): only tcp exists so far (this build has \(TransportKind.allCases.map(\.rawValue).joined(separator: ", ")); rdma is a later issue)")
         }
         guard duration > 0, duration <= 3_600 else { throw ValidationError("--duration must be in (0, 3600] seconds") }
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
@@ -152,6 +154,7 @@ struct Bench: AsyncParsableCommand {
                 var options = try MemberOptions.parse([
                     "--rank", "\(rank)", "--peers", peers, "--senders", senders.rawValue, "--window", "\(window)",
                     "--mode", mode.rawValue, "--message-bytes-max", "\(messageBytesMax)", "--relay-threshold", relayThreshold,
+                    "--transport", transport,
                 ])
                 options.config = nil
                 let member = BenchMember(
@@ -170,6 +173,7 @@ struct Bench: AsyncParsableCommand {
                     "node", "--rank", "\(rank)", "--peers", peers, "--senders", senders.rawValue, "--window", "\(window)",
                     "--mode", mode.rawValue, "--message-bytes-max", "\(messageBytesMax)", "--size", sizeList,
                     "--duration", "\(duration)", "--log", logPaths[rank], "--relay-threshold", relayThreshold,
+                    "--transport", transport,
                 ]
                 if let count { arguments += ["--count", "\(count)"] }
                 let child = try ChildProcess(
@@ -224,7 +228,7 @@ struct Bench: AsyncParsableCommand {
             checker = checkLogs(logPaths, finals: finals)
         }
         return BenchResult(
-            transport: "tcp", members: members, senders: senders.rawValue, mode: mode.rawValue, sizeBytes: bytes, sizes: sizes,
+            transport: transport, members: members, senders: senders.rawValue, mode: mode.rawValue, sizeBytes: bytes, sizes: sizes,
             relayThreshold: relayThreshold,
             window: window, inProcess: inProcess, finals: finals, checker: checker)
     }

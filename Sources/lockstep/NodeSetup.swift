@@ -42,6 +42,9 @@ struct MemberOptions: ParsableArguments {
     @Option(help: "Largest message payload, bytes.")
     var messageBytesMax: Int?
 
+    @Option(help: "Transport: tcp (the only one built so far; rdma is a later issue).")
+    var transport: String?
+
     @Option(help: "Payloads of at least this size (K/M suffixes) travel in blocks through the relay; 'off' sends every payload directly. Default 1M.")
     var relayThreshold: String?
 
@@ -106,6 +109,13 @@ struct MemberOptions: ParsableArguments {
             throw ValidationError("\(error)")
         }
         var settings = RuntimeSettings(configuration: configuration, view: view, memberRank: rank, addresses: addresses)
+        if let name = transport {
+            guard let kind = TransportKind(rawValue: name) else {
+                throw ValidationError(
+                    "--transport \(name): this build has \(TransportKind.allCases.map(\.rawValue).joined(separator: ", ")) (rdma is a later issue)")
+            }
+            settings.transport = kind
+        }
         if let text = relayThreshold ?? file.relayThreshold {
             if text == "off" {
                 settings.relayThresholdBytes = nil

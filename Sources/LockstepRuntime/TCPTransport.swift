@@ -1,0 +1,217 @@
+// The TCP transport on SwiftNIO: one listening port per member, one connection per member pair
+// (rank r dials every lower rank, which accepts), a hello as the first frame of every dialed
+// connection, and frames split by FrameDecoder.
+
+import Logging
+import LockstepCore
+import LockstepWire
+import NIOCore
+import NIOPosix
+
+final class TCPTransport: Transport, @unchecked Sendable {
+    private let settings: RuntimeSettings
+    private let limits: WireLimits
+    private let logger: Logger
+    // Set in start; used on the event loop.
+    private var eventLoop: EventLoop?
+    private weak var delegate: TransportDelegate?
+    private var serverChannel: Channel?
+    private var dialed: [TCPLink] = []
+
+    init(settings: RuntimeSettings, limits: WireLimits, logger: Logger) {
+        self.settings = settings
+        self.limits = limits
+        self.logger = logger
+    }
+
+    func start(eventLoop: EventLoop, delegate: TransportDelegate) async throws {
+        self.eventLoop = eventLoop
+        self.delegate = delegate
+        try await listen(on: eventLoop)
+        try await dialLowerRanks(on: eventLoop)
+    }
+
+    func close() async {
+        try? await serverChannel?.close()
+    }
+
+    private func listen(on eventLoop: EventLoop) async throws {
+        let address = settings.addresses[settings.memberRank]
+        let bootstrap = ServerBootstrap(group: eventLoop, childGroup: eventLoop)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in self.installHandlers(on: channel, peerRank: nil) }
+        do {
+            serverChannel = try await bootstrap.bind(host: address.host, port: address.port).get()
+        } catch {
+            throw RuntimeError("cannot listen on \(address): \(error)")
+        }
+        logger.info("listening on \(address)")
+    }
+
+    private func installHandlers(on channel: Channel, peerRank: Int?) -> EventLoopFuture<Void> {
+        channel.eventLoop.makeCompletedFuture {
+            let link = TCPLink(channel: channel)
+            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(limits: self.limits)))
+            try channel.pipeline.syncOperations.addHandler(LinkHandler(transport: self, link: link, peerRank: peerRank))
+        }
+    }
+
+    /// Peers may start in any order, so a refused connection is retried until `connectTimeout`.
+    private func dialLowerRanks(on eventLoop: EventLoop) async throws {
+        let deadline = ContinuousClock.now + settings.connectTimeout
+        for rank in 0..<settings.memberRank {
+            let address = settings.addresses[rank]
+            while true {
+                let bootstrap = ClientBootstrap(group: eventLoop)
+                    .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+                    .channelInitializer { channel in self.installHandlers(on: channel, peerRank: rank) }
+                do {
+                    let channel = try await bootstrap.connect(host: address.host, port: address.port).get()
+                    let hello = Hello(
+                        member: settings.view.members[settings.memberRank], viewID: settings.view.id,
+                        memberRank: settings.memberRank, senderCount: settings.view.senderCount)
+                    var buffer = channel.allocator.buffer(capacity: Wire.encodedHelloBytes)
+                    buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Wire.encodedHelloBytes) {
+                        Wire.encode(hello, into: $0)
+                    }
+                    try await channel.writeAndFlush(buffer).get()
+                    try await eventLoop.submit {
+                        let handler = try channel.pipeline.syncOperations.handler(type: LinkHandler.self)
+                        self.delegate?.linkUp(handler.link, peerRank: rank)
+                    }.get()
+                    break
+                } catch {
+                    if ContinuousClock.now > deadline {
+                        throw RuntimeError("cannot connect to member rank \(rank) at \(address): \(error)")
+                    }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+        }
+    }
+
+    /// An accepted connection introduced itself. Returns its rank, or nil (the link is refused).
+    fileprivate func accept(hello: Hello, link: TCPLink) -> Int? {
+        let view = settings.view
+        guard hello.viewID == view.id, hello.memberRank > settings.memberRank, hello.memberRank < view.memberCount,
+            view.members[hello.memberRank] == hello.member, hello.senderCount == view.senderCount
+        else {
+            failed(link, reason: "unexpected hello \(hello) for \(view)")
+            return nil
+        }
+        logger.info("member rank \(hello.memberRank) (\(hello.member)) connected")
+        delegate?.linkUp(link, peerRank: hello.memberRank)
+        return hello.memberRank
+    }
+
+    fileprivate func failed(_ link: TCPLink, reason: String) {
+        delegate?.linkFailed(link, reason: reason)
+        link.close()
+    }
+
+    fileprivate var delegateForHandlers: TransportDelegate? { delegate }
+}
+
+/// A TCP connection as a transport link.
+final class TCPLink: TransportLink, @unchecked Sendable {
+    let channel: Channel
+    init(channel: Channel) { self.channel = channel }
+    var isWritable: Bool { channel.isWritable }
+    func write(_ frame: ByteBuffer) { channel.write(frame, promise: nil) }
+    func flush() { channel.flush() }
+    func close() { channel.close(promise: nil) }
+}
+
+/// Splits the byte stream into frames. Refuses a bad header before its body arrives.
+struct FrameDecoder: ByteToMessageDecoder {
+    typealias InboundOut = ReceivedFrame
+    let limits: WireLimits
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        // A relay block is not decoded into a copy: its header is checked and the frame's bytes
+        // are handed on as they are (copied once, out of NIO's buffer, to be forwarded and assembled).
+        if buffer.readableBytes >= Wire.headerBytes,
+            buffer.getInteger(at: buffer.readerIndex + 5, as: UInt8.self) == Wire.FrameType.block.rawValue,
+            let length = buffer.getInteger(at: buffer.readerIndex + 8, endianness: .little, as: UInt32.self)
+        {
+            // The header alone: checks magic, version and the length limit (nil: body to come).
+            _ = try buffer.withUnsafeReadableBytes { raw in
+                try Wire.decode(UnsafeRawBufferPointer(rebasing: raw[0..<Wire.headerBytes]), limits: limits)
+            }
+            let frameBytes = Wire.headerBytes + Int(length)
+            guard var slice = buffer.readSlice(length: frameBytes) else { return .needMoreData }
+            // Copied out of the cumulation buffer, so holding it does not make NIO copy that.
+            var raw = context.channel.allocator.buffer(capacity: frameBytes)
+            raw.writeBuffer(&slice)
+            let header = try raw.withUnsafeReadableBytes { bytes in try Wire.decodeBlockHeader(bytes, limits: limits) }
+            context.fireChannelRead(
+                wrapInboundOut(ReceivedFrame(frame: .block(header.block), raw: raw, blockBytesAt: header.bytesAt)))
+            return .continue
+        }
+        let decoded = try buffer.withUnsafeReadableBytes { raw in try Wire.decode(raw, limits: limits) }
+        guard let (frame, bytes) = decoded else { return .needMoreData }
+        buffer.moveReaderIndex(forwardBy: bytes)
+        context.fireChannelRead(wrapInboundOut(ReceivedFrame(frame: frame)))
+        return .continue
+    }
+
+    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws
+        -> DecodingState
+    {
+        while try decode(context: context, buffer: &buffer) == .continue {}
+        if buffer.readableBytes > 0 {
+            throw WireError(.truncatedBody, "connection ended inside a frame (\(buffer.readableBytes) bytes left)")
+        }
+        return .needMoreData
+    }
+}
+
+/// Hands the frames of one connection to the runtime. Until the peer's hello arrives (on
+/// accepted connections) the link has no rank.
+final class LinkHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ReceivedFrame
+    private let transport: TCPTransport
+    let link: TCPLink
+    /// Set at once for links this member dialed; from the hello for accepted ones.
+    private var peerRank: Int?
+
+    init(transport: TCPTransport, link: TCPLink, peerRank: Int?) {
+        self.transport = transport
+        self.link = link
+        self.peerRank = peerRank
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let received = unwrapInboundIn(data)
+        if case .hello(let hello) = received.frame {
+            guard peerRank == nil else {
+                transport.failed(link, reason: "a second hello on a live link")
+                return
+            }
+            peerRank = transport.accept(hello: hello, link: link)
+            return
+        }
+        guard let rank = peerRank else {
+            transport.failed(link, reason: "a frame before the hello")
+            return
+        }
+        transport.delegateForHandlers?.received(received, from: rank, link: link)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        transport.delegateForHandlers?.readsComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if let rank = peerRank, context.channel.isWritable { transport.delegateForHandlers?.linkWritable(peerRank: rank) }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        transport.failed(link, reason: "\(error)")
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        transport.delegateForHandlers?.linkDown(link, peerRank: peerRank)
+    }
+}

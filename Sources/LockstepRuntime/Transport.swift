@@ -1,0 +1,67 @@
+// The transport contract: how members reach each other, chosen at run time. A transport gives
+// the runtime one link per peer and hands it whole frames (docs/WIRE.md); the runtime never
+// sees sockets. Ordering: each link is FIFO and reliable until it fails; a failed link is
+// reported and closed, never silently repaired. TCP implements it now (TCPTransport); RDMA
+// will implement the same contract.
+
+import Logging
+import LockstepCore
+import LockstepWire
+import NIOCore
+
+/// One member's link to one peer, as a transport provides it. Used on the member's event loop.
+public protocol TransportLink: AnyObject, Sendable {
+    /// False while the link's outbound queue is above its high-water mark (rows then coalesce).
+    var isWritable: Bool { get }
+    /// Queues an encoded frame; it goes out at the next `flush`, in order.
+    func write(_ frame: ByteBuffer)
+    func flush()
+    func close()
+}
+
+/// A frame as a transport hands it over.
+public struct ReceivedFrame: Sendable {
+    public var frame: Frame
+    /// For a relay block: the whole frame as received (forwarded unchanged); its bytes start at
+    /// `blockBytesAt`.
+    public var raw: ByteBuffer?
+    public var blockBytesAt: Int
+
+    public init(frame: Frame, raw: ByteBuffer? = nil, blockBytesAt: Int = 0) {
+        self.frame = frame
+        self.raw = raw
+        self.blockBytesAt = blockBytesAt
+    }
+}
+
+/// What the runtime learns from its transport. Called on the member's event loop.
+public protocol TransportDelegate: AnyObject, Sendable {
+    /// A link to the member at `peerRank` is up (its identity checked by the transport).
+    func linkUp(_ link: TransportLink, peerRank: Int)
+    func received(_ frame: ReceivedFrame, from peerRank: Int, link: TransportLink)
+    /// A burst of reads ended: a good moment to poll the core.
+    func readsComplete()
+    func linkWritable(peerRank: Int)
+    /// The link broke the protocol or failed (`reason` says how); the transport closes it.
+    func linkFailed(_ link: TransportLink, reason: String)
+    /// The link is closed (`peerRank` nil if it never identified itself).
+    func linkDown(_ link: TransportLink, peerRank: Int?)
+}
+
+/// How members reach each other.
+public protocol Transport: AnyObject, Sendable {
+    /// Starts listening and connecting; links are reported to `delegate` on `eventLoop`.
+    func start(eventLoop: EventLoop, delegate: TransportDelegate) async throws
+    func close() async
+}
+
+/// The transports this build has, by the name `--transport` takes.
+public enum TransportKind: String, Sendable, CaseIterable {
+    case tcp
+
+    func make(settings: RuntimeSettings, limits: WireLimits, logger: Logger) -> Transport {
+        switch self {
+        case .tcp: return TCPTransport(settings: settings, limits: limits, logger: logger)
+        }
+    }
+}
