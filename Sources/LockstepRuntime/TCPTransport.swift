@@ -18,6 +18,10 @@ final class TCPTransport: Transport, @unchecked Sendable {
     private var serverChannel: Channel?
     private var dialed: [TCPLink] = []
 
+    /// Reads of up to 1 MiB (NIO's default stops at 64 KiB): large frames then arrive in a few
+    /// reads instead of many, each of which the frame decoder appends to its buffer.
+    static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2_048, maximum: 1 << 20)
+
     init(settings: RuntimeSettings, limits: WireLimits, logger: Logger) {
         self.settings = settings
         self.limits = limits
@@ -40,6 +44,7 @@ final class TCPTransport: Transport, @unchecked Sendable {
         let bootstrap = ServerBootstrap(group: eventLoop, childGroup: eventLoop)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.recvAllocator, value: Self.receiveAllocator)
             .childChannelInitializer { channel in self.installHandlers(on: channel, peerRank: nil) }
         do {
             serverChannel = try await bootstrap.bind(host: address.host, port: address.port).get()
@@ -65,6 +70,7 @@ final class TCPTransport: Transport, @unchecked Sendable {
             while true {
                 let bootstrap = ClientBootstrap(group: eventLoop)
                     .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+                    .channelOption(ChannelOptions.recvAllocator, value: Self.receiveAllocator)
                     .channelInitializer { channel in self.installHandlers(on: channel, peerRank: rank) }
                 do {
                     let channel = try await bootstrap.connect(host: address.host, port: address.port).get()
