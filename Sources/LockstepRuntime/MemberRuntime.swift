@@ -83,6 +83,8 @@ public struct RuntimeStatistics: Sendable {
     public var blocksSent: UInt64 = 0
     public var blocksForwarded: UInt64 = 0
     public var relayedMessagesAssembled: UInt64 = 0
+    /// Times the application's delivery stream filled up and the member stopped reading.
+    public var readPauses: UInt64 = 0
 }
 
 public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
@@ -103,6 +105,8 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
     private var timer: Scheduled<Void>?
     private var timerAt: Timestamp?
     private var isReady = false
+    /// False while the application's delivery stream is full: links are not read.
+    private var deliveriesWanted = true
     private var isClosed = false
     private let readyPromise: EventLoopPromise<Void>
     private var stats = RuntimeStatistics()
@@ -194,6 +198,16 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         eventLoop.execute { self.poll() }
     }
 
+    /// Pauses or resumes reading from every link (back-pressure from a slow consumer).
+    func setDeliveriesWanted(_ wanted: Bool) {
+        eventLoop.execute {
+            guard self.deliveriesWanted != wanted else { return }
+            self.deliveriesWanted = wanted
+            if !wanted { self.stats.readPauses += 1 }
+            for link in self.links { link?.setReading(wanted) }
+        }
+    }
+
     public func statistics() async throws -> RuntimeStatistics {
         try await eventLoop.submit {
             var stats = self.stats
@@ -225,6 +239,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             closeLink(old, reason: "replaced by a new connection from member rank \(peerRank)")
         }
         links[peerRank] = link
+        if !deliveriesWanted { link.setReading(false) }
         checkReady()
     }
 

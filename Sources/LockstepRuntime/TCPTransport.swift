@@ -127,6 +127,11 @@ final class TCPLink: TransportLink, @unchecked Sendable {
     func write(_ frame: ByteBuffer) { channel.write(frame, promise: nil) }
     func flush() { channel.flush() }
     func close() { channel.close(promise: nil) }
+    func setReading(_ enabled: Bool) {
+        channel.setOption(ChannelOptions.autoRead, value: enabled).whenSuccess {
+            if enabled { self.channel.read() }
+        }
+    }
 }
 
 /// Splits the byte stream into frames. Refuses a bad header before its body arrives.

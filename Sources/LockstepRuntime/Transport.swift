@@ -17,6 +17,9 @@ public protocol TransportLink: AnyObject, Sendable {
     func write(_ frame: ByteBuffer)
     func flush()
     func close()
+    /// Stops (false) or resumes (true) reading from the peer: how a slow application pushes
+    /// back, through the transport, onto the senders' windows.
+    func setReading(_ enabled: Bool)
 }
 
 /// A frame as a transport hands it over.

@@ -199,3 +199,50 @@ struct TCPTests {
         #expect(json?["schema"] as? String == "lockstep-bench/1")
     }
 }
+
+@Suite("Delivery stream")
+struct DeliveryStreamTests {
+    @Test("Deliveries as an AsyncSequence: a slow consumer pauses its member's reads, and nothing is lost or reordered")
+    func slowConsumerPushesBack() async throws {
+        let ports = try (0..<3).map { _ in try freePort() }
+        let addresses = ports.map { PeerAddress(host: "127.0.0.1", port: $0) }
+        let view = try View(id: ViewID(1), members: (1...3).map { MemberID(UInt64($0)) }, senders: [MemberID(1)])
+        var configuration = Configuration()
+        configuration.windowMessagesMax = 16
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 3)
+        let started = try await withThrowingTaskGroup(of: (Int, MemberRuntime, DeliverySequence).self) { tasks in
+            for rank in 0..<3 {
+                let settings = RuntimeSettings(configuration: configuration, view: view, memberRank: rank, addresses: addresses)
+                tasks.addTask {
+                    let (runtime, deliveries) = try await MemberRuntime.startStreaming(
+                        settings: settings, eventLoop: group.next(), logger: testLogger(), lowWatermark: 4, highWatermark: 16)
+                    return (rank, runtime, deliveries)
+                }
+            }
+            var result: [(MemberRuntime, DeliverySequence)?] = [nil, nil, nil]
+            for try await (rank, runtime, deliveries) in tasks { result[rank] = (runtime, deliveries) }
+            return result.compactMap { $0 }
+        }
+        let count = 600
+        let consumers = started.enumerated().map { rank, member in
+            Task { () -> [UInt64] in
+                var indices: [UInt64] = []
+                for await delivery in member.1 {
+                    indices.append(delivery.index)
+                    // Member 2 is slow at first.
+                    if rank == 2 && indices.count < 150 { try? await Task.sleep(for: .milliseconds(1)) }
+                    if indices.count == count { break }
+                }
+                return indices
+            }
+        }
+        for k in 0..<count { try await started[0].0.send([UInt8(k % 256), 1, 2, 3][...]) }
+        for consumer in consumers {
+            #expect(await consumer.value == (0..<UInt64(count)).map { $0 })
+        }
+        let slow = try await started[2].0.statistics()
+        #expect(slow.readPauses > 0, "the slow consumer should have made its member stop reading")
+        for (runtime, _) in started { await runtime.close() }
+        try await group.shutdownGracefully()
+    }
+}
