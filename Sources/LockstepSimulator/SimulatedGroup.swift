@@ -26,6 +26,10 @@ public final class SimulatedGroup {
     /// linkDelayBase[from][to], nanoseconds.
     private var linkDelayBase: [[UInt64]]
     private var lastArrival: [[UInt64]]
+    /// linkFailed[from][to]: the link has failed; what was in flight on it and everything later is lost.
+    private var linkFailed: [[Bool]]
+    /// Messages lost to crashes and failed links.
+    public private(set) var messagesLost: UInt64 = 0
     private var effects: [Effect] = []
     private var dataInFlight = 0
     private var scheduledWorkPending = 0
@@ -51,6 +55,8 @@ public final class SimulatedGroup {
         var timerQueuedAt: UInt64? = nil
         var sent: [SentRecord] = []
         var delivered: [DeliveredRecord] = []
+        /// A crashed member handles nothing, ever again (a restarted process would be a new member).
+        var crashed = false
         init(id: MemberID, core: OrderingCore) {
             self.id = id
             self.core = core
@@ -64,6 +70,8 @@ public final class SimulatedGroup {
             case burst(Int, count: Int)
             case pause(Int, until: UInt64)
             case resume(Int)
+            case crash(Int)
+            case failLink(from: Int, to: Int)
         }
         var time: UInt64
         var order: UInt64
@@ -98,6 +106,7 @@ public final class SimulatedGroup {
         let high = max(low, linkDelay.upperBound.nanosecondsClamped)
         linkDelayBase = ids.map { _ in ids.map { _ in UInt64.random(in: low...high, using: &random) } }
         lastArrival = ids.map { _ in ids.map { _ in 0 } }
+        linkFailed = ids.map { _ in ids.map { _ in false } }
         self.random = random
     }
 
@@ -117,6 +126,35 @@ public final class SimulatedGroup {
         scheduledWorkPending += 1
         schedule(at: begin, .pause(rank, until: begin + duration.nanosecondsClamped))
     }
+
+    /// The member at `rank` crashes at `at` (default: now): it stops for good, and what is on
+    /// its way to it is lost.
+    public func crash(_ rank: Int, at time: Duration? = nil) {
+        scheduledWorkPending += 1
+        schedule(at: max(time.map { $0.nanosecondsClamped } ?? now, now), .crash(rank))
+    }
+
+    /// The link from `from` to `to` fails at `at` (one way): what is in flight on it and
+    /// everything sent later is lost.
+    public func failLink(from: Int, to: Int, at time: Duration? = nil) {
+        scheduledWorkPending += 1
+        schedule(at: max(time.map { $0.nanosecondsClamped } ?? now, now), .failLink(from: from, to: to))
+    }
+
+    /// A symmetric partition at `at`: every link between `side` and the other members fails,
+    /// both ways. (Links do not come back: in the transport contract a failed link stays failed
+    /// until membership replaces it.)
+    public func partition(_ side: Set<Int>, at time: Duration? = nil) {
+        for a in side {
+            for b in members.indices where !side.contains(b) {
+                failLink(from: a, to: b, at: time)
+                failLink(from: b, to: a, at: time)
+            }
+        }
+    }
+
+    /// Ranks of the members that crashed.
+    public var crashedRanks: [Int] { members.indices.filter { members[$0].crashed } }
 
     /// Sets the base delay of the link from `from` to `to`.
     public func setLinkDelay(from: Int, to: Int, _ delay: Duration) {
@@ -173,7 +211,8 @@ public final class SimulatedGroup {
     }
 
     private var isBusy: Bool {
-        dataInFlight > 0 || scheduledWorkPending > 0 || members.contains { $0.backlog > 0 || $0.pausedUntil != nil }
+        dataInFlight > 0 || scheduledWorkPending > 0
+            || members.contains { !$0.crashed && ($0.backlog > 0 || $0.pausedUntil != nil) }
     }
 
     // MARK: - Engine
@@ -189,15 +228,17 @@ public final class SimulatedGroup {
         now = event.time
         eventsProcessed += 1
         switch event.kind {
-        case .arrival(let to, _, let message):
+        case .arrival(let to, let from, let message):
             if case .data = message { dataInFlight -= 1 }
-            if members[to].pausedUntil != nil {
+            if members[to].crashed || linkFailed[from][to] {
+                messagesLost += 1
+            } else if members[to].pausedUntil != nil {
                 members[to].deferred.append(event.kind)
             } else {
                 handle(event.kind)
             }
         case .timer(let rank):
-            guard members[rank].timerQueuedAt == event.time else { return }  // superseded by an earlier one
+            guard !members[rank].crashed, members[rank].timerQueuedAt == event.time else { return }  // superseded by an earlier one
             members[rank].timerQueuedAt = nil
             guard let wanted = members[rank].timerAt else { return }
             if wanted > now {
@@ -212,18 +253,30 @@ public final class SimulatedGroup {
             }
         case .pause(let rank, let until):
             scheduledWorkPending -= 1
+            guard !members[rank].crashed else { return }
             // The member defers everything until `until`; overlapping pauses merge.
             members[rank].pausedUntil = max(members[rank].pausedUntil ?? 0, until)
             schedule(at: until, .resume(rank))
         case .burst(let rank, _):
             scheduledWorkPending -= 1
-            if members[rank].pausedUntil != nil {
+            if members[rank].crashed {
+                return
+            } else if members[rank].pausedUntil != nil {
                 members[rank].deferred.append(event.kind)
             } else {
                 handle(event.kind)
             }
+        case .crash(let rank):
+            scheduledWorkPending -= 1
+            members[rank].crashed = true
+            members[rank].pausedUntil = nil
+            members[rank].deferred = []
+            members[rank].backlog = 0  // its application is gone too
+        case .failLink(let from, let to):
+            scheduledWorkPending -= 1
+            linkFailed[from][to] = true
         case .resume(let rank):
-            guard let until = members[rank].pausedUntil, until <= now else { return }  // extended
+            guard !members[rank].crashed, let until = members[rank].pausedUntil, until <= now else { return }  // extended
             members[rank].pausedUntil = nil
             let deferred = members[rank].deferred
             members[rank].deferred = []
@@ -243,8 +296,8 @@ public final class SimulatedGroup {
         case .burst(let rank, let count):
             members[rank].backlog += count
             pump(rank)
-        case .pause, .resume:
-            preconditionFailure("pauses are never deferred")
+        case .pause, .resume, .crash, .failLink:
+            preconditionFailure("pauses and faults are never deferred")
         }
     }
 
@@ -322,6 +375,11 @@ public final class SimulatedGroup {
         case .sendData(let batch): message = .data(batch)
         case .sendRow(let row): message = .row(row)
         case .deliver, .armTimer: preconditionFailure("only sends travel on links")
+        }
+        if linkFailed[from][to] {
+            messagesLost += 1
+            if case .sendData = effect { dataInFlight -= 1 }
+            return
         }
         let base = linkDelayBase[from][to]
         var delay = base + UInt64.random(in: 0...base, using: &random)

@@ -16,11 +16,16 @@ public struct SimulationOptions: Sendable, Equatable {
     public var messagesPerSenderMax: Int
     /// Pause members at random times.
     public var pauses: Bool
+    /// Crash members, fail links and partition the group at random times. Without membership
+    /// changes (not built yet) a group stalls after a fault, so these runs check safety only:
+    /// no creation, no duplication, one total order (every log a prefix of the longest), FIFO.
+    public var faults: Bool
 
     public init(
         seed: UInt64, memberCount: Int? = nil, deliveryMode: DeliveryMode? = nil, messagesPerSenderMax: Int = 300,
-        pauses: Bool = true
+        pauses: Bool = true, faults: Bool = false
     ) {
+        self.faults = faults
         self.seed = seed
         self.memberCount = memberCount
         self.deliveryMode = deliveryMode
@@ -35,6 +40,7 @@ public struct SimulationOptions: Sendable, Equatable {
         if let deliveryMode { command += " --mode \(deliveryMode.rawValue)" }
         command += " --messages \(messagesPerSenderMax)"
         if !pauses { command += " --no-pauses" }
+        if faults { command += " --faults" }
         return command
     }
 }
@@ -51,13 +57,17 @@ public struct SimulationReport: Sendable {
     public var virtualNanoseconds: UInt64
     public var violations: [Violation]
     public var coreErrors: [String]
+    /// Members that crashed and messages lost to faults (runs with faults).
+    public var crashedRanks: [Int] = []
+    public var messagesLost: UInt64 = 0
 
-    public var passed: Bool { quiesced && violations.isEmpty && coreErrors.isEmpty }
+    /// With faults, progress is not expected (no membership yet): only safety counts.
+    public var passed: Bool { (quiesced || options.faults) && violations.isEmpty && coreErrors.isEmpty }
 
     /// A few lines for a failed run: what went wrong and how to replay it.
     public var failureDescription: String {
         var lines = ["seed \(options.seed) FAILED: \(view), mode \(configuration.deliveryMode.rawValue), window \(configuration.windowMessagesMax)"]
-        if !quiesced { lines.append("  did not quiesce within the virtual time limit (progress violated)") }
+        if !quiesced && !options.faults { lines.append("  did not quiesce within the virtual time limit (progress violated)") }
         for error in coreErrors.prefix(5) { lines.append("  core error: \(error)") }
         for violation in violations.prefix(10) { lines.append("  \(violation)") }
         lines.append("  replay: \(options.replayCommand)")
@@ -109,13 +119,33 @@ public enum Simulation {
                 }
             }
         }
-        let quiesced = group.runUntilQuiet()
+        if options.faults {
+            // Up to a minority of members crash; sometimes a partition, sometimes a one-way link failure.
+            let crashes = Int.random(in: 0...max(0, (memberCount - 1) / 2), using: &random)
+            for rank in Array(0..<memberCount).shuffled(using: &random).prefix(crashes) {
+                group.crash(rank, at: .microseconds(Int64.random(in: 0...600_000, using: &random)))
+            }
+            if random.chance(0.3), memberCount >= 2 {
+                let side = Set((0..<memberCount).filter { _ in random.chance(0.5) })
+                if !side.isEmpty && side.count < memberCount {
+                    group.partition(side, at: .microseconds(Int64.random(in: 0...600_000, using: &random)))
+                }
+            }
+            if random.chance(0.3), memberCount >= 2 {
+                let from = Int.random(in: 0..<memberCount, using: &random)
+                let to = (from + Int.random(in: 1..<memberCount, using: &random)) % memberCount
+                group.failLink(from: from, to: to, at: .microseconds(Int64.random(in: 0...600_000, using: &random)))
+            }
+        }
+        // With faults the group may stall for good (until membership exists): run a fixed time.
+        let quiesced = options.faults ? (group.run(for: .seconds(3)), false).1 : group.runUntilQuiet()
         let violations = group.checker.check(totalOrder: mode == .ordered, quiesced: quiesced)
         let sent = (0..<memberCount).reduce(0) { $0 + group.sentRecords($1).count }
         let delivered = (0..<memberCount).reduce(0) { $0 + group.deliveries($1).count }
         return SimulationReport(
             options: options, view: group.view, configuration: configuration, quiesced: quiesced, messagesSent: sent,
             deliveries: delivered, eventsProcessed: group.eventsProcessed, virtualNanoseconds: group.now,
-            violations: violations, coreErrors: group.coreErrors)
+            violations: violations, coreErrors: group.coreErrors, crashedRanks: group.crashedRanks,
+            messagesLost: group.messagesLost)
     }
 }

@@ -28,6 +28,9 @@ struct Simulate: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Pause members at random times.")
     var pauses: Bool = true
 
+    @Flag(help: "Crash members, fail links and partition the group at random; checks safety only (membership changes, which would restore progress, are not built yet).")
+    var faults: Bool = false
+
     @Option(help: "Seeds run in parallel (default: one per core).")
     var jobs: Int = System.coreCount
 
@@ -45,6 +48,9 @@ struct Simulate: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if faults {
+            Output.line("with faults: checking safety (no creation, no duplication, one total order, FIFO); progress is not checked until membership changes exist")
+        }
         let clock = ContinuousClock()
         let start = clock.now
         var lastProgress = start
@@ -55,7 +61,7 @@ struct Simulate: AsyncParsableCommand {
         let options = { (k: Int) in
             SimulationOptions(
                 seed: firstSeed + UInt64(k), memberCount: members, deliveryMode: mode, messagesPerSenderMax: messages,
-                pauses: pauses)
+                pauses: pauses, faults: faults)
         }
         // Each seed is independent and deterministic, so seeds run in parallel; only the order
         // in which their lines are printed depends on scheduling.
@@ -82,7 +88,7 @@ struct Simulate: AsyncParsableCommand {
                 }
                 if verbose {
                     Output.line(
-                        "seed \(report.options.seed): \(report.passed ? "passed" : "FAILED") members=\(report.view.memberCount) senders=\(report.view.senderCount) mode=\(report.configuration.deliveryMode.rawValue) window=\(report.configuration.windowMessagesMax) sent=\(report.messagesSent) delivered=\(report.deliveries) virtual=\(report.virtualNanoseconds / 1_000_000)ms events=\(report.eventsProcessed)"
+                        "seed \(report.options.seed): \(report.passed ? "passed" : "FAILED") members=\(report.view.memberCount) senders=\(report.view.senderCount) mode=\(report.configuration.deliveryMode.rawValue) window=\(report.configuration.windowMessagesMax) sent=\(report.messagesSent) delivered=\(report.deliveries) virtual=\(report.virtualNanoseconds / 1_000_000)ms events=\(report.eventsProcessed)\(report.options.faults ? " crashed=\(report.crashedRanks) lost=\(report.messagesLost)" : "")"
                     )
                 }
                 let now = clock.now

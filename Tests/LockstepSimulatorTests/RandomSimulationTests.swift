@@ -21,6 +21,18 @@ struct RandomSimulationTests {
         #expect(deliveries > 0)
     }
 
+    @Test("500 random fault schedules (crashes, partitions, failed links) keep safety", arguments: 0..<5)
+    func faultSeeds(chunk: Int) {
+        let first = 1_000_000 + UInt64(chunk) * 100
+        var crashes = 0
+        for seed in first..<(first + 100) {
+            let report = Simulation.run(SimulationOptions(seed: seed, messagesPerSenderMax: 100, faults: true))
+            crashes += report.crashedRanks.count
+            #expect(report.passed, "\(report.failureDescription)")
+        }
+        #expect(crashes > 0, "the fault schedules should crash members")
+    }
+
     @Test("One seed, one run: the same seed replays exactly")
     func deterministicReplay() throws {
         for seed: UInt64 in [3, 77, 1_234] {
