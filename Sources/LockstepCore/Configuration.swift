@@ -31,6 +31,13 @@ public struct Configuration: Sendable, Equatable {
     /// A member re-sends its row at least this often even when nothing changed, so peers see
     /// it is alive (the heartbeat that failure detection will build on).
     public var heartbeatInterval: Duration = .milliseconds(100)
+    /// A member not heard from for this long is suspected of having failed. Five heartbeat
+    /// intervals: a member must miss four heartbeats in a row (a pause, a GC, a loaded machine)
+    /// before it is suspected, and detection still takes well under a second. The core knows the
+    /// time only from ticks (at least one per heartbeat interval), so a silent member is
+    /// suspected between failureTimeout and failureTimeout + 2 heartbeat intervals after it
+    /// was last heard.
+    public var failureTimeout: Duration = .milliseconds(500)
 
     public init() {}
 
@@ -47,6 +54,14 @@ public struct Configuration: Sendable, Equatable {
         if heartbeatInterval > .seconds(3_600) {
             throw ConfigurationError(
                 field: "heartbeatInterval", reason: "must be at most one hour, got \(heartbeatInterval)")
+        }
+        if failureTimeout <= heartbeatInterval * 2 {
+            throw ConfigurationError(
+                field: "failureTimeout",
+                reason: "must be more than two heartbeat intervals (\(heartbeatInterval * 2)), got \(failureTimeout)")
+        }
+        if failureTimeout > .seconds(3_600) {
+            throw ConfigurationError(field: "failureTimeout", reason: "must be at most one hour, got \(failureTimeout)")
         }
     }
 

@@ -13,6 +13,8 @@ public enum Event: Sendable, Equatable {
     case sendRequested(Payload)
     /// The current time; the shell sends one at least when an armed timer fires.
     case tick(Timestamp)
+    /// The link to the member at `memberRank` failed: suspect it at once.
+    case linkFailed(memberRank: Int)
 }
 
 /// Something the shell must do.
@@ -26,6 +28,9 @@ public enum Effect: Sendable, Equatable {
     case deliver(Delivery)
     /// Call `handle(.tick(now))` no later than this time. A later `armTimer` replaces it.
     case armTimer(at: Timestamp)
+    /// This member has wedged: it saw these member ranks suspected and sends no new message in
+    /// this view. Emitted once per view. (The view change that follows is not built yet.)
+    case wedged(suspectedRanks: [Int])
 }
 
 /// A message handed to the application.
@@ -61,6 +66,7 @@ public struct CoreError: Error, Equatable, Sendable, CustomStringConvertible {
         case windowFull
         case notASender
         case messageTooLarge
+        case wedged
         // Violations by a peer: the link that carried the message should be closed.
         case unknownMember
         case viewFromTheFuture
@@ -82,7 +88,7 @@ public struct CoreError: Error, Equatable, Sendable, CustomStringConvertible {
     /// True when a peer broke the protocol (as opposed to a refused local send).
     public var isProtocolViolation: Bool {
         switch code {
-        case .windowFull, .notASender, .messageTooLarge: return false
+        case .windowFull, .notASender, .messageTooLarge, .wedged: return false
         case .unknownMember, .viewFromTheFuture, .senderMismatch, .gap, .windowOverrun, .emptyNullRun, .malformedRow:
             return true
         }
@@ -101,4 +107,6 @@ public struct CoreStatistics: Sendable, Equatable {
     public var messagesDelivered: UInt64 = 0
     public var rowsApplied: UInt64 = 0
     public var staleViewMessagesIgnored: UInt64 = 0
+    /// Members this member suspected itself (by timeout or link failure).
+    public var suspicionsRaised: UInt64 = 0
 }

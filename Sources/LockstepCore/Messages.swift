@@ -58,12 +58,24 @@ public struct Row: Sendable, Equatable {
     /// Ordered mode: how many global sequence numbers have been delivered (nulls included).
     /// Unordered mode: how many messages have been delivered, all senders together.
     public var delivered: UInt64
+    /// The members this member suspects, as a bitmap by member rank (64 ranks a word). Like the
+    /// counters it only grows within a view: a suspicion is never withdrawn.
+    public var suspected: [UInt64]
 
-    public init(viewID: ViewID, received: [UInt64], seq: UInt64, delivered: UInt64) {
+    public init(viewID: ViewID, received: [UInt64], seq: UInt64, delivered: UInt64, suspected: [UInt64] = []) {
         self.viewID = viewID
         self.received = received
         self.seq = seq
         self.delivered = delivered
+        self.suspected = suspected
+    }
+
+    /// Bitmap words for `memberCount` members.
+    public static func suspicionWords(memberCount: Int) -> Int { (memberCount + 63) / 64 }
+
+    public func isSuspected(_ rank: Int) -> Bool {
+        let word = rank / 64
+        return word < suspected.count && suspected[word] & (1 << UInt64(rank % 64)) != 0
     }
 }
 

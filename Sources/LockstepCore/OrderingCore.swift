@@ -46,6 +46,11 @@ public struct OrderingCore: Sendable {
     private var now: Timestamp = .zero
     private var lastRowSentAt: Timestamp = .zero
     private var armedTimerAt: Timestamp? = nil
+    /// Failure detection: when each member was last heard from (any message counts). Set for
+    /// everyone by the first tick, so a member is never suspected before the clock starts.
+    private var lastHeard: [Timestamp]
+    private var clockStarted = false
+    private var wedgeReported = false
 
     public private(set) var statistics = CoreStatistics()
 
@@ -70,7 +75,9 @@ public struct OrderingCore: Sendable {
         self.senderRank = senderRankOfMember[memberRank] >= 0 ? senderRankOfMember[memberRank] : nil
         self.senderMembers = view.senderMemberRanks.map { view.members[$0] }
         let emptyRow = Row(
-            viewID: view.id, received: Array(repeating: 0, count: view.senderCount), seq: 0, delivered: 0)
+            viewID: view.id, received: Array(repeating: 0, count: view.senderCount), seq: 0, delivered: 0,
+            suspected: Array(repeating: 0, count: Row.suspicionWords(memberCount: view.memberCount)))
+        self.lastHeard = Array(repeating: .zero, count: view.memberCount)
         self.rows = Array(repeating: emptyRow, count: view.memberCount)
         self.rings = Array(
             repeating: SlotRing(capacity: configuration.windowMessagesMax), count: view.senderCount)
@@ -80,15 +87,22 @@ public struct OrderingCore: Sendable {
 
     // MARK: - Observation
 
-    /// How many more messages the window admits right now (0 for a member that does not send).
+    /// How many more messages the window admits right now (0 for a member that does not send,
+    /// and for a wedged member).
     public var sendCapacity: Int {
-        guard let own = senderRank else { return 0 }
+        guard let own = senderRank, !isWedged else { return 0 }
         let next = rows[memberRank].received[own]
         return sendLimit > next ? Int(sendLimit - next) : 0
     }
 
     /// The stability frontier: every global sequence below it is held by every member.
     public var stabilityFrontier: UInt64 { minimumSeq() }
+
+    /// A wedged member saw a suspicion and sends no new message in this view.
+    public var isWedged: Bool { rows[memberRank].suspected.contains { $0 != 0 } }
+
+    /// Member ranks this member suspects (its own suspicions and those it learned from rows).
+    public var suspectedRanks: [Int] { view.members.indices.filter { rows[memberRank].isSuspected($0) } }
 
     /// This member's own row (its counters).
     public var ownRow: Row { rows[memberRank] }
@@ -107,7 +121,20 @@ public struct OrderingCore: Sendable {
             try send(payload)
         case .tick(let time):
             tick(time)
+        case .linkFailed(let rank):
+            guard view.members.indices.contains(rank), rank != memberRank else {
+                throw CoreError(.unknownMember, "link failure reported for member rank \(rank) in a view of \(view.memberCount)")
+            }
+            suspect(rank)
         }
+    }
+
+    /// Suspects the member at `rank` (once; suspicions are never withdrawn within a view).
+    private mutating func suspect(_ rank: Int) {
+        guard !rows[memberRank].isSuspected(rank) else { return }
+        rows[memberRank].suspected[rank / 64] |= 1 << UInt64(rank % 64)
+        rowVersion &+= 1
+        statistics.suspicionsRaised += 1
     }
 
     /// The application sends `payload`; it gets the next index at once and goes out at the
@@ -118,6 +145,9 @@ public struct OrderingCore: Sendable {
         }
         guard payload.count <= configuration.messageBytesMax else {
             throw CoreError(.messageTooLarge, "\(payload.count) bytes > messageBytesMax \(configuration.messageBytesMax)")
+        }
+        guard !isWedged else {
+            throw CoreError(.wedged, "member rank \(memberRank) is wedged (suspects \(suspectedRanks)); no new messages in \(view.id)")
         }
         let index = rows[memberRank].received[own]
         guard index < sendLimit else {
@@ -131,12 +161,24 @@ public struct OrderingCore: Sendable {
 
     public mutating func tick(_ time: Timestamp) {
         if time > now { now = time }
+        if !clockStarted {
+            clockStarted = true
+            for rank in lastHeard.indices { lastHeard[rank] = now }
+            return
+        }
+        // Failure detection: silence longer than failureTimeout raises a suspicion.
+        let timeout = configuration.failureTimeout.nanosecondsClamped
+        for rank in lastHeard.indices where rank != memberRank && !rows[memberRank].isSuspected(rank) {
+            if now.nanoseconds &- lastHeard[rank].nanoseconds > timeout, now > lastHeard[rank] { suspect(rank) }
+        }
     }
 
     public mutating func receive(_ message: Message, fromMemberRank from: Int) throws(CoreError) {
         guard view.members.indices.contains(from), from != memberRank else {
             throw CoreError(.unknownMember, "message from member rank \(from) in a view of \(view.memberCount)")
         }
+        // Anything from a member shows it alive (the time is that of the last tick).
+        lastHeard[from] = now
         let messageView = message.viewID
         if messageView != view.id {
             if messageView < view.id {
@@ -207,6 +249,19 @@ public struct OrderingCore: Sendable {
         guard row.received.count == senderCount else {
             throw CoreError(.malformedRow, "row of member rank \(from) has \(row.received.count) senders, not \(senderCount)")
         }
+        let words = rows[memberRank].suspected.count
+        guard row.suspected.count == words else {
+            throw CoreError(.malformedRow, "row of member rank \(from) has \(row.suspected.count) suspicion words, not \(words)")
+        }
+        // Suspicions spread: what another member suspects, this member suspects too.
+        for word in 0..<words {
+            rows[from].suspected[word] |= row.suspected[word]
+            let fresh = row.suspected[word] & ~rows[memberRank].suspected[word]
+            if fresh != 0 {
+                rows[memberRank].suspected[word] |= fresh
+                rowVersion &+= 1
+            }
+        }
         // Counters only grow: keep the maximum, so re-sent or reordered rows are harmless.
         var changed = false
         for s in 0..<senderCount where row.received[s] > rows[from].received[s] {
@@ -232,7 +287,7 @@ public struct OrderingCore: Sendable {
     /// Collects what the shell must do after the events fed since the last poll. Appends to
     /// `effects` (which the shell may reuse across polls to avoid allocating).
     public mutating func poll(into effects: inout [Effect]) {
-        if configuration.deliveryMode == .ordered { fillNulls() }
+        if configuration.deliveryMode == .ordered && !isWedged { fillNulls() }
         transmit(into: &effects)
         updateSeq()
         switch configuration.deliveryMode {
@@ -248,6 +303,10 @@ public struct OrderingCore: Sendable {
                 effects.append(.sendRow(rows[memberRank]))
                 statistics.rowsSent += 1
             }
+        }
+        if isWedged && !wedgeReported {
+            wedgeReported = true
+            effects.append(.wedged(suspectedRanks: suspectedRanks))
         }
         let nextHeartbeat = lastRowSentAt.adding(configuration.heartbeatInterval)
         if armedTimerAt != nextHeartbeat {

@@ -422,6 +422,9 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         guard let rank, links[rank] === link else { return }
         links[rank] = nil
         if !isClosed {
+            // A failed link is a suspicion (shared through the rows; the member wedges).
+            do { try core.handle(.linkFailed(memberRank: rank)) } catch { logger.error("\(error)") }
+            poll()
             // Without membership changes (not built yet) the group cannot replace the peer: what
             // this member delivered stays delivered; the order stalls until the link returns.
             logger.warning("link to member rank \(rank) is down")
@@ -502,6 +505,9 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
                 onDeliver(delivery)
             case .armTimer(let at):
                 armTimer(at)
+            case .wedged(let ranks):
+                logger.warning(
+                    "wedged: member ranks \(ranks) suspected; this member sends nothing new in \(settings.view.id) (view changes are not built yet)")
             }
         }
     }

@@ -57,6 +57,9 @@ public final class SimulatedGroup {
         var delivered: [DeliveredRecord] = []
         /// A crashed member handles nothing, ever again (a restarted process would be a new member).
         var crashed = false
+        /// When the member wedged, and how many messages its application had submitted then.
+        var wedgedAt: UInt64? = nil
+        var sentWhenWedged = 0
         init(id: MemberID, core: OrderingCore) {
             self.id = id
             self.core = core
@@ -151,6 +154,14 @@ public final class SimulatedGroup {
                 failLink(from: b, to: a, at: time)
             }
         }
+    }
+
+    /// When the member at `rank` wedged (virtual nanoseconds), if it did.
+    public func wedgedAt(_ rank: Int) -> UInt64? { members[rank].wedgedAt }
+
+    /// Messages the member's application submitted after it wedged (must stay 0).
+    public func sentAfterWedging(_ rank: Int) -> Int {
+        members[rank].wedgedAt == nil ? 0 : members[rank].sent.count - members[rank].sentWhenWedged
     }
 
     /// Ranks of the members that crashed.
@@ -354,6 +365,9 @@ public final class SimulatedGroup {
             case .deliver(let delivery):
                 hadDeliveries = true
                 members[rank].delivered.append(Self.record(of: delivery))
+            case .wedged:
+                members[rank].wedgedAt = now
+                members[rank].sentWhenWedged = members[rank].sent.count
             case .armTimer(let at):
                 let time = max(at.nanoseconds, now)
                 members[rank].timerAt = time
@@ -374,7 +388,7 @@ public final class SimulatedGroup {
         switch effect {
         case .sendData(let batch): message = .data(batch)
         case .sendRow(let row): message = .row(row)
-        case .deliver, .armTimer: preconditionFailure("only sends travel on links")
+        case .deliver, .armTimer, .wedged: preconditionFailure("only sends travel on links")
         }
         if linkFailed[from][to] {
             messagesLost += 1

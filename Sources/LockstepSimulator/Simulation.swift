@@ -140,12 +140,23 @@ public enum Simulation {
         // With faults the group may stall for good (until membership exists): run a fixed time.
         let quiesced = options.faults ? (group.run(for: .seconds(3)), false).1 : group.runUntilQuiet()
         let violations = group.checker.check(totalOrder: mode == .ordered, quiesced: quiesced)
+        // Failure detection: a wedged member sends nothing new; without faults nobody is suspected
+        // (pauses here stay well below failureTimeout).
+        var wedgeErrors: [String] = []
+        for rank in 0..<memberCount {
+            if group.sentAfterWedging(rank) > 0 {
+                wedgeErrors.append("member rank \(rank) sent \(group.sentAfterWedging(rank)) messages after it wedged")
+            }
+            if !options.faults, let at = group.wedgedAt(rank) {
+                wedgeErrors.append("member rank \(rank) wedged at \(at) ns without any fault (a false suspicion)")
+            }
+        }
         let sent = (0..<memberCount).reduce(0) { $0 + group.sentRecords($1).count }
         let delivered = (0..<memberCount).reduce(0) { $0 + group.deliveries($1).count }
         return SimulationReport(
             options: options, view: group.view, configuration: configuration, quiesced: quiesced, messagesSent: sent,
             deliveries: delivered, eventsProcessed: group.eventsProcessed, virtualNanoseconds: group.now,
-            violations: violations, coreErrors: group.coreErrors, crashedRanks: group.crashedRanks,
+            violations: violations, coreErrors: group.coreErrors + wedgeErrors, crashedRanks: group.crashedRanks,
             messagesLost: group.messagesLost)
     }
 }

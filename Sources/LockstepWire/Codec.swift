@@ -28,7 +28,7 @@ extension Wire {
             }
             return bytes
         case .row(let row):
-            return headerBytes + rowFixedBytes + 8 * row.received.count
+            return headerBytes + rowFixedBytes + 8 * row.received.count + 8 * row.suspected.count
         }
     }
 
@@ -79,7 +79,9 @@ extension Wire {
             writer.u64(row.seq)
             writer.u64(row.delivered)
             writer.u32(UInt32(truncatingIfNeeded: row.received.count))
+            writer.u32(UInt32(truncatingIfNeeded: row.suspected.count))
             for received in row.received { writer.u64(received) }
+            for word in row.suspected { writer.u64(word) }
         }
         precondition(writer.offset == total, "encoded \(writer.offset) bytes, expected \(total)")
         return total
@@ -203,15 +205,22 @@ extension Wire {
         let seq = reader.u64()
         let delivered = reader.u64()
         let senders = Int(reader.u32())
+        let words = Int(reader.u32())
         guard senders <= limits.sendersMax else { throw WireError(.tooManySenders, "\(senders) senders > \(limits.sendersMax)") }
-        let expected = rowFixedBytes + 8 * senders
+        guard words <= Row.suspicionWords(memberCount: limits.sendersMax) else {
+            throw WireError(.tooManySenders, "\(words) suspicion words for at most \(limits.sendersMax) members")
+        }
+        let expected = rowFixedBytes + 8 * senders + 8 * words
         guard body.count == expected else {
             throw WireError(body.count < expected ? .truncatedBody : .trailingBytes, "row of \(body.count) bytes, expected \(expected)")
         }
         var received: [UInt64] = []
         received.reserveCapacity(senders)
         for _ in 0..<senders { received.append(reader.u64()) }
-        return Row(viewID: viewID, received: received, seq: seq, delivered: delivered)
+        var suspected: [UInt64] = []
+        suspected.reserveCapacity(words)
+        for _ in 0..<words { suspected.append(reader.u64()) }
+        return Row(viewID: viewID, received: received, seq: seq, delivered: delivered, suspected: suspected)
     }
 
     /// A block's header fields, checked, without copying its bytes (the runtime copies them

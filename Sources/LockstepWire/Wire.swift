@@ -15,7 +15,8 @@ import LockstepCore
 
 public enum Wire {
     public static let magic: UInt32 = 0x4C4B_5354
-    public static let version: UInt8 = 1
+    /// 2: rows carry suspicions (failure detection).
+    public static let version: UInt8 = 2
     public static let headerBytes = 12
 
     public enum FrameType: UInt8, Sendable {
@@ -31,8 +32,9 @@ public enum Wire {
     /// Per entry: kind u8, then u32 payload length (message) or u64 count (nulls).
     static let messageEntryFixedBytes = 5
     static let nullsEntryBytes = 9
-    /// Row body: view u64, seq u64, delivered u64, sender count u32, then u64 per sender.
-    static let rowFixedBytes = 28
+    /// Row body: view u64, seq u64, delivered u64, sender count u32, suspicion word count u32,
+    /// then u64 per sender, then u64 per suspicion word.
+    static let rowFixedBytes = 32
     /// Hello body: member id u64, view id u64, member rank u32, sender count u32.
     static let helloBytes = 24
     /// Block body before its bytes: origin member rank u32, message index u64, total bytes u32,

@@ -132,6 +132,8 @@ struct ConfigurationTests {
             ("membersMax", with { $0.membersMax = 0 }),
             ("heartbeatInterval", with { $0.heartbeatInterval = .zero }),
             ("heartbeatInterval", with { $0.heartbeatInterval = .seconds(7_200) }),
+            ("failureTimeout", with { $0.failureTimeout = .milliseconds(200) }),
+            ("failureTimeout", with { $0.failureTimeout = .seconds(7_200) }),
         ]
     }
 

@@ -48,7 +48,7 @@ final class DirectGroup {
                 for to in cores.indices where to != rank { queues[rank][to].append(.row(row)) }
             case .deliver(let delivery):
                 deliveries[rank].append(delivery)
-            case .armTimer:
+            case .armTimer, .wedged:
                 break
             }
         }

@@ -142,7 +142,7 @@ struct ProtocolClaimTests {
         try group.send(0, count: 5)
         try group.settle()
         let current = group.cores[0].row(ofMemberRank: 1)
-        let stale = Row(viewID: group.view.id, received: [1, 0], seq: 1, delivered: 0)
+        let stale = Row(viewID: group.view.id, received: [1, 0], seq: 1, delivered: 0, suspected: [0])
         try group.cores[0].handle(.received(.row(stale), fromMemberRank: 1))
         try group.cores[0].handle(.received(.row(current), fromMemberRank: 1))
         #expect(group.cores[0].row(ofMemberRank: 1) == current)
@@ -168,7 +168,7 @@ struct ProtocolClaimTests {
             case .sendData(let batch): #expect(batch.viewID == group.view.id)
             case .sendRow(let row): #expect(row.viewID == group.view.id)
             case .deliver(let delivery): #expect(delivery.viewID == group.view.id)
-            case .armTimer: break
+            case .armTimer, .wedged: break
             }
         }
     }
@@ -196,5 +196,64 @@ struct ProtocolClaimTests {
         try group.send(0, [1, 2, 3, 4])
         try group.settle()
         #expect(group.delivered(1) == [[1, 2, 3, 4]])
+    }
+
+    // Failure detection (the first step of membership): suspicion and wedging.
+
+    private func tickAll(_ group: DirectGroup, _ milliseconds: UInt64, except silent: Int? = nil) throws {
+        for rank in group.cores.indices where rank != silent {
+            try group.cores[rank].handle(.tick(Timestamp(nanoseconds: milliseconds * 1_000_000)))
+        }
+    }
+
+    @Test("A member silent for longer than failureTimeout is suspected; the suspicion spreads through the rows and every member wedges")
+    func silenceRaisesSuspicionAndWedges() throws {
+        let group = try DirectGroup(memberCount: 3) {
+            $0.heartbeatInterval = .milliseconds(10)
+            $0.failureTimeout = .milliseconds(50)
+        }
+        try tickAll(group, 1)  // the clock starts
+        try group.settle()
+        try tickAll(group, 40)
+        try group.settle()
+        #expect(group.cores.allSatisfy { !$0.isWedged }, "40 ms of silence is below the timeout")
+        // Member 2 goes silent (hold everything it sends); the others keep hearing each other.
+        let fromTwo: Set<DirectGroup.Link> = [.init(from: 2, to: 0), .init(from: 2, to: 1)]
+        for step in 5...12 {
+            try tickAll(group, UInt64(step) * 10, except: 2)
+            try group.settle(holding: fromTwo)
+        }
+        #expect(group.cores[0].suspectedRanks == [2])
+        #expect(group.cores[0].isWedged && group.cores[1].isWedged)
+        #expect(group.lastEffects[0].contains(.wedged(suspectedRanks: [2])) || group.cores[0].statistics.suspicionsRaised == 1)
+        // Member 2 never timed anyone out, but learns the suspicion from the others' rows.
+        try group.flush(from: 0, to: 2)
+        #expect(group.cores[2].isWedged)
+        #expect(group.cores[2].statistics.suspicionsRaised == 0)
+        // A wedged member sends nothing new.
+        #expect(group.cores[0].sendCapacity == 0)
+        #expect(throws: CoreError.self) { try group.send(0, [1]) }
+    }
+
+    @Test("A failed link raises a suspicion at once")
+    func linkFailureRaisesSuspicion() throws {
+        let group = try DirectGroup(memberCount: 3)
+        try group.cores[1].handle(.linkFailed(memberRank: 0))
+        #expect(group.cores[1].suspectedRanks == [0])
+        let effects = group.poll(1)
+        #expect(effects.contains(.wedged(suspectedRanks: [0])))
+        #expect(!group.poll(1).contains(.wedged(suspectedRanks: [0])), "reported once")
+        #expect(throws: CoreError.self) { try group.cores[1].handle(.linkFailed(memberRank: 7)) }
+    }
+
+    @Test("Messages sent before the wedge are still delivered by everyone who holds them")
+    func wedgeKeepsWhatIsStable() throws {
+        let group = try DirectGroup(memberCount: 3, senders: [0])
+        try group.send(0, count: 4)
+        try group.settle()
+        try group.cores[1].handle(.linkFailed(memberRank: 2))
+        try group.settle()
+        #expect(group.cores.allSatisfy { $0.isWedged })
+        for rank in 0..<3 { #expect(group.deliveries[rank].count == 4) }
     }
 }

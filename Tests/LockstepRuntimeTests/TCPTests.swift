@@ -114,7 +114,7 @@ struct TCPTests {
             let batch = DataBatch(
                 viewID: view.id, senderRank: 0, firstIndex: first, entries: [.message([1, 1, UInt8(first)]), .message([2, 2, UInt8(first)])])
             peer.send(Wire.encode(.message(.data(batch))))
-            peer.send(Wire.encode(.message(.row(Row(viewID: view.id, received: [first + 2], seq: first + 2, delivered: 0)))))
+            peer.send(Wire.encode(.message(.row(Row(viewID: view.id, received: [first + 2], seq: first + 2, delivered: 0, suspected: [0])))))
             let expected = Int(first) + 2
             try await waitUntil(seconds: 10) { log.count == expected }
         }
@@ -129,7 +129,7 @@ struct TCPTests {
         case badMagic, badVersion, impossibleLength, truncatedBody, garbage, droppedConnection
 
         func bytes(_ view: View) -> [UInt8] {
-            let valid = Wire.encode(.message(.row(Row(viewID: view.id, received: [2], seq: 2, delivered: 2))))
+            let valid = Wire.encode(.message(.row(Row(viewID: view.id, received: [2], seq: 2, delivered: 2, suspected: [0]))))
             switch self {
             case .badMagic: return [0xDE, 0xAD] + valid.dropFirst(2)
             case .badVersion: return Array(valid[0..<4]) + [9] + valid.dropFirst(5)

@@ -153,6 +153,16 @@ struct ScenarioTests {
         #expect(survivors[0] == survivors[1], "the survivors agree on what is stable")
         #expect(survivors[0].count < 300, "without a view change the order cannot pass the crashed member's places")
         #expect(group.deliveries(2).count <= survivors[0].count)
+        // Failure detection: both survivors suspect member 2 and wedge within failureTimeout
+        // (500 ms) plus two heartbeat intervals (the core hears time only from ticks, which come
+        // once a heartbeat) and the link delays, and send nothing new after that.
+        for rank in 0..<2 {
+            let wedgedAt = try #require(group.wedgedAt(rank))
+            #expect(wedgedAt > 3_000_000 + 500_000_000 - 100_000_000, "not before the timeout")
+            #expect(wedgedAt < 3_000_000 + 500_000_000 + 2 * 100_000_000 + 20_000_000)
+            #expect(group.sentAfterWedging(rank) == 0)
+            #expect(group.core(rank).suspectedRanks == [2])
+        }
         expectCorrect(group, quiesced: false)
     }
 

@@ -26,7 +26,7 @@ struct WireTests {
     let batch = DataBatch(
         viewID: ViewID(3), senderRank: 2, firstIndex: 40,
         entries: [.message([1, 2, 3]), .nulls(5), .message([]), .message(Array(repeating: 9, count: 300)[...])])
-    let row = Row(viewID: ViewID(3), received: [5, 0, 77], seq: 9, delivered: 8)
+    let row = Row(viewID: ViewID(3), received: [5, 0, 77], seq: 9, delivered: 8, suspected: [0b101])
     let hello = Hello(member: MemberID(11), viewID: ViewID(3), memberRank: 1, senderCount: 3)
 
     @Test("Every frame type round-trips, and the sizes match the layout in docs/WIRE.md")
@@ -37,7 +37,7 @@ struct WireTests {
             #expect(decoded.frame == frame)
             #expect(decoded.bytes == bytes.count)
         }
-        #expect(Wire.encode(.message(.row(row))).count == 12 + 28 + 3 * 8)
+        #expect(Wire.encode(.message(.row(row))).count == 12 + 32 + 3 * 8 + 8)
         #expect(Wire.encode(.hello(hello)).count == 12 + 24)
         #expect(Wire.encode(.message(.data(batch))).count == 12 + 24 + (5 + 3) + 9 + 5 + (5 + 300))
     }
@@ -73,7 +73,7 @@ struct WireTests {
     @Test("The header is fixed-layout little-endian: magic, version, type, reserved, length")
     func headerLayout() {
         let bytes = Wire.encode(.message(.row(row)))
-        #expect(Array(bytes[0..<12]) == [0x54, 0x53, 0x4B, 0x4C, 1, 3, 0, 0, 52, 0, 0, 0])
+        #expect(Array(bytes[0..<12]) == [0x54, 0x53, 0x4B, 0x4C, 2, 3, 0, 0, 64, 0, 0, 0])
     }
 
     @Test("Bytes split anywhere decode once complete, never before")
@@ -96,7 +96,7 @@ struct WireTests {
 
     @Test func badVersion() {
         var bytes = Wire.encode(.message(.row(row)))
-        bytes[4] = 2
+        bytes[4] = 9
         expectMalformed(bytes, .badVersion)
     }
 
