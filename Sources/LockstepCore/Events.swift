@@ -109,4 +109,7 @@ public struct CoreStatistics: Sendable, Equatable {
     public var staleViewMessagesIgnored: UInt64 = 0
     /// Members this member suspected itself (by timeout or link failure).
     public var suspicionsRaised: UInt64 = 0
+    /// Ticks that came more than failureTimeout / 2 after the previous one: this member was
+    /// stalled, and did not count the time against its peers.
+    public var localStalls: UInt64 = 0
 }

@@ -50,6 +50,7 @@ public struct OrderingCore: Sendable {
     /// everyone by the first tick, so a member is never suspected before the clock starts.
     private var lastHeard: [Timestamp]
     private var clockStarted = false
+    private var lastTickAt: Timestamp = .zero
     private var wedgeReported = false
 
     public private(set) var statistics = CoreStatistics()
@@ -161,7 +162,14 @@ public struct OrderingCore: Sendable {
 
     public mutating func tick(_ time: Timestamp) {
         if time > now { now = time }
-        if !clockStarted {
+        let previousTick = lastTickAt
+        lastTickAt = now
+        // The first tick starts the clock. A tick long after the previous one means this member
+        // itself was stalled (a pause, a starved thread): what peers sent meanwhile is still
+        // unread, so their silence proves nothing. Start their timeouts afresh.
+        let stall = configuration.failureTimeout.nanosecondsClamped / 2
+        if !clockStarted || now.nanoseconds &- previousTick.nanoseconds > stall {
+            if clockStarted { statistics.localStalls += 1 }
             clockStarted = true
             for rank in lastHeard.indices { lastHeard[rank] = now }
             return

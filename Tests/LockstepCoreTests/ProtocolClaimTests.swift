@@ -256,4 +256,20 @@ struct ProtocolClaimTests {
         #expect(group.cores.allSatisfy { $0.isWedged })
         for rank in 0..<3 { #expect(group.deliveries[rank].count == 4) }
     }
+
+    @Test("A member that was stalled itself does not blame its peers for the silence")
+    func ownStallIsNotPeersSilence() throws {
+        let group = try DirectGroup(memberCount: 2) {
+            $0.heartbeatInterval = .milliseconds(10)
+            $0.failureTimeout = .milliseconds(50)
+        }
+        try group.cores[0].handle(.tick(Timestamp(nanoseconds: 1_000_000)))
+        // Member 0's thread is starved for 2 s; its next tick must not suspect member 1.
+        try group.cores[0].handle(.tick(Timestamp(nanoseconds: 2_001_000_000)))
+        #expect(!group.cores[0].isWedged)
+        #expect(group.cores[0].statistics.localStalls == 1)
+        // But if member 1 then stays silent past the timeout, it is suspected.
+        for step in 1...8 { try group.cores[0].handle(.tick(Timestamp(nanoseconds: 2_001_000_000 + UInt64(step) * 10_000_000))) }
+        #expect(group.cores[0].suspectedRanks == [1])
+    }
 }
