@@ -85,6 +85,9 @@ public struct RuntimeStatistics: Sendable {
     public var relayedMessagesAssembled: UInt64 = 0
     /// Times the application's delivery stream filled up and the member stopped reading.
     public var readPauses: UInt64 = 0
+    /// When this member wedged (NIODeadline uptime, nanoseconds), and whom it suspected then.
+    public var wedgedAtUptimeNanoseconds: UInt64?
+    public var suspectedRanks: [Int] = []
 }
 
 public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
@@ -506,6 +509,8 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             case .armTimer(let at):
                 armTimer(at)
             case .wedged(let ranks):
+                stats.wedgedAtUptimeNanoseconds = NIODeadline.now().uptimeNanoseconds
+                stats.suspectedRanks = ranks
                 logger.warning(
                     "wedged: member ranks \(ranks) suspected; this member sends nothing new in \(settings.view.id) (view changes are not built yet)")
             }

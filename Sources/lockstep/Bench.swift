@@ -49,6 +49,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Payloads of at least this size travel in blocks through the relay ('off': never).")
     var relayThreshold: String = "1M"
 
+    @Option(help: "Kill (SIGKILL) the highest-ranked member this many seconds into each size and report how long the others take to detect it. View changes are not built yet: the survivors wedge, and the run ends there.")
+    var killAfter: Double?
+
     @Option(help: "Seconds of the raw TCP baseline.")
     var baselineSeconds: Double = 2
 
@@ -65,6 +68,12 @@ struct Bench: AsyncParsableCommand {
         if relayThreshold != "off" {
             guard let sizes = try? Self.parseSizes(relayThreshold), sizes.count == 1 else {
                 throw ValidationError("--relay-threshold '\(relayThreshold)' is not a size like 64K, or off")
+            }
+        }
+        if let killAfter {
+            guard !inProcess else { throw ValidationError("--kill-after needs member processes (not --in-process)") }
+            guard killAfter > 0, count != nil || killAfter < duration else {
+                throw ValidationError("--kill-after must be positive and within --duration (\(duration) s)")
             }
         }
         guard baselineSeconds > 0, baselineSeconds <= 60 else { throw ValidationError("--baseline-seconds must be in (0, 60]") }
@@ -112,7 +121,7 @@ struct Bench: AsyncParsableCommand {
         let path = output ?? "bench-results/\(machine.fileStamp)-\(machine.commit).json"
         try report.write(to: path)
         Output.line("report written to \(path)")
-        if results.contains(where: { $0.checker != "passed" }) {
+        if results.contains(where: { !$0.checker.hasPrefix("passed") }) {
             Output.line("the checker FAILED for at least one size (see above)")
             throw ExitCode.failure
         }
@@ -148,6 +157,7 @@ struct Bench: AsyncParsableCommand {
         let messageBytesMax = max(bytes, Configuration().messageBytesMax)
 
         var handles: [MemberHandle] = []
+        var children: [ChildProcess] = []
         if inProcess {
             var inProcessMembers: [BenchMember] = []
             for rank in 0..<members {
@@ -167,7 +177,6 @@ struct Bench: AsyncParsableCommand {
                 try await group.waitForAll()
             }
         } else {
-            var children: [ChildProcess] = []
             for rank in 0..<members {
                 var arguments = [
                     "node", "--rank", "\(rank)", "--peers", peers, "--senders", senders.rawValue, "--window", "\(window)",
@@ -190,10 +199,35 @@ struct Bench: AsyncParsableCommand {
         var lastTick = start
         var lastDelivered: UInt64 = 0
         var complete = false
+        var kill: KillRecord? = nil
         while true {
-            try await Task.sleep(for: .milliseconds(200))
+            try await Task.sleep(for: .milliseconds(kill == nil ? 200 : 20))
             let progress = try await handles.asyncMap { try await $0.progress() }
-            let everyone = progress.compactMap { $0 }
+            var everyone = progress.compactMap { $0 }
+            if let killAfter, kill == nil, seconds(ContinuousClock.now - start) >= killAfter, let victim = children.last {
+                let survivors = everyone.filter { $0.rank != members - 1 }
+                kill = KillRecord(
+                    rank: members - 1, atUptimeNanoseconds: monotonicNanoseconds(),
+                    deliveredBefore: survivors.map(\.delivered).min() ?? 0, secondsBefore: seconds(ContinuousClock.now - start))
+                victim.kill()
+                Output.line("  [\(sizeLabel(bytes))] killed member rank \(members - 1) (SIGKILL) at \(format(kill?.secondsBefore ?? 0, 1)) s")
+            }
+            if let record = kill {
+                // The victim is gone: watch the survivors until every one of them has wedged.
+                everyone = everyone.filter { $0.rank != record.rank }
+                if everyone.count == members - 1, everyone.allSatisfy({ $0.wedgedAtUptimeNanoseconds != nil }) {
+                    kill?.detectionMilliseconds = everyone.map {
+                        Double(($0.wedgedAtUptimeNanoseconds ?? 0) &- record.atUptimeNanoseconds) / 1e6
+                    }
+                    Output.line("  [\(sizeLabel(bytes))] every survivor suspected member rank \(record.rank) and wedged: \(kill?.detectionMilliseconds.map { format($0, 0) }.joined(separator: ", ") ?? "") ms after the kill (view installation: not built)")
+                    break
+                }
+                if seconds(ContinuousClock.now - start) > record.secondsBefore + 30 {
+                    Output.line("  [\(sizeLabel(bytes))] the survivors did not all wedge within 30 s of the kill")
+                    break
+                }
+                continue
+            }
             let sent = everyone.reduce(0) { $0 + $1.sent }
             let minimumDelivered = everyone.map(\.delivered).min() ?? 0
             if everyone.count == members, everyone.allSatisfy(\.sendingDone), sent > 0,
@@ -222,19 +256,35 @@ struct Bench: AsyncParsableCommand {
             if let final = try await handle.finish() { finals.append(final) }
         }
         var checker = complete ? "passed" : "failed: the run did not complete (not every message was delivered everywhere)"
-        if finals.count != members {
+        if let record = kill {
+            // Safety only: the survivors stop at the wedge (no view change yet).
+            checker = finals.count == members - 1
+                ? checkLogs(logPaths, finals: finals, quiesced: false)
+                : "failed: \(members - 1 - finals.count) survivors did not report"
+            if record.detectionMilliseconds.isEmpty { checker = "failed: not every survivor detected the failure" }
+        } else if finals.count != members {
             checker = "failed: \(members - finals.count) members did not report"
         } else if complete {
             checker = checkLogs(logPaths, finals: finals)
         }
-        return BenchResult(
+        var result = BenchResult(
             transport: transport, members: members, senders: senders.rawValue, mode: mode.rawValue, sizeBytes: bytes, sizes: sizes,
             relayThreshold: relayThreshold,
             window: window, inProcess: inProcess, finals: finals, checker: checker)
+        if let record = kill {
+            let sorted = record.detectionMilliseconds.sorted()
+            result.viewChangeMs = ViewChangeTimes(
+                killedRank: record.rank, killAtSeconds: record.secondsBefore,
+                detectionP50: sorted.isEmpty ? nil : sorted[sorted.count / 2], detectionMax: sorted.last,
+                installation: nil,
+                note: "view changes are not built yet: the survivors wedge after detection and stay wedged")
+            result.messagesPerSecondBeforeKill = Double(record.deliveredBefore) / max(record.secondsBefore, 1e-9)
+        }
+        return result
     }
 
     /// Runs the delivery checker over every member's log.
-    private func checkLogs(_ paths: [String], finals: [MemberFinal]) -> String {
+    private func checkLogs(_ paths: [String], finals: [MemberFinal], quiesced: Bool = true) -> String {
         var delivered: [MemberID: [DeliveredRecord]] = [:]
         for (rank, path) in paths.enumerated() {
             guard let data = FileManager.default.contents(atPath: path) else { return "failed: no delivery log from member \(rank)" }
@@ -256,17 +306,46 @@ struct Bench: AsyncParsableCommand {
             // Senders are the lowest ranks, so a sender's sender rank is its member rank.
             sent[MemberID(UInt64(final.rank))] = (0..<final.sent).map { SentRecord(senderSequence: $0, payloadDigest: 0) }
         }
-        let violations = DeliveryChecker(sent: sent, delivered: delivered).check(totalOrder: mode == .ordered, quiesced: true)
+        if !quiesced {
+            // A killed member reports no count of what it sent: take what was delivered of it
+            // (its payloads' content is still checked on delivery).
+            for records in delivered.values {
+                for record in records where !finals.contains(where: { UInt64($0.rank) == record.sender.rawValue }) {
+                    let known = sent[record.sender]?.count ?? 0
+                    if record.senderSequence >= UInt64(known) {
+                        sent[record.sender] = (0...record.senderSequence).map { SentRecord(senderSequence: $0, payloadDigest: 0) }
+                    }
+                }
+            }
+        }
+        let violations = DeliveryChecker(sent: sent, delivered: delivered).check(totalOrder: mode == .ordered, quiesced: quiesced)
         let corrupt = finals.reduce(0) { $0 + $1.corrupt }
         if corrupt > 0 { return "failed: \(corrupt) payloads arrived with other content than was sent" }
         if let first = violations.first { return "failed: \(violations.count) violations, first: \(first)" }
         let total = delivered.values.reduce(0) { $0 + $1.count }
-        return total > 0 ? "passed" : "failed: nothing was delivered"
+        guard total > 0 else { return "failed: nothing was delivered" }
+        return quiesced ? "passed" : "passed (safety only)"
     }
 
     private func seconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
+}
+
+/// A member killed by `--kill-after`, and what the survivors did.
+struct KillRecord {
+    var rank: Int
+    var atUptimeNanoseconds: UInt64
+    var deliveredBefore: UInt64
+    var secondsBefore: Double
+    var detectionMilliseconds: [Double] = []
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock NIODeadline uses, shared by every process here.
+func monotonicNanoseconds() -> UInt64 {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
 }
 
 func sizeLabel(_ bytes: Int) -> String {
@@ -381,6 +460,11 @@ final class ChildProcess: MemberHandle, @unchecked Sendable {
         }
         if process.isRunning { process.terminate() }
         return state.withLock { $0.final }
+    }
+
+    /// SIGKILL, as a crash.
+    func kill() {
+        Glibc.kill(process.processIdentifier, SIGKILL)
     }
 
     func waitUntilExit() {

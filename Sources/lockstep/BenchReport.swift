@@ -83,6 +83,9 @@ struct BenchResult: Codable, Sendable {
     var deliveredPerMember: [UInt64]
     var secondsPerMember: [Double]
     var checker: String
+    /// With --kill-after: failure detection and view change times.
+    var viewChangeMs: ViewChangeTimes?
+    var messagesPerSecondBeforeKill: Double?
 
     init(
         transport: String, members: Int, senders: String, mode: String, sizeBytes: Int, sizes: [Int],
@@ -111,6 +114,18 @@ struct BenchResult: Codable, Sendable {
         secondsPerMember = sorted.map(\.seconds)
         self.checker = checker
     }
+}
+
+/// What `--kill-after` measured, milliseconds from the kill.
+struct ViewChangeTimes: Codable, Sendable {
+    var killedRank: Int
+    var killAtSeconds: Double
+    /// From the kill until a survivor suspected the victim and wedged.
+    var detectionP50: Double?
+    var detectionMax: Double?
+    /// From the kill until the new view was installed: nil, view changes are not built yet.
+    var installation: Double?
+    var note: String
 }
 
 struct BenchReport: Codable, Sendable {

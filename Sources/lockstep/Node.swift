@@ -182,10 +182,12 @@ final class BenchMember: MessageSource, @unchecked Sendable {
     func progress() async throws -> MemberProgress {
         guard let runtime else { throw ValidationError("member not started") }
         runtime.wake()
+        let statistics = try await runtime.statistics()
         return try await runtime.eventLoop.submit {
             MemberProgress(
                 rank: self.settings.memberRank, sent: self.sent, sendingDone: self.sendingDone, delivered: self.delivered,
-                deliveredBytes: self.deliveredBytes, rssMegabytes: residentMegabytes(), inFlight: self.ownInFlight)
+                deliveredBytes: self.deliveredBytes, rssMegabytes: residentMegabytes(), inFlight: self.ownInFlight,
+                wedgedAtUptimeNanoseconds: statistics.wedgedAtUptimeNanoseconds, suspectedRanks: statistics.suspectedRanks)
         }.get()
     }
 
@@ -310,6 +312,9 @@ struct MemberProgress: Codable, Sendable {
     var rssMegabytes: Double
     /// This member's own messages sent and not yet delivered here.
     var inFlight: UInt64
+    /// When the member wedged (CLOCK_MONOTONIC nanoseconds), and whom it suspected.
+    var wedgedAtUptimeNanoseconds: UInt64?
+    var suspectedRanks: [Int]
 }
 
 /// A member's final figures. CPU and memory are the whole process's (one member per process,
