@@ -307,15 +307,16 @@ struct Bench: AsyncParsableCommand {
             sent[MemberID(UInt64(final.rank))] = (0..<final.sent).map { SentRecord(senderSequence: $0, payloadDigest: 0) }
         }
         if !quiesced {
-            // A killed member reports no count of what it sent: take what was delivered of it
-            // (its payloads' content is still checked on delivery).
+            // A killed member reports no count of what it sent: take the highest of its messages
+            // anyone delivered (its payloads' content is still checked on delivery).
+            var highest: [MemberID: UInt64] = [:]
             for records in delivered.values {
-                for record in records where !finals.contains(where: { UInt64($0.rank) == record.sender.rawValue }) {
-                    let known = sent[record.sender]?.count ?? 0
-                    if record.senderSequence >= UInt64(known) {
-                        sent[record.sender] = (0...record.senderSequence).map { SentRecord(senderSequence: $0, payloadDigest: 0) }
-                    }
+                for record in records where sent[record.sender] == nil {
+                    highest[record.sender] = max(highest[record.sender] ?? 0, record.senderSequence)
                 }
+            }
+            for (sender, top) in highest {
+                sent[sender] = (0...top).map { SentRecord(senderSequence: $0, payloadDigest: 0) }
             }
         }
         let violations = DeliveryChecker(sent: sent, delivered: delivered).check(totalOrder: mode == .ordered, quiesced: quiesced)

@@ -200,6 +200,33 @@ struct TCPTests {
     }
 }
 
+@Suite("Failure detection across processes")
+struct KillAfterTests {
+    @Test("bench --kill-after: the survivors of a SIGKILLed member suspect it and wedge within 3 x failureTimeout; safety holds")
+    func killedMemberIsDetected() throws {
+        let report = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-kill-\(getpid()).json")
+        defer { try? FileManager.default.removeItem(at: report) }
+        let process = Process()
+        process.executableURL = try lockstepExecutable()
+        process.arguments = [
+            "bench", "--size", "1K", "--duration", "4", "--kill-after", "1", "--baseline-seconds", "0.2", "--output", report.path,
+        ]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(text)")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any]
+        let result = (json?["results"] as? [[String: Any]])?.first
+        let viewChange = result?["view_change_ms"] as? [String: Any]
+        let detection = try #require(viewChange?["detection_max"] as? Double, "\(text)")
+        #expect(detection < 1_500, "detected within 3 x failureTimeout (500 ms)")
+        #expect(result?["checker"] as? String == "passed (safety only)")
+    }
+}
+
 @Suite("Delivery stream")
 struct DeliveryStreamTests {
     @Test("Deliveries as an AsyncSequence: a slow consumer pauses its member's reads, and nothing is lost or reordered")
