@@ -21,7 +21,7 @@ enum SenderChoice: String, ExpressibleByArgument, Codable, Sendable {
 
 /// Options of one member, shared by `node` and the benchmark.
 struct MemberOptions: ParsableArguments {
-    @Option(help: "JSON file with any of: rank, peers, senders, window, mode, messageBytesMax, batchMessagesMax, batchBytesMax, heartbeatMilliseconds. Flags override it.")
+    @Option(help: "JSON file with any of: rank, peers, senders, window, mode, messageBytesMax, batchMessagesMax, batchBytesMax, heartbeatMilliseconds, failureTimeoutMilliseconds, relayThreshold. Flags override it.")
     var config: String?
 
     @Option(help: "This member's rank (its position in --peers).")
@@ -42,6 +42,9 @@ struct MemberOptions: ParsableArguments {
     @Option(help: "Largest message payload, bytes.")
     var messageBytesMax: Int?
 
+    @Option(name: .customLong("failure-timeout-ms"), help: "Suspect a member not heard from for this many milliseconds (default 500).")
+    var failureTimeoutMilliseconds: Int?
+
     @Option(help: "Transport: tcp (the only one built so far; rdma is a later issue).")
     var transport: String?
 
@@ -58,6 +61,7 @@ struct MemberOptions: ParsableArguments {
         var batchMessagesMax: Int?
         var batchBytesMax: Int?
         var heartbeatMilliseconds: Int?
+        var failureTimeoutMilliseconds: Int?
         var relayThreshold: String?
     }
 
@@ -99,6 +103,9 @@ struct MemberOptions: ParsableArguments {
         if let count = file.batchMessagesMax { configuration.batchMessagesMax = count }
         if let bytes = file.batchBytesMax { configuration.batchBytesMax = bytes }
         if let milliseconds = file.heartbeatMilliseconds { configuration.heartbeatInterval = .milliseconds(milliseconds) }
+        if let milliseconds = failureTimeoutMilliseconds ?? file.failureTimeoutMilliseconds {
+            configuration.failureTimeout = .milliseconds(milliseconds)
+        }
         do { try configuration.validate() } catch { throw ValidationError("\(error)") }
         let ids = addresses.indices.map { MemberID(UInt64($0 + 1)) }
         let senderRanks = (senders ?? file.senders ?? .all).senderRanks(memberCount: addresses.count)
@@ -139,7 +146,8 @@ extension RuntimeSettings {
             view \(view.id): members \(zip(view.members, addresses).map { "\($0)@\($1)" }.joined(separator: " "))
             senders: \(view.senderMemberRanks.map { "rank \($0)" }.joined(separator: ", "))
             mode \(c.deliveryMode.rawValue), windowMessagesMax \(c.windowMessagesMax), messageBytesMax \(c.messageBytesMax), \
-            batchMessagesMax \(c.batchMessagesMax), batchBytesMax \(c.batchBytesMax), heartbeatInterval \(c.heartbeatInterval)
+            batchMessagesMax \(c.batchMessagesMax), batchBytesMax \(c.batchBytesMax), heartbeatInterval \(c.heartbeatInterval), \
+            failureTimeout \(c.failureTimeout)
             relay: \(relayThresholdBytes.map { "payloads of \($0) bytes or more, in blocks of \(relayBlockBytes) bytes, along the chain" } ?? "off")
             """
     }

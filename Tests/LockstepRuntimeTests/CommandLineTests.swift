@@ -14,6 +14,8 @@ struct CommandLineTests {
         (["node", "--rank", "0", "--peers", "127.0.0.1:7000", "--relay-threshold", "lots"], "--relay-threshold 'lots'"),
         (["node", "--peers", "127.0.0.1:7000"], "--rank"),
         (["node", "--config", "/nonexistent/member.json"], "cannot read config file"),
+        (["node", "--rank", "0", "--peers", "127.0.0.1:7000", "--failure-timeout-ms", "100"], "failureTimeout"),
+        (["node", "--rank", "0", "--peers", "127.0.0.1:7000", "--transport", "rdma"], "--transport rdma"),
         (["bench", "--transport", "rdma"], "only tcp exists"),
         (["bench", "--size", "3"], "3 bytes is outside"),
         (["bench", "--members", "1"], "--members must be in 2...16"),
