@@ -10,7 +10,7 @@ import NIOCore
 import NIOPosix
 import Testing
 
-@Suite("TCP transport", .serialized)
+@Suite("TCP transport", .serialized, .timeLimit(.minutes(5)))
 struct TCPTests {
     @Test("Three in-process members over loopback TCP deliver everything, in one order", arguments: [false, true])
     func inProcessGroup(relay: Bool) async throws {
@@ -200,7 +200,7 @@ struct TCPTests {
     }
 }
 
-@Suite("Failure detection across processes")
+@Suite("Failure detection across processes", .timeLimit(.minutes(5)))
 struct KillAfterTests {
     @Test("bench --kill-after: the survivors of a SIGKILLed member suspect it and wedge within 3 x failureTimeout; safety holds")
     func killedMemberIsDetected() throws {
@@ -227,7 +227,7 @@ struct KillAfterTests {
     }
 }
 
-@Suite("Delivery stream")
+@Suite("Delivery stream", .timeLimit(.minutes(2)))
 struct DeliveryStreamTests {
     @Test("Deliveries as an AsyncSequence: a slow consumer pauses its member's reads, and nothing is lost or reordered")
     func slowConsumerPushesBack() async throws {
@@ -276,6 +276,47 @@ struct DeliveryStreamTests {
         let slow = try await started[2].0.statistics()
         #expect(slow.readPauses > 0, "the slow consumer should have made its member stop reading")
         for (runtime, _) in started { await runtime.close() }
+        try await group.shutdownGracefully()
+    }
+}
+
+@Suite("Relay rules", .timeLimit(.minutes(1)))
+struct RelayRuleTests {
+    /// Member 0 runs for real in a view of three; the test plays members 1 and 2.
+    @Test("A relay block from a member that is not the predecessor in the chain is refused, and only that link closes")
+    func blockOutOfChainIsRefused() async throws {
+        let ports = try (0..<3).map { _ in try freePort() }
+        let view = try View(id: ViewID(1), members: (1...3).map { MemberID(UInt64($0)) })
+        let settings = RuntimeSettings(
+            configuration: Configuration(), view: view, memberRank: 0,
+            addresses: ports.map { PeerAddress(host: "127.0.0.1", port: $0) })
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        async let started = MemberRuntime.start(settings: settings, eventLoop: group.next(), logger: testLogger()) { _ in }
+        let one = try RawPeer(port: ports[0])
+        one.send(Wire.encode(.hello(Hello(member: MemberID(2), viewID: view.id, memberRank: 1, senderCount: 3))))
+        let two = try RawPeer(port: ports[0])
+        two.send(Wire.encode(.hello(Hello(member: MemberID(3), viewID: view.id, memberRank: 2, senderCount: 3))))
+        let runtime = try await started
+        // Member 0's predecessor in every chain is rank 2; a block of origin 2 arriving from rank 1
+        // (which should have received it from 2, not sent it on to 0) breaks the chain.
+        let block = Block(originMemberRank: 2, index: 0, totalBytes: 10, offset: 0, bytes: Array(repeating: 7, count: 10)[...])
+        one.send(Wire.encode(.block(block)))
+        // Watched through the member's statistics (a blocking read here could hang the test).
+        var deadline = ContinuousClock.now + .seconds(10)
+        while try await runtime.statistics().linksClosedWithError == 0, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let statistics = try await runtime.statistics()
+        #expect(statistics.linksClosedWithError == 1, "the out-of-chain link is closed")
+        #expect(statistics.blocksForwarded == 0)
+        // The same block from the predecessor is accepted and passed on (to rank 1: 0's successor).
+        two.send(Wire.encode(.block(block)))
+        deadline = ContinuousClock.now + .seconds(10)
+        while try await runtime.statistics().blocksForwarded == 0, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(try await runtime.statistics().blocksForwarded == 1)
+        await runtime.close()
         try await group.shutdownGracefully()
     }
 }
