@@ -66,12 +66,9 @@ let package = Package(
             ],
             swiftSettings: optimizedEvenInDebug
         ),
-        // C helpers for the command line (allocator tuning).
-        .target(name: "CLockstepSupport"),
         .executableTarget(
             name: "lockstep",
             dependencies: [
-                "CLockstepSupport",
                 "LockstepCore",
                 "LockstepSimulator",
                 "LockstepWire",

@@ -97,7 +97,6 @@ struct Bench: AsyncParsableCommand {
 
     func run() async throws {
         let sizes = try Self.parseSizes(size)
-        tuneAllocatorForLargeMessages()
         let machine = MachineInfo.current()
         Output.line("lockstep bench: \(members) members (\(inProcess ? "threads of one process" : "processes")), senders \(senders.rawValue), \(mode.rawValue), tcp on 127.0.0.1, relay \(relayThreshold == "off" ? "off" : "from \(relayThreshold)"), commit \(machine.commit)")
         Output.line("raw baseline: one TCP stream between two processes, 1 MiB writes, \(baselineSeconds) s ...")
@@ -421,8 +420,7 @@ final class ChildProcess: MemberHandle, @unchecked Sendable {
                     state.partial.removeSubrange(state.partial.startIndex...newline)
                     state.lines.append(line)
                     let data = Data(line.utf8)
-                    let decoder = JSONDecoder()
-                    decoder.keyDecodingStrategy = .convertFromSnakeCase
+                    let decoder = BenchReport.decoder()
                     if line.contains("\"progress\"") {
                         state.progress = try? decoder.decode(MemberProgress.self, from: data)
                     } else if line.contains("\"final\"") {

@@ -136,10 +136,11 @@ struct BenchReport: Codable, Sendable {
     var baseline: Baseline
     var results: [BenchResult]
 
-    static func encoder() -> JSONEncoder {
+    /// The snake_case JSON of reports and of the members' progress lines (one line each).
+    static func encoder(pretty: Bool = true) -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys] : [.sortedKeys]
         return encoder
     }
 

@@ -3,7 +3,6 @@
 // on stdout for `lockstep bench`.
 
 import ArgumentParser
-import CLockstepSupport
 import Foundation
 import Histogram
 import Logging
@@ -38,7 +37,6 @@ struct Node: AsyncParsableCommand {
 
     func run() async throws {
         let settings = try member.settings()
-        tuneAllocatorForLargeMessages()
         Output.error(settings.summary)
         if let size {
             let sizes = try Bench.parseSizes(size)
@@ -73,13 +71,6 @@ struct Node: AsyncParsableCommand {
         await runtime.close()
         try await group.shutdownGracefully()
     }
-}
-
-/// glibc serves allocations above its mmap threshold (128 KiB to start) with fresh mmaps, so
-/// every large message cost page faults and zeroed pages (12 % of the cycles of a 1 MiB run in
-/// perf). A fixed 64 MiB threshold keeps such buffers in the heap for reuse.
-func tuneAllocatorForLargeMessages() {
-    _ = lockstep_set_mmap_threshold(64 << 20)
 }
 
 /// The benchmark payload: send time (uptime ns) and the sender's message number, then filler
@@ -336,8 +327,5 @@ struct MemberFinal: Codable, Sendable {
 }
 
 func jsonLine<T: Encodable>(_ value: T) throws -> String {
-    let encoder = JSONEncoder()
-    encoder.keyEncodingStrategy = .convertToSnakeCase
-    encoder.outputFormatting = [.sortedKeys]
-    return String(decoding: try encoder.encode(value), as: UTF8.self)
+    String(decoding: try BenchReport.encoder(pretty: false).encode(value), as: UTF8.self)
 }
