@@ -23,17 +23,9 @@ struct CommandLineTests {
     ]
 
     @Test("Bad values are refused with a clear error", arguments: cases)
-    func badValues(arguments: [String], expected: String) throws {
-        let process = Process()
-        process.executableURL = try lockstepExecutable()
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus != 0)
+    func badValues(arguments: [String], expected: String) async throws {
+        let (status, text) = try await runLockstep(arguments)
+        #expect(status != 0)
         #expect(text.contains(expected), "\(text)")
     }
 }

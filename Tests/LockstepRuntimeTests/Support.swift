@@ -36,7 +36,17 @@ func freePort() throws -> Int {
 final class RawPeer {
     let fd: Int32
 
-    init(port: Int) throws {
+    /// Connects, retrying while the member is not listening yet. Waits with Task.sleep: a
+    /// blocking wait would hold one of the few cooperative threads the member needs to start.
+    static func connecting(port: Int) async throws -> RawPeer {
+        for _ in 0..<1_500 {
+            if let peer = try? RawPeer(port: port, attempts: 1) { return peer }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw TestError("cannot connect to \(port) within 30 s")
+    }
+
+    init(port: Int, attempts: Int = 100) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -45,14 +55,17 @@ final class RawPeer {
         var timeout = timeval(tv_sec: 5, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var connected: Int32 = -1
-        for _ in 0..<100 {
+        for attempt in 0..<attempts {
+            if attempt > 0 { usleep(20_000) }
             connected = withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
             }
             if connected == 0 { break }
-            usleep(20_000)
         }
-        guard connected == 0 else { throw TestError("cannot connect to \(port)") }
+        guard connected == 0 else {
+            close(fd)
+            throw TestError("cannot connect to \(port)")
+        }
     }
 
     func send(_ bytes: [UInt8]) {
@@ -115,4 +128,23 @@ func lockstepExecutable() throws -> URL {
     ]
     for candidate in candidates where FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
     throw TestError("the lockstep executable was not built (looked in \(candidates.map(\.path)))")
+}
+
+/// Runs `lockstep` with `arguments` and returns its exit status and output. The wait happens on
+/// a dispatch thread, not on the cooperative pool the in-process members run on.
+func runLockstep(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = try lockstepExecutable()
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    return await withCheckedContinuation { continuation in
+        DispatchQueue.global().async {
+            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            continuation.resume(returning: (process.terminationStatus, text))
+        }
+    }
 }

@@ -96,7 +96,7 @@ struct TCPTests {
             async let started = MemberRuntime.start(settings: settings, eventLoop: group.next(), logger: testLogger()) {
                 log.append($0)
             }
-            let peer = try RawPeer(port: ports[0])
+            let peer = try await RawPeer.connecting(port: ports[0])
             peer.send(Self.hello(view))
             let runtime = try await started
             let link = PlayedLink(runtime: runtime, group: group, log: log, port: ports[0], view: view)
@@ -149,7 +149,7 @@ struct TCPTests {
         let before = link.log.all
         #expect(before.count == 2)
         do {
-            let peer = try RawPeer(port: link.port)
+            let peer = try await RawPeer.connecting(port: link.port)
             peer.send(PlayedLink.hello(link.view))
             try await link.deliverTwo(through: peer, from: 2)
             peer.send(kind.bytes(link.view))
@@ -160,7 +160,7 @@ struct TCPTests {
             #expect(peer.waitForClose(), "member 0 should close the link after \(kind)")
         }
         // Still up: a new connection from member 1 is accepted and its messages are delivered.
-        let again = try RawPeer(port: link.port)
+        let again = try await RawPeer.connecting(port: link.port)
         again.send(PlayedLink.hello(link.view))
         try await link.deliverTwo(through: again, from: 4)
         let after = link.log.all
@@ -175,23 +175,15 @@ struct TCPTests {
 
     @Test("A multi-process group: 3 `lockstep node` processes stream 100,000 messages of mixed sizes each (4 KiB ones through the relay) and pass the checker")
     func multiProcess() async throws {
-        let executable = try lockstepExecutable()
         let report = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-test-\(getpid()).json")
         defer { try? FileManager.default.removeItem(at: report) }
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = [
+        let arguments = [
             "bench", "--members", "3", "--mix", "--size", "16,100,1K,4K", "--count", "100000", "--baseline-seconds", "0.2",
             "--relay-threshold", "4K",
             "--output", report.path,
         ]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(text)")
+        let (status, text) = try await runLockstep(arguments)
+        #expect(status == 0, "\(text)")
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any]
         let results = json?["results"] as? [[String: Any]]
         #expect(results?.first?["checker"] as? String == "passed")
@@ -203,21 +195,14 @@ struct TCPTests {
 @Suite("Failure detection across processes", .timeLimit(.minutes(5)))
 struct KillAfterTests {
     @Test("bench --kill-after: the survivors of a SIGKILLed member suspect it and wedge within 3 x failureTimeout; safety holds")
-    func killedMemberIsDetected() throws {
+    func killedMemberIsDetected() async throws {
         let report = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-kill-\(getpid()).json")
         defer { try? FileManager.default.removeItem(at: report) }
-        let process = Process()
-        process.executableURL = try lockstepExecutable()
-        process.arguments = [
+        let arguments = [
             "bench", "--size", "1K", "--duration", "4", "--kill-after", "1", "--baseline-seconds", "0.2", "--output", report.path,
         ]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(text)")
+        let (status, text) = try await runLockstep(arguments)
+        #expect(status == 0, "\(text)")
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any]
         let result = (json?["results"] as? [[String: Any]])?.first
         let viewChange = result?["view_change_ms"] as? [String: Any]
@@ -292,9 +277,9 @@ struct RelayRuleTests {
             addresses: ports.map { PeerAddress(host: "127.0.0.1", port: $0) })
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         async let started = MemberRuntime.start(settings: settings, eventLoop: group.next(), logger: testLogger()) { _ in }
-        let one = try RawPeer(port: ports[0])
+        let one = try await RawPeer.connecting(port: ports[0])
         one.send(Wire.encode(.hello(Hello(member: MemberID(2), viewID: view.id, memberRank: 1, senderCount: 3))))
-        let two = try RawPeer(port: ports[0])
+        let two = try await RawPeer.connecting(port: ports[0])
         two.send(Wire.encode(.hello(Hello(member: MemberID(3), viewID: view.id, memberRank: 2, senderCount: 3))))
         let runtime = try await started
         // Member 0's predecessor in every chain is rank 2; a block of origin 2 arriving from rank 1
