@@ -62,10 +62,9 @@ final class RawPeer {
             }
             if connected == 0 { break }
         }
-        guard connected == 0 else {
-            close(fd)
-            throw TestError("cannot connect to \(port)")
-        }
+        // On failure deinit closes the socket (a class whose stored properties are all set
+        // gets deinit even when its init throws); closing here too closed a reused descriptor.
+        guard connected == 0 else { throw TestError("cannot connect to \(port)") }
     }
 
     func send(_ bytes: [UInt8]) {
