@@ -29,8 +29,29 @@ public enum Effect: Sendable, Equatable {
     /// Call `handle(.tick(now))` no later than this time. A later `armTimer` replaces it.
     case armTimer(at: Timestamp)
     /// This member has wedged: it saw these member ranks suspected and sends no new message in
-    /// this view. Emitted once per view. (The view change that follows is not built yet.)
+    /// this view. Emitted once per view; the view change follows.
     case wedged(suspectedRanks: [Int])
+    /// The next view is installed. Everything emitted before this effect belongs to the old view
+    /// (its last deliveries, up to the ragged trim, and the leader's last row, which the shell
+    /// still sends to every member of the old view); everything after it to `view`, where this
+    /// member now has rank `memberRank`. Members of `view` not in the old one are joiners: the
+    /// leader's shell sends them the view and a state snapshot.
+    case installView(View, memberRank: Int)
+    /// This member was removed from the group (it failed, was suspected, or left). It delivers
+    /// and sends nothing more; a process that wants back joins as a new incarnation.
+    case removed(reason: String)
+    /// This member can reach only `reachable` members of the `of` in its view: not a majority,
+    /// so it must not form a view. It stays wedged (emitted once per view).
+    case minority(reachable: Int, of: Int)
+}
+
+/// The leader's answer to a join request.
+public enum JoinAnswer: Sendable, Equatable {
+    /// The joiner will be in the next view; the leader's shell sends it the view and a snapshot.
+    case accepted
+    /// Ask the leader instead.
+    case redirect(leader: MemberID)
+    case refused(reason: String)
 }
 
 /// A message handed to the application.
@@ -112,4 +133,12 @@ public struct CoreStatistics: Sendable, Equatable {
     /// Ticks that came more than failureTimeout / 2 after the previous one: this member was
     /// stalled, and did not count the time against its peers.
     public var localStalls: UInt64 = 0
+    /// Membership: proposals this member made as leader, commits it made, views it installed,
+    /// own messages it re-sent in a new view (they were beyond the ragged trim), and rows it
+    /// ignored because their sender was suspected.
+    public var proposalsMade: UInt64 = 0
+    public var commitsMade: UInt64 = 0
+    public var viewsInstalled: UInt64 = 0
+    public var messagesResent: UInt64 = 0
+    public var rowsFromSuspectsIgnored: UInt64 = 0
 }

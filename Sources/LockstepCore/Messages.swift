@@ -62,6 +62,18 @@ public struct Row: Sendable, Equatable {
     /// counters it only grows within a view: a suspicion is never withdrawn.
     public var suspected: [UInt64]
 
+    /// Membership (docs/MEMBERSHIP.md). The leader's proposal, or, in any other member's row,
+    /// the proposal it acknowledged (a copy, so a later leader finds it in any survivor's row).
+    public var proposal: ViewChange = .none
+    /// The change the leader committed, or the copy a member took of it; `number` is the
+    /// proposal under which it was committed. Comes with `trim`.
+    public var commit: ViewChange = .none
+    /// The ragged trim of `commit`: per sender rank, how many of its messages (nulls included)
+    /// are delivered in this view. Empty while nothing is committed.
+    public var trim: [UInt64] = []
+    /// Leader only: the number of the commit it has installed (every survivor holds the trim).
+    public var installNumber: UInt64 = 0
+
     public init(viewID: ViewID, received: [UInt64], seq: UInt64, delivered: UInt64, suspected: [UInt64] = []) {
         self.viewID = viewID
         self.received = received
@@ -76,6 +88,29 @@ public struct Row: Sendable, Equatable {
     public func isSuspected(_ rank: Int) -> Bool {
         let word = rank / 64
         return word < suspected.count && suspected[word] & (1 << UInt64(rank % 64)) != 0
+    }
+}
+
+/// A membership change: members removed (a bitmap by member rank in the current view) and
+/// members joining (appended, in this order, to the next view). `number` orders proposals:
+/// `round << 16 | leaderRank`, so two leaders never issue the same number.
+public struct ViewChange: Sendable, Equatable {
+    public var number: UInt64
+    public var removed: [UInt64]
+    public var joiners: [MemberID]
+
+    public init(number: UInt64, removed: [UInt64], joiners: [MemberID]) {
+        self.number = number
+        self.removed = removed
+        self.joiners = joiners
+    }
+
+    /// No change: number 0.
+    public static let none = ViewChange(number: 0, removed: [], joiners: [])
+
+    public func isRemoved(_ rank: Int) -> Bool {
+        let word = rank / 64
+        return word < removed.count && removed[word] & (1 << UInt64(rank % 64)) != 0
     }
 }
 

@@ -23,16 +23,16 @@ public struct OrderingCore: Sendable {
     /// This member's sender rank, if it sends in this view.
     public let senderRank: Int?
 
-    private let senderCount: Int
-    private let senderCountWide: UInt64
+    let senderCount: Int
+    let senderCountWide: UInt64
     private let windowWide: UInt64
     /// Sender rank of each member rank, or -1 for a member that does not send.
     private let senderRankOfMember: [Int]
     private let senderMembers: [MemberID]
 
     /// rows[memberRank]; rows[memberRank] of this member is authoritative.
-    private var rows: [Row]
-    private var rings: [SlotRing]
+    var rows: [Row]
+    var rings: [SlotRing]
     /// Unordered mode: per sender, how many messages have been delivered (and released) here.
     private var unorderedDelivered: [UInt64]
 
@@ -41,19 +41,29 @@ public struct OrderingCore: Sendable {
     /// This member may assign indices below this (the window's upper edge), cached.
     private var sendLimit: UInt64
     /// Bumped on every change of this member's row; compared with the last row sent.
-    private var rowVersion: UInt64 = 1
+    var rowVersion: UInt64 = 1
     private var sentRowVersion: UInt64 = 0
-    private var now: Timestamp = .zero
+    var now: Timestamp = .zero
     private var lastRowSentAt: Timestamp = .zero
     private var armedTimerAt: Timestamp? = nil
     /// Failure detection: when each member was last heard from (any message counts). Set for
     /// everyone by the first tick, so a member is never suspected before the clock starts.
-    private var lastHeard: [Timestamp]
-    private var clockStarted = false
+    var lastHeard: [Timestamp]
+    var clockStarted = false
     private var lastTickAt: Timestamp = .zero
     private var wedgeReported = false
+    /// Set by the first suspicion or the first sign of a view change (a proposal in any row);
+    /// from then on this member sends nothing new and delivers only by the ragged trim.
+    var wedged = false
+    /// Membership (Membership.swift): joins accepted by this member as leader, not yet proposed
+    /// or not yet installed; whether this member learned it was removed, or that it is in a
+    /// minority, and said so.
+    var pendingJoiners: [MemberID] = []
+    var removedReason: String? = nil
+    var removedReported = false
+    var minorityReported = false
 
-    public private(set) var statistics = CoreStatistics()
+    public internal(set) var statistics = CoreStatistics()
 
     /// Creates the core of the member at `memberRank` in `view`.
     public init(configuration: Configuration, view: View, memberRank: Int) throws(CoreSetupError) {
@@ -100,7 +110,7 @@ public struct OrderingCore: Sendable {
     public var stabilityFrontier: UInt64 { minimumSeq() }
 
     /// A wedged member saw a suspicion and sends no new message in this view.
-    public var isWedged: Bool { rows[memberRank].suspected.contains { $0 != 0 } }
+    public var isWedged: Bool { wedged }
 
     /// Member ranks this member suspects (its own suspicions and those it learned from rows).
     public var suspectedRanks: [Int] { view.members.indices.filter { rows[memberRank].isSuspected($0) } }
@@ -131,10 +141,11 @@ public struct OrderingCore: Sendable {
     }
 
     /// Suspects the member at `rank` (once; suspicions are never withdrawn within a view).
-    private mutating func suspect(_ rank: Int) {
+    mutating func suspect(_ rank: Int) {
         guard !rows[memberRank].isSuspected(rank) else { return }
         rows[memberRank].suspected[rank / 64] |= 1 << UInt64(rank % 64)
         rowVersion &+= 1
+        wedged = true
         statistics.suspicionsRaised += 1
     }
 
@@ -261,6 +272,19 @@ public struct OrderingCore: Sendable {
         guard row.suspected.count == words else {
             throw CoreError(.malformedRow, "row of member rank \(from) has \(row.suspected.count) suspicion words, not \(words)")
         }
+        try checkMembershipColumns(row, from: from)
+        // A suspected member's rows are ignored: it is leaving this view, and what it reports
+        // (its suspicions above all) must not steer the members that stay.
+        if rows[memberRank].isSuspected(from) {
+            statistics.rowsFromSuspectsIgnored += 1
+            return
+        }
+        // A member that suspects so many that the rest are no majority is cut off from the
+        // group: adopting its suspicions would dissolve the group around it. Suspect it instead.
+        if !Self.isMajority(survivors: view.memberCount - Self.count(row.suspected), of: view.memberCount) {
+            suspect(from)
+            return
+        }
         // Suspicions spread: what another member suspects, this member suspects too.
         for word in 0..<words {
             rows[from].suspected[word] |= row.suspected[word]
@@ -268,8 +292,13 @@ public struct OrderingCore: Sendable {
             if fresh != 0 {
                 rows[memberRank].suspected[word] |= fresh
                 rowVersion &+= 1
+                wedged = true
             }
         }
+        // Any sign of a view change wedges this member before it reads the counters below:
+        // counters sent after their owner wedged must not advance delivery by stability, or a
+        // member could deliver beyond the ragged trim the leader computes from earlier rows.
+        if row.proposal.number != 0 || row.commit.number != 0 { wedged = true }
         // Counters only grow: keep the maximum, so re-sent or reordered rows are harmless.
         var changed = false
         for s in 0..<senderCount where row.received[s] > rows[from].received[s] {
@@ -288,6 +317,7 @@ public struct OrderingCore: Sendable {
             statistics.rowsApplied += 1
             updateSendLimit()
         }
+        applyMembershipColumns(row, from: from)
     }
 
     // MARK: - Effects
@@ -295,7 +325,8 @@ public struct OrderingCore: Sendable {
     /// Collects what the shell must do after the events fed since the last poll. Appends to
     /// `effects` (which the shell may reuse across polls to avoid allocating).
     public mutating func poll(into effects: inout [Effect]) {
-        if configuration.deliveryMode == .ordered && !isWedged { fillNulls() }
+        if wedged || !pendingJoiners.isEmpty { membershipStep(into: &effects) }
+        if configuration.deliveryMode == .ordered && !wedged { fillNulls() }
         transmit(into: &effects)
         updateSeq()
         switch configuration.deliveryMode {
@@ -312,7 +343,7 @@ public struct OrderingCore: Sendable {
                 statistics.rowsSent += 1
             }
         }
-        if isWedged && !wedgeReported {
+        if wedged && !wedgeReported && removedReason == nil {
             wedgeReported = true
             effects.append(.wedged(suspectedRanks: suspectedRanks))
         }
@@ -401,6 +432,8 @@ public struct OrderingCore: Sendable {
     }
 
     private mutating func deliverOrdered(into effects: inout [Effect]) {
+        // A wedged member delivers only by the ragged trim (see applyRow).
+        guard !wedged else { return }
         let stable = minimumSeq()
         var delivered = rows[memberRank].delivered
         guard delivered < stable else { return }
@@ -424,7 +457,7 @@ public struct OrderingCore: Sendable {
     }
 
     @inline(__always)
-    private func deliver(_ payload: Payload, sender: Int, index: UInt64, globalSequence: UInt64?) -> Effect {
+    func deliver(_ payload: Payload, sender: Int, index: UInt64, globalSequence: UInt64?) -> Effect {
         .deliver(
             Delivery(
                 viewID: view.id, sender: senderMembers[sender], senderRank: sender, index: index,
@@ -484,7 +517,7 @@ public struct OrderingCore: Sendable {
         return global > rank ? (global - rank - 1) / senderCount + 1 : 0
     }
 
-    private func minimumSeq() -> UInt64 {
+    func minimumSeq() -> UInt64 {
         var result = UInt64.max
         for k in rows.indices { result = min(result, rows[k].seq) }
         return result

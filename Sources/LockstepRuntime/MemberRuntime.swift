@@ -511,8 +511,13 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             case .wedged(let ranks):
                 stats.wedgedAtUptimeNanoseconds = NIODeadline.now().uptimeNanoseconds
                 stats.suspectedRanks = ranks
-                logger.warning(
-                    "wedged: member ranks \(ranks) suspected; this member sends nothing new in \(settings.view.id) (view changes are not built yet)")
+                logger.warning("wedged: member ranks \(ranks) suspected; this member sends nothing new in \(settings.view.id)")
+            case .installView(let view, let rank):
+                logger.error("view \(view) installed at rank \(rank): the runtime cannot switch views yet")
+            case .removed(let reason):
+                logger.error("removed from the group: \(reason)")
+            case .minority(let reachable, let of):
+                logger.error("in a minority: reaches \(reachable) of \(of) members; not forming a view (partition safety)")
             }
         }
     }

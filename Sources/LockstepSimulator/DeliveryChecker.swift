@@ -20,10 +20,40 @@ public struct DeliveredRecord: Sendable, Equatable {
     public var sender: MemberID
     public var senderSequence: UInt64
     public var payloadDigest: UInt64
-    public init(sender: MemberID, senderSequence: UInt64, payloadDigest: UInt64) {
+    /// The view the message was delivered in (0 when the log does not say).
+    public var viewID: UInt64
+    public init(sender: MemberID, senderSequence: UInt64, payloadDigest: UInt64, viewID: UInt64 = 0) {
         self.sender = sender
         self.senderSequence = senderSequence
         self.payloadDigest = payloadDigest
+        self.viewID = viewID
+    }
+}
+
+/// A view as one member installed it, with the digest of its application state at that moment.
+public struct ViewRecord: Sendable, Equatable {
+    public var viewID: UInt64
+    public var members: [MemberID]
+    public var stateDigest: UInt64
+    public init(viewID: UInt64, members: [MemberID], stateDigest: UInt64) {
+        self.viewID = viewID
+        self.members = members
+        self.stateDigest = stateDigest
+    }
+}
+
+/// One incarnation's membership history.
+public struct MemberHistory: Sendable, Equatable {
+    /// Views in the order installed; a joiner's first is the view it joined.
+    public var installs: [ViewRecord]
+    /// A joiner's snapshot: per sender, how many messages it holds without delivering them.
+    public var initialCounts: [MemberID: UInt64]
+    /// The member learned it was removed.
+    public var removed: Bool
+    public init(installs: [ViewRecord], initialCounts: [MemberID: UInt64] = [:], removed: Bool = false) {
+        self.installs = installs
+        self.initialCounts = initialCounts
+        self.removed = removed
     }
 }
 
@@ -35,6 +65,9 @@ public struct Violation: Sendable, Equatable, CustomStringConvertible {
         case totalOrder = "same total order"
         case fifo = "per-sender FIFO"
         case completeness = "every sent message delivered"
+        case viewAgreement = "same sequence of views"
+        case virtualSynchrony = "virtual synchrony"
+        case deliveryOutsideView = "nothing delivered outside the member's views"
     }
     public var property: Property
     public var member: MemberID
@@ -49,9 +82,21 @@ public struct DeliveryChecker: Sendable {
     /// What each member delivered, in delivery order.
     public var delivered: [MemberID: [DeliveredRecord]]
 
-    public init(sent: [MemberID: [SentRecord]], delivered: [MemberID: [DeliveredRecord]]) {
+    /// Views each incarnation installed. Empty for logs of a single view (then the total order
+    /// is checked over whole logs, and completeness over every member).
+    public var membership: [MemberID: MemberHistory]
+
+    public init(
+        sent: [MemberID: [SentRecord]], delivered: [MemberID: [DeliveredRecord]], membership: [MemberID: MemberHistory] = [:]
+    ) {
         self.sent = sent
         self.delivered = delivered
+        self.membership = membership
+    }
+
+    /// The members of the last view installed anywhere, if views were recorded.
+    public var finalMembers: [MemberID]? {
+        membership.values.compactMap(\.installs.last).max { $0.viewID < $1.viewID }?.members
     }
 
     /// Runs every check.
@@ -70,7 +115,8 @@ public struct DeliveryChecker: Sendable {
         let members = delivered.keys.sorted()
         for member in members {
             let log = delivered[member] ?? []
-            var nextExpected: [MemberID: UInt64] = [:]
+            // A joiner starts from its snapshot: what it holds without having delivered it.
+            var nextExpected: [MemberID: UInt64] = membership[member]?.initialCounts ?? [:]
             for (position, record) in log.enumerated() {
                 // No creation: the record names a message its sender really sent, with that content.
                 guard let senderLog = sent[record.sender], record.senderSequence < UInt64(senderLog.count) else {
@@ -91,7 +137,7 @@ public struct DeliveryChecker: Sendable {
                     nextExpected[record.sender] = record.senderSequence + 1
                 }
             }
-            if quiesced {
+            if quiesced && membership.isEmpty {
                 for sender in sent.keys.sorted() {
                     let count = UInt64(sent[sender]?.count ?? 0)
                     let got = nextExpected[sender, default: 0]
@@ -101,7 +147,9 @@ public struct DeliveryChecker: Sendable {
                 }
             }
         }
-        if totalOrder, let reference = members.max(by: { (delivered[$0]?.count ?? 0) < (delivered[$1]?.count ?? 0) }) {
+        if !membership.isEmpty {
+            checkViews(totalOrder: totalOrder, quiesced: quiesced, report: report)
+        } else if totalOrder, let reference = members.max(by: { (delivered[$0]?.count ?? 0) < (delivered[$1]?.count ?? 0) }) {
             let referenceLog = delivered[reference] ?? []
             for member in members where member != reference {
                 let log = delivered[member] ?? []
@@ -114,6 +162,85 @@ public struct DeliveryChecker: Sendable {
             }
         }
         return violations
+    }
+
+    /// Checks across views: every view id names the same members wherever it was installed,
+    /// each member's views are consecutive, deliveries happen only in installed views; per view,
+    /// one total order (prefixes of one sequence); members that install v+1 together delivered
+    /// exactly the same messages in v, so they installed with the same state (virtual
+    /// synchrony); and at quiescence the final view's members hold every message of every
+    /// final-view sender.
+    private func checkViews(
+        totalOrder: Bool, quiesced: Bool, report: (Violation.Property, MemberID, @autoclosure () -> String) -> Void
+    ) {
+        var viewMembers: [UInt64: (MemberID, [MemberID])] = [:]
+        var installers: [UInt64: [(MemberID, UInt64)]] = [:]
+        for member in membership.keys.sorted() {
+            let installs = membership[member]!.installs
+            for (position, record) in installs.enumerated() {
+                if let (first, members) = viewMembers[record.viewID] {
+                    if members != record.members {
+                        report(.viewAgreement, member, "v\(record.viewID) has members \(record.members), \(first) installed \(members)")
+                    }
+                } else {
+                    viewMembers[record.viewID] = (member, record.members)
+                }
+                if !record.members.contains(member) {
+                    report(.viewAgreement, member, "installed v\(record.viewID) without being a member")
+                }
+                if position > 0 && record.viewID != installs[position - 1].viewID + 1 {
+                    report(.viewAgreement, member, "installed v\(record.viewID) after v\(installs[position - 1].viewID)")
+                }
+                installers[record.viewID, default: []].append((member, record.stateDigest))
+            }
+            let viewIDs = Set(installs.map(\.viewID))
+            for (position, record) in (delivered[member] ?? []).enumerated() where !viewIDs.contains(record.viewID) {
+                report(.deliveryOutsideView, member, "position \(position): delivered in v\(record.viewID), which it never installed")
+                break
+            }
+        }
+        guard totalOrder else { return }
+        // Per view, each member's deliveries in that view.
+        var perView: [UInt64: [MemberID: [DeliveredRecord]]] = [:]
+        for (member, log) in delivered {
+            for record in log { perView[record.viewID, default: [:]][member, default: []].append(record) }
+        }
+        for (viewID, logs) in perView.sorted(by: { $0.key < $1.key }) {
+            guard let reference = logs.keys.max(by: { (logs[$0]!.count, $1) < (logs[$1]!.count, $0) }) else { continue }
+            let referenceLog = logs[reference]!
+            for (member, log) in logs where member != reference {
+                if let position = log.indices.first(where: { log[$0] != referenceLog[$0] }) {
+                    report(.totalOrder, member, "v\(viewID) position \(position): \(log[position].sender)#\(log[position].senderSequence) where \(reference) delivered \(referenceLog[position].sender)#\(referenceLog[position].senderSequence)")
+                }
+            }
+        }
+        // Virtual synchrony: everyone who installed v+1 did so with the same application state
+        // (a digest chained over every delivery, a joiner's snapshot included), and those who
+        // were in v delivered the same messages in v.
+        for (viewID, entries) in installers.sorted(by: { $0.key < $1.key }) where viewID > 1 {
+            guard let (first, digest) = entries.first else { continue }
+            for (member, other) in entries.dropFirst() where other != digest {
+                report(.virtualSynchrony, member, "installed v\(viewID) with another state than \(first)")
+            }
+            let movers = entries.map(\.0).filter { member in membership[member]!.installs.contains { $0.viewID == viewID - 1 } }
+            let sets = movers.map { member in (delivered[member] ?? []).filter { $0.viewID == viewID - 1 } }
+            for (index, set) in sets.enumerated().dropFirst() where set != sets[0] {
+                report(.virtualSynchrony, movers[index], "delivered \(set.count) messages in v\(viewID - 1), \(movers[0]) delivered \(sets[0].count); both installed v\(viewID)")
+            }
+        }
+        // Completeness at quiescence, over the final view.
+        guard quiesced, let final = finalMembers else { return }
+        for member in final {
+            guard membership[member] != nil else { continue }
+            var counts = membership[member]!.initialCounts
+            for record in delivered[member] ?? [] { counts[record.sender] = record.senderSequence + 1 }
+            for sender in final {
+                let sentCount = UInt64(sent[sender]?.count ?? 0)
+                if counts[sender, default: 0] < sentCount {
+                    report(.completeness, member, "holds \(counts[sender, default: 0]) of \(sentCount) messages of \(sender)")
+                }
+            }
+        }
     }
 }
 

@@ -1,16 +1,36 @@
 // A group of members running the real `OrderingCore`, over simulated links, on a virtual
 // clock. Nothing here reads a real clock or an unseeded random source: one seed fixes the run.
 //
-// Links are reliable and FIFO (the transport contract), each with its own random delay; a
-// paused member (a stopped process, a long GC) handles nothing until it resumes, and then
-// handles what arrived meanwhile in arrival order. The group is the stage both for random
-// simulation (`Simulation`) and for scripted scenario tests.
+// A *slot* is a simulated process: it holds one member incarnation at a time (a restart gives
+// the slot a new `MemberID`, which joins as a new member). Slots are what tests and the fault
+// schedule name; ranks are the core's business and change with every view. Links join slots;
+// they are reliable and FIFO (the transport contract) until they fail, with their own random
+// delay. A paused member handles nothing until it resumes, then handles what arrived meanwhile
+// in arrival order. The shell around each core does what a real runtime does: it sends a view
+// and a state snapshot to joiners, holds traffic of a view it has not installed yet, and drops
+// traffic of views it has left.
 
 import HeapModule
 import LockstepCore
 
-/// A simulated group: N members, their applications, and the links between them.
+/// What a simulated application holds: how many messages of each sender it has delivered, and
+/// a digest chained over every delivery. A joiner starts from the leader's copy (its snapshot).
+public struct AppState: Sendable, Equatable {
+    public var counts: [MemberID: UInt64] = [:]
+    public var digest: UInt64 = 0xcbf2_9ce4_8422_2325
+    public init() {}
+
+    mutating func apply(_ record: DeliveredRecord) {
+        counts[record.sender] = record.senderSequence + 1
+        for value in [record.sender.rawValue, record.senderSequence, record.payloadDigest] {
+            digest = (digest ^ value) &* 0x0000_0100_0000_01B3
+        }
+    }
+}
+
+/// A simulated group: slots running member incarnations, their applications, and the links.
 public final class SimulatedGroup {
+    /// The first view.
     public let view: View
     public let configuration: Configuration
     /// Virtual time, in nanoseconds.
@@ -19,11 +39,11 @@ public final class SimulatedGroup {
     /// Core errors: on honest simulated links every one of them is a bug.
     public private(set) var coreErrors: [String] = []
 
-    private var members: [Member]
+    private var slots: [Slot]
     private var queue = Heap<Scheduled>()
     private var order: UInt64 = 0
     private var random: DeterministicRandom
-    /// linkDelayBase[from][to], nanoseconds.
+    /// linkDelayBase[from][to], nanoseconds, by slot.
     private var linkDelayBase: [[UInt64]]
     private var lastArrival: [[UInt64]]
     /// linkFailed[from][to]: the link has failed; what was in flight on it and everything later is lost.
@@ -33,48 +53,89 @@ public final class SimulatedGroup {
     private var effects: [Effect] = []
     private var dataInFlight = 0
     private var scheduledWorkPending = 0
+    private var nextMemberID: UInt64
+    private var slotOfMember: [MemberID: Int] = [:]
+    /// Every incarnation's history, for the checker.
+    private var histories: [MemberID: History] = [:]
     /// Largest random payload filler, in bytes (payloads also carry a 16-byte header).
     public var payloadFillerBytesMax = 48
     /// Probability that a message on a link is held up by an extra delay of up to `spikeDelayMax`.
     public var spikeProbability = 0.01
     public var spikeDelayMax: Duration = .milliseconds(5)
+    /// A joiner that has not been welcomed this long after asking tries again, as a new incarnation.
+    public var joinRetryInterval: Duration = .seconds(2)
+    /// Traffic of views a slot has not installed yet that it holds, at most (a bound, like a
+    /// runtime's; going past it is reported as a core error).
+    public var futureMessagesMax = 1 << 16
 
-    /// A class so that reading a member's core through the array does not copy the core.
-    final class Member {
-        let id: MemberID
-        var core: OrderingCore
+    public enum Status: Sendable, Equatable {
+        /// Not started yet (a slot for a later joiner).
+        case dormant
+        /// Asked to join; no view yet.
+        case joining
+        case active
+        /// Learned it was removed; it does nothing more.
+        case removed
+        case crashed
+    }
+
+    struct History {
+        var sent: [SentRecord] = []
+        var delivered: [DeliveredRecord] = []
+        var installs: [ViewRecord] = []
+        var initialState: AppState? = nil
+        var removed = false
+    }
+
+    /// A class so that reading a slot's core through the array does not copy the core.
+    final class Slot {
+        var id: MemberID
+        var status: Status
+        var core: OrderingCore?
+        var app = AppState()
         var backlog = 0
         var nextSenderSequence: UInt64 = 0
         var pausedUntil: UInt64? = nil
         var deferred: [Scheduled.Kind] = []
-        /// When the core wants its next tick.
         var timerAt: UInt64? = nil
-        /// The time of this member's one timer entry in the queue, if any. Re-arming to a later
-        /// time leaves it in place (it re-arms itself when it fires early), so the queue holds
-        /// one timer per member instead of one per poll.
+        /// The time of this slot's one timer entry in the queue, if any (see `queueTimer`).
         var timerQueuedAt: UInt64? = nil
-        var sent: [SentRecord] = []
-        var delivered: [DeliveredRecord] = []
-        /// A crashed member handles nothing, ever again (a restarted process would be a new member).
-        var crashed = false
-        /// When the member wedged, and how many messages its application had submitted then.
+        /// Traffic of a view not installed yet: (sender, message), in arrival order.
+        var future: [(MemberID, Message)] = []
+        /// When the member wedged in its current view, and how many messages it had submitted then.
         var wedgedAt: UInt64? = nil
+        var everWedged = false
         var sentWhenWedged = 0
-        init(id: MemberID, core: OrderingCore) {
+        var minority = false
+        var joinAskedAt: UInt64 = 0
+        init(id: MemberID, status: Status, core: OrderingCore?) {
             self.id = id
+            self.status = status
             self.core = core
         }
     }
 
+    enum Control {
+        case join(MemberID)
+        case redirect(MemberID)
+        case welcome(View, rank: Int, AppState)
+    }
+
     struct Scheduled: Comparable {
         enum Kind {
-            case arrival(to: Int, from: Int, Message)
+            case arrival(to: Int, toID: MemberID, from: Int, fromID: MemberID, Message)
+            case control(to: Int, toID: MemberID?, from: Int, Control)
             case timer(Int)
             case burst(Int, count: Int)
             case pause(Int, until: UInt64)
             case resume(Int)
             case crash(Int)
             case failLink(from: Int, to: Int)
+            case healLinks
+            case recoverStragglers
+            case restart(Int)
+            case leave(Int)
+            case joinRetry(Int, MemberID)
         }
         var time: UInt64
         var order: UInt64
@@ -83,14 +144,15 @@ public final class SimulatedGroup {
         static func == (a: Scheduled, b: Scheduled) -> Bool { (a.time, a.order) == (b.time, b.order) }
     }
 
-    /// Creates a group whose members are `m1 ... mN` in rank order.
+    /// Creates a group whose members are `m1 ... mN` in slots `0..<N`, plus `spareSlots` dormant
+    /// slots for processes that join later (`join(_:at:)`).
     /// - Parameters:
     ///   - senderRanks: member ranks that send; `nil` for all.
     ///   - linkDelay: the range each link's base delay is drawn from (each message adds up to its
     ///     link's base again as jitter).
     public init(
         memberCount: Int, senderRanks: [Int]? = nil, configuration: Configuration, seed: UInt64,
-        linkDelay: ClosedRange<Duration> = .microseconds(5) ... .milliseconds(2)
+        linkDelay: ClosedRange<Duration> = .microseconds(5) ... .milliseconds(2), spareSlots: Int = 0
     ) throws(CoreSetupError) {
         let ids = (1...max(memberCount, 1)).map { MemberID(UInt64($0)) }
         let senders = senderRanks.map { ranks in ranks.map { ids[$0] } }
@@ -98,74 +160,101 @@ public final class SimulatedGroup {
         do { view = try View(id: ViewID(1), members: ids, senders: senders) } catch { throw .view(error) }
         self.view = view
         self.configuration = configuration
-        var members: [Member] = []
+        var slots: [Slot] = []
         for rank in ids.indices {
-            members.append(
-                Member(id: ids[rank], core: try OrderingCore(configuration: configuration, view: view, memberRank: rank)))
+            slots.append(
+                Slot(id: ids[rank], status: .active, core: try OrderingCore(configuration: configuration, view: view, memberRank: rank)))
+            slotOfMember[ids[rank]] = rank
+            histories[ids[rank]] = History(installs: [ViewRecord(viewID: 1, members: ids, stateDigest: AppState().digest)])
         }
-        self.members = members
+        nextMemberID = UInt64(ids.count) + 1
+        for _ in 0..<spareSlots {
+            slots.append(Slot(id: MemberID(0), status: .dormant, core: nil))
+        }
+        self.slots = slots
         var random = DeterministicRandom(seed: seed)
         let low = linkDelay.lowerBound.nanosecondsClamped
         let high = max(low, linkDelay.upperBound.nanosecondsClamped)
-        linkDelayBase = ids.map { _ in ids.map { _ in UInt64.random(in: low...high, using: &random) } }
-        lastArrival = ids.map { _ in ids.map { _ in 0 } }
-        linkFailed = ids.map { _ in ids.map { _ in false } }
+        linkDelayBase = slots.map { _ in slots.map { _ in UInt64.random(in: low...high, using: &random) } }
+        lastArrival = slots.map { _ in slots.map { _ in 0 } }
+        linkFailed = slots.map { _ in slots.map { _ in false } }
         self.random = random
     }
 
-    // MARK: - Scripting
+    // MARK: - Scripting (slots)
 
-    /// The application of the member at `rank` asks to send `count` messages at virtual time
-    /// `at` (default: now). They wait in the application's backlog while the window is full.
-    public func send(from rank: Int, count: Int, at time: Duration? = nil) {
-        let when = time.map { $0.nanosecondsClamped } ?? now
+    /// The application in `slot` asks to send `count` messages at virtual time `at` (default:
+    /// now). They wait in the application's backlog while the window is full or the member is
+    /// between views; a restart loses the backlog (the application died with the process).
+    public func send(from slot: Int, count: Int, at time: Duration? = nil) {
         scheduledWorkPending += 1
-        schedule(at: when, .burst(rank, count: count))
+        schedule(at: when(time), .burst(slot, count: count))
     }
 
-    /// The member at `rank` handles nothing from `start` for `duration` (a stopped process).
-    public func pause(_ rank: Int, at start: Duration? = nil, for duration: Duration) {
-        let begin = max(start.map { $0.nanosecondsClamped } ?? now, now)
+    /// The process in `slot` handles nothing from `start` for `duration` (a stopped process).
+    public func pause(_ slot: Int, at start: Duration? = nil, for duration: Duration) {
+        let begin = when(start)
         scheduledWorkPending += 1
-        schedule(at: begin, .pause(rank, until: begin + duration.nanosecondsClamped))
+        schedule(at: begin, .pause(slot, until: begin + duration.nanosecondsClamped))
     }
 
-    /// The member at `rank` crashes at `at` (default: now): it stops for good, and what is on
-    /// its way to it is lost.
-    public func crash(_ rank: Int, at time: Duration? = nil) {
+    /// The process in `slot` crashes: it stops for good, and what is on its way to it is lost.
+    public func crash(_ slot: Int, at time: Duration? = nil) {
         scheduledWorkPending += 1
-        schedule(at: max(time.map { $0.nanosecondsClamped } ?? now, now), .crash(rank))
+        schedule(at: when(time), .crash(slot))
     }
 
-    /// The link from `from` to `to` fails at `at` (one way): what is in flight on it and
-    /// everything sent later is lost.
+    /// The process in `slot` starts again (after a crash, a removal, or for the first time for a
+    /// spare slot) as a new incarnation, and joins the group through a random live member.
+    public func restart(_ slot: Int, at time: Duration? = nil) {
+        scheduledWorkPending += 1
+        schedule(at: when(time), .restart(slot))
+    }
+
+    /// A spare slot's process starts and joins.
+    public func join(_ slot: Int, at time: Duration? = nil) { restart(slot, at: time) }
+
+    /// The member in `slot` leaves gracefully.
+    public func leave(_ slot: Int, at time: Duration? = nil) {
+        scheduledWorkPending += 1
+        schedule(at: when(time), .leave(slot))
+    }
+
+    /// The link from `from` to `to` fails (one way): what is in flight on it and everything sent
+    /// later is lost, until `healLinks`.
     public func failLink(from: Int, to: Int, at time: Duration? = nil) {
         scheduledWorkPending += 1
-        schedule(at: max(time.map { $0.nanosecondsClamped } ?? now, now), .failLink(from: from, to: to))
+        schedule(at: when(time), .failLink(from: from, to: to))
     }
 
-    /// A symmetric partition at `at`: every link between `side` and the other members fails,
-    /// both ways. (Links do not come back: in the transport contract a failed link stays failed
-    /// until membership replaces it.)
+    /// A symmetric partition: every link between `side` and the other slots fails, both ways.
     public func partition(_ side: Set<Int>, at time: Duration? = nil) {
         for a in side {
-            for b in members.indices where !side.contains(b) {
+            for b in slots.indices where !side.contains(b) {
                 failLink(from: a, to: b, at: time)
                 failLink(from: b, to: a, at: time)
             }
         }
     }
 
-    /// When the member at `rank` wedged (virtual nanoseconds), if it did.
-    public func wedgedAt(_ rank: Int) -> UInt64? { members[rank].wedgedAt }
-
-    /// Messages the member's application submitted after it wedged (must stay 0).
-    public func sentAfterWedging(_ rank: Int) -> Int {
-        members[rank].wedgedAt == nil ? 0 : members[rank].sent.count - members[rank].sentWhenWedged
+    /// An operator's sweep: every process that crashed, was removed, or is stuck outside the
+    /// group's newest view (a minority after a partition) is restarted as a new incarnation.
+    public func recoverStragglers(at time: Duration? = nil) {
+        scheduledWorkPending += 1
+        schedule(at: when(time), .recoverStragglers)
     }
 
-    /// Ranks of the members that crashed.
-    public var crashedRanks: [Int] { members.indices.filter { members[$0].crashed } }
+    /// The latest view installed by any live member, and when the last install happened.
+    public var newestViewID: UInt64 { slots.compactMap { $0.status == .active ? $0.core?.view.id.rawValue : nil }.max() ?? 0 }
+    public private(set) var lastInstallAt: UInt64 = 0
+
+    /// Every failed link works again (new connections; what was lost stays lost).
+    public func healLinks(at time: Duration? = nil) {
+        scheduledWorkPending += 1
+        schedule(at: when(time), .healLinks)
+    }
+
+    private func when(_ time: Duration?) -> UInt64 { max(time.map { $0.nanosecondsClamped } ?? now, now) }
 
     /// Sets the base delay of the link from `from` to `to`.
     public func setLinkDelay(from: Int, to: Int, _ delay: Duration) {
@@ -181,9 +270,9 @@ public final class SimulatedGroup {
         now = max(now, end)
     }
 
-    /// Runs until there is no application work, no data in flight and no paused member, and
-    /// that has lasted `settle` (long enough for the last rows to spread). Returns false if
-    /// `limit` of virtual time passed first.
+    /// Runs until there is no application work, no data in flight, no paused member and no
+    /// member between views, and that has lasted `settle` (long enough for the last rows to
+    /// spread). Returns false if `limit` of virtual time passed first.
     public func runUntilQuiet(settle: Duration = .milliseconds(200), limit: Duration = .seconds(600)) -> Bool {
         let settleNanoseconds = settle.nanosecondsClamped
         let deadline = now + limit.nanosecondsClamped
@@ -200,30 +289,65 @@ public final class SimulatedGroup {
         return quietSince != nil
     }
 
-    // MARK: - Observation
+    // MARK: - Observation (slots)
 
-    public var memberCount: Int { members.count }
-    public func core(_ rank: Int) -> OrderingCore { members[rank].core }
-    public func memberID(_ rank: Int) -> MemberID { members[rank].id }
-    public func deliveries(_ rank: Int) -> [DeliveredRecord] { members[rank].delivered }
-    public func sentRecords(_ rank: Int) -> [SentRecord] { members[rank].sent }
-    /// Messages the application of `rank` still holds back because the window is full.
-    public func backlog(_ rank: Int) -> Int { members[rank].backlog }
+    public var slotCount: Int { slots.count }
+    public var memberCount: Int { slots.count }
+    public func status(_ slot: Int) -> Status { slots[slot].status }
+    /// The core of the member in `slot` (its current view). Only for a slot that has one.
+    public func core(_ slot: Int) -> OrderingCore {
+        guard let core = slots[slot].core else { preconditionFailure("slot \(slot) has no core (\(slots[slot].status))") }
+        return core
+    }
+    public func hasCore(_ slot: Int) -> Bool { slots[slot].core != nil }
+    /// The current incarnation in `slot`.
+    public func memberID(_ slot: Int) -> MemberID { slots[slot].id }
+    /// What the current incarnation in `slot` delivered.
+    public func deliveries(_ slot: Int) -> [DeliveredRecord] { histories[slots[slot].id]?.delivered ?? [] }
+    public func sentRecords(_ slot: Int) -> [SentRecord] { histories[slots[slot].id]?.sent ?? [] }
+    public func appState(_ slot: Int) -> AppState { slots[slot].app }
+    /// The views the current incarnation in `slot` installed (its first view included).
+    public func installedViews(_ slot: Int) -> [ViewRecord] { histories[slots[slot].id]?.installs ?? [] }
+    /// Messages the application in `slot` still holds back.
+    public func backlog(_ slot: Int) -> Int { slots[slot].backlog }
+    /// When the member in `slot` wedged in its current view (virtual nanoseconds), if it did.
+    public func wedgedAt(_ slot: Int) -> UInt64? { slots[slot].wedgedAt }
+    /// Whether the member in `slot` ever wedged.
+    public func everWedged(_ slot: Int) -> Bool { slots[slot].everWedged }
+    /// The member in `slot` found itself in a minority (and stayed wedged).
+    public func reportedMinority(_ slot: Int) -> Bool { slots[slot].minority }
 
-    /// A checker over everything sent and delivered so far.
+    /// Messages the application submitted after its member wedged, in the current view (must stay 0).
+    public func sentAfterWedging(_ slot: Int) -> Int {
+        slots[slot].wedgedAt == nil ? 0 : sentRecords(slot).count - slots[slot].sentWhenWedged
+    }
+
+    /// Slots whose process crashed (and was not restarted).
+    public var crashedRanks: [Int] { slots.indices.filter { slots[$0].status == .crashed } }
+
+    /// Slots with a live member in a view.
+    public var activeSlots: [Int] { slots.indices.filter { slots[$0].status == .active } }
+
+    /// A checker over everything every incarnation sent, delivered and installed.
     public var checker: DeliveryChecker {
         var sent: [MemberID: [SentRecord]] = [:]
         var delivered: [MemberID: [DeliveredRecord]] = [:]
-        for member in members {
-            sent[member.id] = member.sent
-            delivered[member.id] = member.delivered
+        var membership: [MemberID: MemberHistory] = [:]
+        for (id, history) in histories {
+            sent[id] = history.sent
+            delivered[id] = history.delivered
+            membership[id] = MemberHistory(
+                installs: history.installs, initialCounts: history.initialState?.counts ?? [:], removed: history.removed)
         }
-        return DeliveryChecker(sent: sent, delivered: delivered)
+        return DeliveryChecker(sent: sent, delivered: delivered, membership: membership)
     }
 
     private var isBusy: Bool {
         dataInFlight > 0 || scheduledWorkPending > 0
-            || members.contains { !$0.crashed && ($0.backlog > 0 || $0.pausedUntil != nil) }
+            || slots.contains {
+                $0.status == .joining
+                    || ($0.status == .active && ($0.backlog > 0 || $0.pausedUntil != nil || ($0.core?.isWedged ?? false) && !$0.minority))
+            }
     }
 
     // MARK: - Engine
@@ -233,168 +357,328 @@ public final class SimulatedGroup {
         queue.insert(Scheduled(time: time, order: order, kind: kind))
     }
 
+    private func isLive(_ slot: Int) -> Bool { slots[slot].status == .active || slots[slot].status == .joining }
+
     private func processNext() {
         guard let event = queue.popMin() else { return }
         precondition(event.time >= now, "virtual time went back from \(now) to \(event.time)")
         now = event.time
         eventsProcessed += 1
         switch event.kind {
-        case .arrival(let to, let from, let message):
+        case .arrival(let to, let toID, let from, _, let message):
             if case .data = message { dataInFlight -= 1 }
-            if members[to].crashed || linkFailed[from][to] {
+            if !isLive(to) || slots[to].id != toID || linkFailed[from][to] {
                 messagesLost += 1
-            } else if members[to].pausedUntil != nil {
-                members[to].deferred.append(event.kind)
+            } else if slots[to].pausedUntil != nil {
+                slots[to].deferred.append(event.kind)
             } else {
                 handle(event.kind)
             }
-        case .timer(let rank):
-            guard !members[rank].crashed, members[rank].timerQueuedAt == event.time else { return }  // superseded by an earlier one
-            members[rank].timerQueuedAt = nil
-            guard let wanted = members[rank].timerAt else { return }
+        case .control(let to, let toID, let from, _):
+            if !isLive(to) || (toID != nil && slots[to].id != toID) || linkFailed[from][to] {
+                messagesLost += 1
+            } else if slots[to].pausedUntil != nil {
+                slots[to].deferred.append(event.kind)
+            } else {
+                handle(event.kind)
+            }
+        case .timer(let slot):
+            guard isLive(slot), slots[slot].timerQueuedAt == event.time else { return }  // superseded by an earlier one
+            slots[slot].timerQueuedAt = nil
+            guard let wanted = slots[slot].timerAt else { return }
             if wanted > now {
-                queueTimer(rank, at: wanted)
+                queueTimer(slot, at: wanted)
                 return
             }
-            members[rank].timerAt = nil
-            if members[rank].pausedUntil != nil {
-                members[rank].deferred.append(event.kind)
+            slots[slot].timerAt = nil
+            if slots[slot].pausedUntil != nil {
+                slots[slot].deferred.append(event.kind)
             } else {
                 handle(event.kind)
             }
-        case .pause(let rank, let until):
+        case .pause(let slot, let until):
             scheduledWorkPending -= 1
-            guard !members[rank].crashed else { return }
-            // The member defers everything until `until`; overlapping pauses merge.
-            members[rank].pausedUntil = max(members[rank].pausedUntil ?? 0, until)
-            schedule(at: until, .resume(rank))
-        case .burst(let rank, _):
-            scheduledWorkPending -= 1
-            if members[rank].crashed {
-                return
-            } else if members[rank].pausedUntil != nil {
-                members[rank].deferred.append(event.kind)
+            guard isLive(slot) else { return }
+            // The process defers everything until `until`; overlapping pauses merge.
+            slots[slot].pausedUntil = max(slots[slot].pausedUntil ?? 0, until)
+            schedule(at: until, .resume(slot))
+        case .burst, .leave, .joinRetry:
+            if case .joinRetry = event.kind {} else { scheduledWorkPending -= 1 }
+            guard isLive(event.kind.slot) else { return }
+            if slots[event.kind.slot].pausedUntil != nil {
+                slots[event.kind.slot].deferred.append(event.kind)
             } else {
                 handle(event.kind)
             }
-        case .crash(let rank):
+        case .crash(let slot):
             scheduledWorkPending -= 1
-            members[rank].crashed = true
-            members[rank].pausedUntil = nil
-            members[rank].deferred = []
-            members[rank].backlog = 0  // its application is gone too
+            guard isLive(slot) else { return }
+            slots[slot].status = .crashed
+            slots[slot].pausedUntil = nil
+            slots[slot].deferred = []
+            slots[slot].backlog = 0  // its application is gone too
         case .failLink(let from, let to):
             scheduledWorkPending -= 1
             linkFailed[from][to] = true
-        case .resume(let rank):
-            guard !members[rank].crashed, let until = members[rank].pausedUntil, until <= now else { return }  // extended
-            members[rank].pausedUntil = nil
-            let deferred = members[rank].deferred
-            members[rank].deferred = []
-            for kind in deferred { handle(kind) }
+        case .healLinks:
+            scheduledWorkPending -= 1
+            for from in linkFailed.indices {
+                for to in linkFailed.indices { linkFailed[from][to] = false }
+            }
+        case .restart(let slot):
+            scheduledWorkPending -= 1
+            startIncarnation(slot)
+        case .recoverStragglers:
+            scheduledWorkPending -= 1
+            let newest = newestViewID
+            for slot in slots.indices {
+                switch slots[slot].status {
+                case .crashed, .removed: startIncarnation(slot)
+                case .active where slots[slot].core!.view.id.rawValue < newest: startIncarnation(slot)
+                case .active, .joining, .dormant: break
+                }
+            }
+        case .resume(let slot):
+            guard isLive(slot), let until = slots[slot].pausedUntil, until <= now else { return }  // extended
+            slots[slot].pausedUntil = nil
+            let deferred = slots[slot].deferred
+            slots[slot].deferred = []
+            for kind in deferred where isLive(slot) { handle(kind) }
         }
+    }
+
+    /// The process in `slot` starts as a new member and asks a random live member to add it.
+    private func startIncarnation(_ slot: Int) {
+        let id = MemberID(nextMemberID)
+        nextMemberID += 1
+        let old = slots[slot]
+        let fresh = Slot(id: id, status: .joining, core: nil)
+        fresh.pausedUntil = nil
+        slots[slot] = fresh
+        slotOfMember[id] = slot
+        histories[id] = History()
+        if old.status == .active || old.status == .joining {
+            // A restart of a live process: the old incarnation is gone as if crashed.
+            messagesLost += 0
+        }
+        askToJoin(slot, excluding: nil)
+    }
+
+    private func askToJoin(_ slot: Int, excluding: Int?) {
+        let contacts = slots.indices.filter { $0 != slot && $0 != excluding && slots[$0].status == .active }
+        slots[slot].joinAskedAt = now
+        schedule(at: now + joinRetryInterval.nanosecondsClamped, .joinRetry(slot, slots[slot].id))
+        guard let contact = contacts.randomElement(using: &random) else { return }
+        sendControl(.join(slots[slot].id), from: slot, to: contact, toID: slots[contact].id)
     }
 
     /// The member handles one event now, then its application and effects run.
     private func handle(_ kind: Scheduled.Kind) {
         switch kind {
-        case .arrival(let to, let from, let message):
-            feed(to, .received(message, fromMemberRank: from))
-            pump(to)
-        case .timer(let rank):
-            feed(rank, .tick(Timestamp(nanoseconds: now)))
-            pump(rank)
-        case .burst(let rank, let count):
-            members[rank].backlog += count
-            pump(rank)
-        case .pause, .resume, .crash, .failLink:
+        case .arrival(let to, _, _, let fromID, let message):
+            guard let core = slots[to].core else {
+                holdFuture(to, fromID, message)
+                return
+            }
+            let viewID = message.viewID
+            if viewID > core.view.id {
+                holdFuture(to, fromID, message)
+            } else if viewID == core.view.id, let rank = core.view.rank(of: fromID) {
+                feed(to, .received(message, fromMemberRank: rank))
+                pump(to)
+            }
+            // Else: traffic of a view this member has left; harmless.
+        case .control(let to, _, let from, let control):
+            handleControl(to, from: from, control)
+        case .timer(let slot):
+            guard slots[slot].core != nil else { return }
+            feed(slot, .tick(Timestamp(nanoseconds: now)))
+            pump(slot)
+        case .burst(let slot, let count):
+            slots[slot].backlog += count
+            if slots[slot].core != nil { pump(slot) }
+        case .leave(let slot):
+            guard slots[slot].core != nil else { return }
+            slots[slot].core!.leave()
+            pump(slot)
+        case .joinRetry(let slot, let id):
+            guard slots[slot].id == id, slots[slot].status == .joining else { return }
+            // Not welcomed in time (the leader may have failed, or added this incarnation and
+            // died before welcoming it): try again as a new incarnation.
+            startIncarnation(slot)
+        case .pause, .resume, .crash, .failLink, .healLinks, .restart, .recoverStragglers:
             preconditionFailure("pauses and faults are never deferred")
         }
     }
 
-    private func feed(_ rank: Int, _ event: Event) {
+    private func holdFuture(_ slot: Int, _ from: MemberID, _ message: Message) {
+        guard slots[slot].future.count < futureMessagesMax else {
+            coreErrors.append("\(slots[slot].id) at \(now)ns: more than \(futureMessagesMax) messages of future views held")
+            return
+        }
+        slots[slot].future.append((from, message))
+    }
+
+    private func handleControl(_ slot: Int, from: Int, _ control: Control) {
+        switch control {
+        case .join(let joiner):
+            guard slots[slot].core != nil else { return }
+            switch slots[slot].core!.requestJoin(joiner) {
+            case .accepted: pump(slot)
+            case .redirect(let leader):
+                if let leaderSlot = slotOfMember[leader], slots[from].id == joiner {
+                    sendControl(.redirect(leader), from: slot, to: from, toID: joiner)
+                    _ = leaderSlot
+                }
+            case .refused: break  // the joiner retries after joinRetryInterval
+            }
+        case .redirect(let leader):
+            guard slots[slot].status == .joining, let leaderSlot = slotOfMember[leader], leaderSlot != slot else { return }
+            sendControl(.join(slots[slot].id), from: slot, to: leaderSlot, toID: leader)
+        case .welcome(let view, let rank, let state):
+            guard slots[slot].status == .joining, view.members.indices.contains(rank), view.members[rank] == slots[slot].id else {
+                return
+            }
+            do {
+                slots[slot].core = try OrderingCore(configuration: configuration, view: view, memberRank: rank)
+            } catch {
+                coreErrors.append("\(slots[slot].id): cannot start in \(view): \(error)")
+                return
+            }
+            slots[slot].status = .active
+            slots[slot].app = state
+            histories[slots[slot].id]?.initialState = state
+            histories[slots[slot].id]?.installs.append(
+                ViewRecord(viewID: view.id.rawValue, members: view.members, stateDigest: state.digest))
+            feed(slot, .tick(Timestamp(nanoseconds: now)))
+            replayFuture(slot)
+            pump(slot)
+        }
+    }
+
+    /// Feeds the held traffic of the view just installed; keeps what is for later views.
+    private func replayFuture(_ slot: Int) {
+        guard let view = slots[slot].core?.view else { return }
+        let held = slots[slot].future
+        slots[slot].future = []
+        for (from, message) in held {
+            if message.viewID > view.id {
+                slots[slot].future.append((from, message))
+            } else if message.viewID == view.id, let rank = view.rank(of: from) {
+                feed(slot, .received(message, fromMemberRank: rank))
+            }
+        }
+    }
+
+    private func feed(_ slot: Int, _ event: Event) {
         do {
-            try members[rank].core.handle(event)
+            try slots[slot].core!.handle(event)
         } catch {
-            coreErrors.append("\(members[rank].id) at \(now)ns: \(error)")
+            coreErrors.append("\(slots[slot].id) at \(now)ns: \(error)")
         }
     }
 
     /// Lets the member's application submit what the window admits, then polls and carries out
-    /// the effects; repeats while deliveries open the window for more of the backlog.
-    private func pump(_ rank: Int) {
-        while true {
-            let submitted = submitBacklog(rank)
+    /// the effects; repeats while deliveries or a new view open the window for more.
+    private func pump(_ slot: Int) {
+        while slots[slot].status == .active, slots[slot].core != nil {
+            let submitted = submitBacklog(slot)
             effects.removeAll(keepingCapacity: true)
-            members[rank].core.poll(into: &effects)
-            let hadDeliveries = carryOut(rank)
-            if members[rank].backlog == 0 || (submitted == 0 && !hadDeliveries) { break }
-            if members[rank].core.sendCapacity == 0 { break }
+            let oldView = slots[slot].core!.view
+            let ledOldView = slots[slot].core!.leaderRank == slots[slot].core!.memberRank
+            slots[slot].core!.poll(into: &effects)
+            let progressed = carryOut(slot, oldView: oldView, ledOldView: ledOldView)
+            guard slots[slot].status == .active, slots[slot].core != nil else { break }
+            if slots[slot].backlog == 0 || (submitted == 0 && !progressed) { break }
+            if slots[slot].core!.sendCapacity == 0 { break }
         }
     }
 
-    private func submitBacklog(_ rank: Int) -> Int {
-        let count = min(members[rank].backlog, members[rank].core.sendCapacity)
+    private func submitBacklog(_ slot: Int) -> Int {
+        let count = min(slots[slot].backlog, slots[slot].core!.sendCapacity)
+        let id = slots[slot].id
         for _ in 0..<count {
-            let sequence = members[rank].nextSenderSequence
-            let payload = makePayload(sender: members[rank].id, sequence: sequence)
+            let sequence = slots[slot].nextSenderSequence
+            let payload = makePayload(sender: id, sequence: sequence)
             do {
-                try members[rank].core.send(payload)
+                try slots[slot].core!.send(payload)
             } catch {
-                coreErrors.append("\(members[rank].id) send #\(sequence): \(error)")
+                coreErrors.append("\(id) send #\(sequence): \(error)")
                 return 0
             }
-            members[rank].sent.append(SentRecord(senderSequence: sequence, payloadDigest: payloadDigest(payload)))
-            members[rank].nextSenderSequence += 1
-            members[rank].backlog -= 1
+            histories[id]?.sent.append(SentRecord(senderSequence: sequence, payloadDigest: payloadDigest(payload)))
+            slots[slot].nextSenderSequence += 1
+            slots[slot].backlog -= 1
         }
         return count
     }
 
-    private func carryOut(_ rank: Int) -> Bool {
-        var hadDeliveries = false
+    /// Carries out the effects of one poll. Sends before an `installView` go to the old view's
+    /// members, later ones to the new view's. Returns whether anything opened the window.
+    private func carryOut(_ slot: Int, oldView: View, ledOldView: Bool) -> Bool {
+        var progressed = false
+        var currentView = oldView
+        let id = slots[slot].id
         for effect in effects {
             switch effect {
-            case .sendData:
-                for to in members.indices where to != rank {
+            case .sendData(let batch):
+                for member in currentView.members where member != id {
+                    guard let to = slotOfMember[member] else { continue }
                     dataInFlight += 1
-                    transmit(effect, from: rank, to: to)
+                    transmit(.data(batch), from: slot, to: to, toID: member)
                 }
-            case .sendRow:
-                for to in members.indices where to != rank { transmit(effect, from: rank, to: to) }
+            case .sendRow(let row):
+                for member in currentView.members where member != id {
+                    guard let to = slotOfMember[member] else { continue }
+                    transmit(.row(row), from: slot, to: to, toID: member)
+                }
             case .deliver(let delivery):
-                hadDeliveries = true
-                members[rank].delivered.append(Self.record(of: delivery))
+                progressed = true
+                let record = Self.record(of: delivery)
+                slots[slot].app.apply(record)
+                histories[id]?.delivered.append(record)
             case .wedged:
-                members[rank].wedgedAt = now
-                members[rank].sentWhenWedged = members[rank].sent.count
+                slots[slot].wedgedAt = now
+                slots[slot].everWedged = true
+                slots[slot].sentWhenWedged = sentRecords(slot).count
+            case .installView(let view, _):
+                progressed = true
+                lastInstallAt = now
+                histories[id]?.installs.append(
+                    ViewRecord(viewID: view.id.rawValue, members: view.members, stateDigest: slots[slot].app.digest))
+                slots[slot].wedgedAt = nil
+                slots[slot].minority = false
+                if ledOldView {
+                    for (rank, member) in view.members.enumerated() where !currentView.members.contains(member) {
+                        guard let to = slotOfMember[member] else { continue }
+                        sendControl(.welcome(view, rank: rank, slots[slot].app), from: slot, to: to, toID: member)
+                    }
+                }
+                currentView = view
+                replayFuture(slot)
+            case .removed:
+                slots[slot].status = .removed
+                histories[id]?.removed = true
+                slots[slot].backlog = 0
+                return progressed
+            case .minority:
+                slots[slot].minority = true
             case .armTimer(let at):
                 let time = max(at.nanoseconds, now)
-                members[rank].timerAt = time
-                if let queued = members[rank].timerQueuedAt, queued <= time { break }
-                queueTimer(rank, at: time)
+                slots[slot].timerAt = time
+                if let queued = slots[slot].timerQueuedAt, queued <= time { break }
+                queueTimer(slot, at: time)
             }
         }
-        return hadDeliveries
+        return progressed
     }
 
-    private func queueTimer(_ rank: Int, at time: UInt64) {
-        members[rank].timerQueuedAt = time
-        schedule(at: time, .timer(rank))
+    private func queueTimer(_ slot: Int, at time: UInt64) {
+        slots[slot].timerQueuedAt = time
+        schedule(at: time, .timer(slot))
     }
 
-    private func transmit(_ effect: Effect, from: Int, to: Int) {
-        let message: Message
-        switch effect {
-        case .sendData(let batch): message = .data(batch)
-        case .sendRow(let row): message = .row(row)
-        case .deliver, .armTimer, .wedged: preconditionFailure("only sends travel on links")
-        }
-        if linkFailed[from][to] {
-            messagesLost += 1
-            if case .sendData = effect { dataInFlight -= 1 }
-            return
-        }
+    private func linkDelay(from: Int, to: Int) -> UInt64 {
         let base = linkDelayBase[from][to]
         var delay = base + UInt64.random(in: 0...base, using: &random)
         if random.chance(spikeProbability) {
@@ -403,7 +687,24 @@ public final class SimulatedGroup {
         // FIFO: never arrive before an earlier message on the same link.
         let arrival = max(now + delay, lastArrival[from][to])
         lastArrival[from][to] = arrival
-        schedule(at: arrival, .arrival(to: to, from: from, message))
+        return arrival
+    }
+
+    private func transmit(_ message: Message, from: Int, to: Int, toID: MemberID) {
+        if linkFailed[from][to] {
+            messagesLost += 1
+            if case .data = message { dataInFlight -= 1 }
+            return
+        }
+        schedule(at: linkDelay(from: from, to: to), .arrival(to: to, toID: toID, from: from, fromID: slots[from].id, message))
+    }
+
+    private func sendControl(_ control: Control, from: Int, to: Int, toID: MemberID?) {
+        if linkFailed[from][to] {
+            messagesLost += 1
+            return
+        }
+        schedule(at: linkDelay(from: from, to: to), .control(to: to, toID: toID, from: from, control))
     }
 
     private func makePayload(sender: MemberID, sequence: UInt64) -> Payload {
@@ -432,6 +733,20 @@ public final class SimulatedGroup {
         let named = MemberID(sender)
         return DeliveredRecord(
             sender: named == delivery.sender ? named : MemberID(UInt64.max), senderSequence: sequence,
-            payloadDigest: payloadDigest(payload))
+            payloadDigest: payloadDigest(payload), viewID: delivery.viewID.rawValue)
+    }
+}
+
+extension SimulatedGroup.Scheduled.Kind {
+    /// The slot of a per-slot event.
+    var slot: Int {
+        switch self {
+        case .burst(let slot, _), .leave(let slot), .joinRetry(let slot, _), .timer(let slot), .pause(let slot, _),
+            .resume(let slot), .crash(let slot), .restart(let slot):
+            return slot
+        case .arrival(let to, _, _, _, _), .control(let to, _, _, _): return to
+        case .failLink(let from, _): return from
+        case .healLinks, .recoverStragglers: return 0
+        }
     }
 }

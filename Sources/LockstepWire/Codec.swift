@@ -29,6 +29,7 @@ extension Wire {
             return bytes
         case .row(let row):
             return headerBytes + rowFixedBytes + 8 * row.received.count + 8 * row.suspected.count
+                + membershipBytes(row)
         }
     }
 
@@ -82,6 +83,17 @@ extension Wire {
             writer.u32(UInt32(truncatingIfNeeded: row.suspected.count))
             for received in row.received { writer.u64(received) }
             for word in row.suspected { writer.u64(word) }
+            writer.u64(row.installNumber)
+            for change in [row.proposal, row.commit] {
+                writer.u64(change.number)
+                writer.u32(UInt32(truncatingIfNeeded: change.removed.count))
+                writer.u32(UInt32(truncatingIfNeeded: change.joiners.count))
+                for word in change.removed { writer.u64(word) }
+                for joiner in change.joiners { writer.u64(joiner.rawValue) }
+            }
+            writer.u32(UInt32(truncatingIfNeeded: row.trim.count))
+            writer.u32(0)
+            for count in row.trim { writer.u64(count) }
         }
         precondition(writer.offset == total, "encoded \(writer.offset) bytes, expected \(total)")
         return total
@@ -210,17 +222,50 @@ extension Wire {
         guard words <= Row.suspicionWords(memberCount: limits.sendersMax) else {
             throw WireError(.tooManySenders, "\(words) suspicion words for at most \(limits.sendersMax) members")
         }
-        let expected = rowFixedBytes + 8 * senders + 8 * words
-        guard body.count == expected else {
-            throw WireError(body.count < expected ? .truncatedBody : .trailingBytes, "row of \(body.count) bytes, expected \(expected)")
-        }
+        let counters = rowFixedBytes + 8 * senders + 8 * words + 8
+        guard body.count >= counters else { throw WireError(.truncatedBody, "row of \(body.count) bytes, expected at least \(counters)") }
         var received: [UInt64] = []
         received.reserveCapacity(senders)
         for _ in 0..<senders { received.append(reader.u64()) }
         var suspected: [UInt64] = []
         suspected.reserveCapacity(words)
         for _ in 0..<words { suspected.append(reader.u64()) }
-        return Row(viewID: viewID, received: received, seq: seq, delivered: delivered, suspected: suspected)
+        var row = Row(viewID: viewID, received: received, seq: seq, delivered: delivered, suspected: suspected)
+        row.installNumber = reader.u64()
+        row.proposal = try decodeViewChange(&reader, limits: limits)
+        row.commit = try decodeViewChange(&reader, limits: limits)
+        guard reader.remaining >= 8 else { throw WireError(.truncatedBody, "row ends before its trim") }
+        let trimCount = Int(reader.u32())
+        guard reader.u32() == 0 else { throw WireError(.badReservedField, "row trim reserved field") }
+        guard trimCount <= limits.sendersMax else { throw WireError(.tooManySenders, "trim of \(trimCount) senders") }
+        guard reader.remaining == 8 * trimCount else {
+            throw WireError(reader.remaining < 8 * trimCount ? .truncatedBody : .trailingBytes, "row trim of \(trimCount) senders in \(reader.remaining) bytes")
+        }
+        row.trim.reserveCapacity(trimCount)
+        for _ in 0..<trimCount { row.trim.append(reader.u64()) }
+        return row
+    }
+
+    /// Proposal and commit: number, removed bitmap, joiners.
+    private static func decodeViewChange(_ reader: inout RawReader, limits: WireLimits) throws(WireError) -> ViewChange {
+        guard reader.remaining >= 16 else { throw WireError(.truncatedBody, "row ends inside a view change") }
+        let number = reader.u64()
+        let words = Int(reader.u32())
+        let joiners = Int(reader.u32())
+        guard words <= Row.suspicionWords(memberCount: limits.sendersMax), joiners <= limits.sendersMax else {
+            throw WireError(.tooManySenders, "view change of \(words) removed words and \(joiners) joiners")
+        }
+        guard reader.remaining >= 8 * (words + joiners) else { throw WireError(.truncatedBody, "row ends inside a view change") }
+        var change = ViewChange(number: number, removed: [], joiners: [])
+        for _ in 0..<words { change.removed.append(reader.u64()) }
+        for _ in 0..<joiners { change.joiners.append(MemberID(reader.u64())) }
+        return change
+    }
+
+    /// The membership section of a row: install number, proposal, commit, trim.
+    static func membershipBytes(_ row: Row) -> Int {
+        8 + 16 + 8 * (row.proposal.removed.count + row.proposal.joiners.count) + 16
+            + 8 * (row.commit.removed.count + row.commit.joiners.count) + 8 + 8 * row.trim.count
     }
 
     /// A block's header fields, checked, without copying its bytes (the runtime copies them

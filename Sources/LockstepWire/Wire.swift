@@ -16,7 +16,7 @@ import LockstepCore
 public enum Wire {
     public static let magic: UInt32 = 0x4C4B_5354
     /// 2: rows carry suspicions (failure detection).
-    public static let version: UInt8 = 2
+    public static let version: UInt8 = 3
     public static let headerBytes = 12
 
     public enum FrameType: UInt8, Sendable {

@@ -1,0 +1,256 @@
+// The view change, as a function of rows (docs/MEMBERSHIP.md). Every step writes into this
+// member's own row, so it is re-sent, coalesced and applied like the counters, and a new leader
+// can resume from any survivor's row.
+//
+// 1. The leader (lowest rank this member does not suspect) proposes: removed = everyone it
+//    suspects, joiners = joins it accepted. Proposal numbers are `round << 16 | leaderRank`.
+// 2. Members acknowledge by copying the proposal of the member they take for leader.
+// 3. Once every survivor acknowledged, the leader commits: it adopts the highest commit found in
+//    any survivor's row (a predecessor's), or computes a fresh ragged trim, per sender the
+//    minimum `received` over the survivors. Members copy the commit (and its trim).
+// 4. Once every survivor holds the commit, the leader installs it; members install when they
+//    read that. Installing delivers, in global order, exactly the messages below the trim,
+//    re-sends this member's own messages beyond it in the next view, and starts the next view.
+// Safety is Paxos's: a commit is installed only when a majority (every survivor of a majority
+// proposal) holds it, and a later leader's acknowledgements come from a majority too, so it
+// finds that commit and adopts it. A minority never proposes.
+
+extension OrderingCore {
+    /// The lowest-ranked member this member does not suspect.
+    public var leaderRank: Int? {
+        view.members.indices.first { !rows[memberRank].isSuspected($0) }
+    }
+
+    /// Joins accepted by this member as leader and not yet installed.
+    public var pendingJoinerCount: Int { pendingJoiners.count }
+
+    /// This member leaves the group gracefully: it stops sending and the leader removes it in
+    /// the next view (a leave is a suspicion of oneself, proposed like any other).
+    public mutating func leave() {
+        suspect(memberRank)
+    }
+
+    /// A process asks to join. Only the leader accepts; others redirect to it.
+    public mutating func requestJoin(_ joiner: MemberID) -> JoinAnswer {
+        guard removedReason == nil else { return .refused(reason: "this member was removed from the group") }
+        guard view.rank(of: joiner) == nil else {
+            return .refused(reason: "\(joiner) is already a member of \(view.id); a restarted process joins with a new id")
+        }
+        guard let leader = leaderRank else { return .refused(reason: "this member suspects every member") }
+        guard leader == memberRank else { return .redirect(leader: view.members[leader]) }
+        if pendingJoiners.contains(joiner) { return .accepted }
+        guard view.memberCount + pendingJoiners.count < configuration.membersMax else {
+            return .refused(reason: "the group is full (membersMax \(configuration.membersMax))")
+        }
+        pendingJoiners.append(joiner)
+        return .accepted
+    }
+
+    static func count(_ bitmap: [UInt64]) -> Int { bitmap.reduce(0) { $0 + $1.nonzeroBitCount } }
+
+    /// Partition safety: a view change needs more than half of the current view.
+    static func isMajority(survivors: Int, of memberCount: Int) -> Bool { survivors * 2 > memberCount }
+
+    /// Refuses rows whose membership columns do not fit this view.
+    func checkMembershipColumns(_ row: Row, from: Int) throws(CoreError) {
+        let words = rows[memberRank].suspected.count
+        for change in [row.proposal, row.commit] {
+            guard change.removed.count <= words else {
+                throw CoreError(.malformedRow, "row of member rank \(from): removed bitmap of \(change.removed.count) words")
+            }
+            guard change.joiners.count <= configuration.membersMax - view.memberCount else {
+                throw CoreError(.malformedRow, "row of member rank \(from): \(change.joiners.count) joiners")
+            }
+        }
+        guard row.trim.isEmpty || row.trim.count == senderCount else {
+            throw CoreError(.malformedRow, "row of member rank \(from): trim of \(row.trim.count) senders, not \(senderCount)")
+        }
+        guard row.commit.number == 0 || row.trim.count == senderCount else {
+            throw CoreError(.malformedRow, "row of member rank \(from): a commit without a trim")
+        }
+        guard row.installNumber == 0 || row.installNumber == row.commit.number else {
+            throw CoreError(.malformedRow, "row of member rank \(from): installs \(row.installNumber) but commits \(row.commit.number)")
+        }
+    }
+
+    /// Records the membership columns of `from`'s row and acts on those of the leader.
+    mutating func applyMembershipColumns(_ row: Row, from: Int) {
+        if row.proposal.number > rows[from].proposal.number { rows[from].proposal = row.proposal }
+        if row.commit.number > rows[from].commit.number {
+            rows[from].commit = row.commit
+            rows[from].trim = row.trim
+        }
+        if row.installNumber > rows[from].installNumber { rows[from].installNumber = row.installNumber }
+        guard removedReason == nil, from == leaderRank else { return }
+        var own = rows[memberRank]
+        if row.installNumber != 0 && row.commit.isRemoved(memberRank) {
+            removedReason = "removed from \(view.id) by the leader \(view.members[from])"
+            return
+        }
+        // Acknowledge: copy the leader's proposal (a higher number only: Paxos's promise).
+        if row.proposal.number > own.proposal.number && !row.proposal.isRemoved(memberRank) {
+            own.proposal = row.proposal
+            wedged = true
+        }
+        // Copy the commit, unless this member has promised a higher-numbered proposal since.
+        if row.commit.number > own.commit.number && row.commit.number >= own.proposal.number
+            && !row.commit.isRemoved(memberRank)
+        {
+            own.commit = row.commit
+            own.trim = row.trim
+        }
+        if own != rows[memberRank] {
+            rows[memberRank] = own
+            rowVersion &+= 1
+        }
+    }
+
+    /// Runs at every poll of a wedged member (or a leader with joins to propose).
+    mutating func membershipStep(into effects: inout [Effect]) {
+        if let reason = removedReason {
+            if !removedReported {
+                removedReported = true
+                effects.append(.removed(reason: reason))
+            }
+            return
+        }
+        guard let leader = leaderRank else { return }
+        if leader != memberRank {
+            // A member installs the commit it holds once the leader says every survivor holds it.
+            let leaderRow = rows[leader]
+            if leaderRow.installNumber != 0, leaderRow.installNumber == rows[memberRank].commit.number {
+                install(into: &effects)
+            }
+            return
+        }
+        let suspected = rows[memberRank].suspected
+        let survivorCount = view.memberCount - Self.count(suspected)
+        guard Self.isMajority(survivors: survivorCount, of: view.memberCount) else {
+            if !minorityReported {
+                minorityReported = true
+                effects.append(.minority(reachable: survivorCount, of: view.memberCount))
+            }
+            return
+        }
+        wedged = true
+        var own = rows[memberRank]
+        let committed = own.commit.number != 0
+        let mine = own.proposal.number != 0 && Int(own.proposal.number & 0xFFFF) == memberRank
+        if !mine || own.proposal.removed != suspected || (!committed && own.proposal.joiners != pendingJoiners) {
+            // Propose (again): the first time, or because suspicions or joins grew.
+            var round: UInt64 = 0
+            for row in rows { round = max(round, row.proposal.number >> 16, row.commit.number >> 16) }
+            own.proposal = ViewChange(number: (round + 1) << 16 | UInt64(memberRank), removed: suspected, joiners: pendingJoiners)
+            rows[memberRank] = own
+            rowVersion &+= 1
+            statistics.proposalsMade += 1
+            return
+        }
+        let number = own.proposal.number
+        let survivors = view.members.indices.filter { !rows[memberRank].isSuspected($0) }
+        guard survivors.allSatisfy({ rows[$0].proposal.number == number }) else { return }
+        if own.commit.number != number {
+            // Adopt the highest commit any survivor holds; only if there is none, trim afresh.
+            var adopted: Row? = nil
+            for rank in survivors where rows[rank].commit.number != 0 {
+                if adopted == nil || rows[rank].commit.number > adopted!.commit.number { adopted = rows[rank] }
+            }
+            if let adopted {
+                own.commit = ViewChange(number: number, removed: adopted.commit.removed, joiners: adopted.commit.joiners)
+                own.trim = adopted.trim
+            } else {
+                own.commit = ViewChange(number: number, removed: suspected, joiners: own.proposal.joiners)
+                own.trim = (0..<senderCount).map { sender in survivors.map { rows[$0].received[sender] }.min() ?? 0 }
+            }
+            rows[memberRank] = own
+            rowVersion &+= 1
+            statistics.commitsMade += 1
+            return
+        }
+        guard survivors.allSatisfy({ rows[$0].commit.number == number }) else { return }
+        rows[memberRank].installNumber = number
+        rowVersion &+= 1
+        // The install must reach the old view's members before anything of the next view.
+        effects.append(.sendRow(rows[memberRank]))
+        statistics.rowsSent += 1
+        install(into: &effects)
+    }
+
+    /// Delivers to the committed trim, builds the next view and becomes its core.
+    private mutating func install(into effects: inout [Effect]) {
+        let own = rows[memberRank]
+        let commit = own.commit
+        let trim = own.trim
+        precondition(trim.count == senderCount && !commit.isRemoved(memberRank), "installing without a commit that keeps this member")
+        var resend: [Payload] = []
+        if configuration.deliveryMode == .ordered {
+            var delivered = own.delivered
+            var end: UInt64 = delivered
+            for sender in 0..<senderCount where trim[sender] > 0 {
+                end = max(end, (trim[sender] - 1) * senderCountWide + UInt64(sender) + 1)
+            }
+            while delivered < end {
+                let sender = Int(delivered % senderCountWide)
+                let index = delivered / senderCountWide
+                if index < trim[sender] {
+                    precondition(index < own.received[sender], "trim \(trim[sender]) of sender \(sender) beyond what is held here")
+                    if let payload = rings[sender].take(index) {
+                        effects.append(deliver(payload, sender: sender, index: index, globalSequence: delivered))
+                        statistics.messagesDelivered += 1
+                    }
+                }
+                delivered += 1
+            }
+            // Own messages beyond the trim were delivered by nobody: send them again, first.
+            if let sender = senderRank {
+                var index = trim[sender]
+                while index < own.received[sender] {
+                    if let payload = rings[sender].take(index) { resend.append(payload) }
+                    index += 1
+                }
+            }
+        }
+        // The next view: survivors in their old order, then joiners. If no sender survives,
+        // every member of the next view sends (a view needs a sender).
+        let keptRanks = view.members.indices.filter { !commit.isRemoved($0) }
+        let members = keptRanks.map { view.members[$0] } + commit.joiners
+        var senders = view.senderMemberRanks.filter { !commit.isRemoved($0) }.map { view.members[$0] } + commit.joiners
+        if senders.isEmpty { senders = members }
+        let nextView: View
+        do {
+            nextView = try View(id: ViewID(view.id.rawValue + 1), members: members, senders: senders)
+        } catch {
+            preconditionFailure("a committed view change made an invalid view: \(error)")
+        }
+        guard let nextRank = nextView.rank(of: view.members[memberRank]) else {
+            preconditionFailure("this member is not in the view it installs")
+        }
+        var next: OrderingCore
+        do {
+            next = try OrderingCore(configuration: configuration, view: nextView, memberRank: nextRank)
+        } catch {
+            preconditionFailure("could not build the core of \(nextView): \(error)")
+        }
+        next.statistics = statistics
+        next.statistics.viewsInstalled += 1
+        next.now = now
+        next.clockStarted = clockStarted
+        for rank in next.lastHeard.indices { next.lastHeard[rank] = now }
+        for payload in resend {
+            do { try next.send(payload) } catch {
+                preconditionFailure("re-sending \(resend.count) messages in a fresh window failed: \(error)")
+            }
+        }
+        next.statistics.messagesResent += UInt64(resend.count)
+        // Suspicions of members that stay carry over: they start the next view change at once.
+        for rank in view.members.indices where rows[memberRank].isSuspected(rank) && !commit.isRemoved(rank) {
+            if let carried = nextView.rank(of: view.members[rank]) { next.suspect(carried) }
+        }
+        // Joins accepted too late for this change wait for the next one, if this member leads it.
+        if next.leaderRank == nextRank {
+            next.pendingJoiners = pendingJoiners.filter { !commit.joiners.contains($0) }
+        }
+        self = next
+        effects.append(.installView(nextView, memberRank: nextRank))
+    }
+}
