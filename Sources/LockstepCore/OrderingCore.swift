@@ -109,6 +109,12 @@ public struct OrderingCore: Sendable {
     /// The stability frontier: every global sequence below it is held by every member.
     public var stabilityFrontier: UInt64 { minimumSeq() }
 
+    /// Ordered mode: this member holds messages it has not delivered yet (they wait for
+    /// stability or for a view change).
+    public var hasUndelivered: Bool {
+        configuration.deliveryMode == .ordered && rows[memberRank].seq > rows[memberRank].delivered
+    }
+
     /// A wedged member saw a suspicion and sends no new message in this view.
     public var isWedged: Bool { wedged }
 
@@ -279,8 +285,11 @@ public struct OrderingCore: Sendable {
             statistics.rowsFromSuspectsIgnored += 1
             return
         }
-        // A member that suspects so many that the rest are no majority is cut off from the
-        // group: adopting its suspicions would dissolve the group around it. Suspect it instead.
+        // A member that suspects so many that the rest are no majority is the one cut off (its
+        // incoming links failed, say): adopting its suspicions would spread its isolation through
+        // the group. Suspect it instead, and read nothing more from it. (A member suspected by
+        // one that is not cut off adopts the suspicion of itself, and is removed: it cannot tell
+        // which of the two lost the link, and removing one end is the cheaper guess.)
         if !Self.isMajority(survivors: view.memberCount - Self.count(row.suspected), of: view.memberCount) {
             suspect(from)
             return

@@ -46,8 +46,12 @@ public final class SimulatedGroup {
     /// linkDelayBase[from][to], nanoseconds, by slot.
     private var linkDelayBase: [[UInt64]]
     private var lastArrival: [[UInt64]]
-    /// linkFailed[from][to]: the link has failed; what was in flight on it and everything later is lost.
+    /// linkFailed[from][to]: the link between these slots is down; what was in flight on it and
+    /// everything later is lost.
     private var linkFailed: [[Bool]]
+    /// Connections that failed, by incarnation (from, to): a failed connection stays failed even
+    /// after the network heals (the transport contract); only new incarnations connect afresh.
+    private var failedConnections: Set<[UInt64]> = []
     /// Messages lost to crashes and failed links.
     public private(set) var messagesLost: UInt64 = 0
     private var effects: [Effect] = []
@@ -179,6 +183,10 @@ public final class SimulatedGroup {
         lastArrival = slots.map { _ in slots.map { _ in 0 } }
         linkFailed = slots.map { _ in slots.map { _ in false } }
         self.random = random
+        // Every member's clock starts at once (a runtime ticks from the start): heartbeats and
+        // failure detection run even in a group with nothing to send.
+        for slot in ids.indices { queueTimer(slot, at: 0) }
+        for slot in ids.indices { slots[slot].timerAt = 0 }
     }
 
     // MARK: - Scripting (slots)
@@ -328,6 +336,24 @@ public final class SimulatedGroup {
     /// Slots with a live member in a view.
     public var activeSlots: [Int] { slots.indices.filter { slots[$0].status == .active } }
 
+    /// One line per slot: status, view, wedge, suspicions and the membership columns (for
+    /// failure reports).
+    public var slotSummary: [String] {
+        slots.indices.map { slot in
+            let s = slots[slot]
+            var line = "slot \(slot) \(s.id) \(s.status)"
+            if let core = s.core {
+                let row = core.ownRow
+                line += " \(core.view.id) rank \(core.memberRank) leader \(core.leaderRank.map(String.init) ?? "-")"
+                line += " wedged \(core.isWedged) suspects \(core.suspectedRanks) backlog \(s.backlog)"
+                line += " proposal \(row.proposal.number >> 16).\(row.proposal.number & 0xFFFF) commit \(row.commit.number >> 16).\(row.commit.number & 0xFFFF) install \(row.installNumber)"
+                line += " received \(row.received) delivered \(row.delivered) future \(s.future.count)"
+                if s.minority { line += " MINORITY" }
+            }
+            return line
+        }
+    }
+
     /// A checker over everything every incarnation sent, delivered and installed.
     public var checker: DeliveryChecker {
         var sent: [MemberID: [SentRecord]] = [:]
@@ -346,7 +372,9 @@ public final class SimulatedGroup {
         dataInFlight > 0 || scheduledWorkPending > 0
             || slots.contains {
                 $0.status == .joining
-                    || ($0.status == .active && ($0.backlog > 0 || $0.pausedUntil != nil || ($0.core?.isWedged ?? false) && !$0.minority))
+                    || ($0.status == .active
+                        && ($0.backlog > 0 || $0.pausedUntil != nil || ($0.core?.isWedged ?? false) && !$0.minority
+                            || ($0.core?.hasUndelivered ?? false)))
             }
     }
 
@@ -359,15 +387,23 @@ public final class SimulatedGroup {
 
     private func isLive(_ slot: Int) -> Bool { slots[slot].status == .active || slots[slot].status == .joining }
 
+    public var traceEnabled = false
+
     private func processNext() {
         guard let event = queue.popMin() else { return }
+        if traceEnabled {
+            switch event.kind {
+            case .arrival, .timer, .control, .burst, .joinRetry, .resume: break
+            default: print("t=\(event.time / 1_000_000)ms \(event.kind)")
+            }
+        }
         precondition(event.time >= now, "virtual time went back from \(now) to \(event.time)")
         now = event.time
         eventsProcessed += 1
         switch event.kind {
         case .arrival(let to, let toID, let from, _, let message):
             if case .data = message { dataInFlight -= 1 }
-            if !isLive(to) || slots[to].id != toID || linkFailed[from][to] {
+            if !isLive(to) || slots[to].id != toID || isDown(from, to) {
                 messagesLost += 1
             } else if slots[to].pausedUntil != nil {
                 slots[to].deferred.append(event.kind)
@@ -375,7 +411,7 @@ public final class SimulatedGroup {
                 handle(event.kind)
             }
         case .control(let to, let toID, let from, _):
-            if !isLive(to) || (toID != nil && slots[to].id != toID) || linkFailed[from][to] {
+            if !isLive(to) || (toID != nil && slots[to].id != toID) || isDown(from, to) {
                 messagesLost += 1
             } else if slots[to].pausedUntil != nil {
                 slots[to].deferred.append(event.kind)
@@ -420,6 +456,7 @@ public final class SimulatedGroup {
         case .failLink(let from, let to):
             scheduledWorkPending -= 1
             linkFailed[from][to] = true
+            failedConnections.insert([slots[from].id.rawValue, slots[to].id.rawValue])
         case .healLinks:
             scheduledWorkPending -= 1
             for from in linkFailed.indices {
@@ -495,6 +532,8 @@ public final class SimulatedGroup {
             feed(slot, .tick(Timestamp(nanoseconds: now)))
             pump(slot)
         case .burst(let slot, let count):
+            // An application whose member does not send in its view has nothing to send with.
+            if let core = slots[slot].core, core.senderRank == nil { return }
             slots[slot].backlog += count
             if slots[slot].core != nil { pump(slot) }
         case .leave(let slot):
@@ -572,7 +611,11 @@ public final class SimulatedGroup {
 
     private func feed(_ slot: Int, _ event: Event) {
         do {
+            let before = traceEnabled ? slots[slot].core!.suspectedRanks : []
             try slots[slot].core!.handle(event)
+            if traceEnabled, slots[slot].core!.suspectedRanks != before {
+                print("t=\(now / 1_000_000)ms slot \(slot) \(slots[slot].id) \(slots[slot].core!.view.id) suspects \(slots[slot].core!.suspectedRanks) after \(event)".prefix(300))
+            }
         } catch {
             coreErrors.append("\(slots[slot].id) at \(now)ns: \(error)")
         }
@@ -586,7 +629,11 @@ public final class SimulatedGroup {
             effects.removeAll(keepingCapacity: true)
             let oldView = slots[slot].core!.view
             let ledOldView = slots[slot].core!.leaderRank == slots[slot].core!.memberRank
+            let before = slots[slot].core!.suspectedRanks
             slots[slot].core!.poll(into: &effects)
+            if traceEnabled, slots[slot].core!.view == oldView, slots[slot].core!.suspectedRanks != before {
+                print("t=\(now / 1_000_000)ms slot \(slot) \(slots[slot].id) \(oldView.id) suspects \(slots[slot].core!.suspectedRanks)")
+            }
             let progressed = carryOut(slot, oldView: oldView, ledOldView: ledOldView)
             guard slots[slot].status == .active, slots[slot].core != nil else { break }
             if slots[slot].backlog == 0 || (submitted == 0 && !progressed) { break }
@@ -673,6 +720,10 @@ public final class SimulatedGroup {
         return progressed
     }
 
+    private func isDown(_ from: Int, _ to: Int) -> Bool {
+        linkFailed[from][to] || failedConnections.contains([slots[from].id.rawValue, slots[to].id.rawValue])
+    }
+
     private func queueTimer(_ slot: Int, at time: UInt64) {
         slots[slot].timerQueuedAt = time
         schedule(at: time, .timer(slot))
@@ -691,7 +742,7 @@ public final class SimulatedGroup {
     }
 
     private func transmit(_ message: Message, from: Int, to: Int, toID: MemberID) {
-        if linkFailed[from][to] {
+        if isDown(from, to) {
             messagesLost += 1
             if case .data = message { dataInFlight -= 1 }
             return
@@ -700,7 +751,7 @@ public final class SimulatedGroup {
     }
 
     private func sendControl(_ control: Control, from: Int, to: Int, toID: MemberID?) {
-        if linkFailed[from][to] {
+        if isDown(from, to) {
             messagesLost += 1
             return
         }

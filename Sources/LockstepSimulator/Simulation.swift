@@ -42,6 +42,8 @@ public struct SimulationOptions: Sendable, Equatable {
     /// joiner that is not welcomed retries after 2 s. Measured over 10,000 schedules: see
     /// docs/MEMBERSHIP.md.
     public var progressBound: Duration = .seconds(5)
+    /// Print faults and suspicions as they happen (debugging one seed).
+    public var trace = false
 
     /// The one command that replays this run.
     public var replayCommand: String {
@@ -75,6 +77,8 @@ public struct SimulationReport: Sendable {
     public var settledAfterHealNanoseconds: UInt64? = nil
     /// Broken progress promises (faults): no quiescence, members left in different views.
     public var progressViolations: [String] = []
+    /// The slots' state at the end (shown when progress failed).
+    public var slotSummary: [String] = []
 
     public var passed: Bool { quiesced && violations.isEmpty && coreErrors.isEmpty && progressViolations.isEmpty }
 
@@ -83,6 +87,7 @@ public struct SimulationReport: Sendable {
         var lines = ["seed \(options.seed) FAILED: \(view), mode \(configuration.deliveryMode.rawValue), window \(configuration.windowMessagesMax)"]
         if !quiesced { lines.append("  did not quiesce within the virtual time limit (progress violated)") }
         for problem in progressViolations { lines.append("  progress: \(problem)") }
+        lines += slotSummary.map { "  " + $0 }
         for error in coreErrors.prefix(5) { lines.append("  core error: \(error)") }
         for violation in violations.prefix(10) { lines.append("  \(violation)") }
         lines.append("  replay: \(options.replayCommand)")
@@ -136,27 +141,37 @@ public enum Simulation {
                 }
             }
         }
+        group.traceEnabled = options.trace
         let faultWindow: Int64 = 600_000  // microseconds
         let heal = Duration.microseconds(faultWindow + 100_000)
         if options.faults {
             func at() -> Duration { .microseconds(Int64.random(in: 0...faultWindow, using: &random)) }
-            // Up to a minority of the first members crash; some come back as new incarnations.
-            let crashes = Int.random(in: 0...max(0, (memberCount - 1) / 2), using: &random)
-            for rank in Array(0..<memberCount).shuffled(using: &random).prefix(crashes) {
-                let when = at()
-                group.crash(rank, at: when)
-                if random.chance(0.5) { group.restart(rank, at: when + .milliseconds(Int64.random(in: 10...400, using: &random))) }
+            // Faults hit at most a minority of the first members, together (the premise of
+            // progress: a connected majority remains): crashes (some come back as new
+            // incarnations), one side of a partition, one end of a one-way link failure, a leave.
+            var budget = Int.random(in: 0...max(0, (memberCount - 1) / 2), using: &random)
+            var order = Array(0..<memberCount).shuffled(using: &random)
+            func take(_ count: Int) -> [Int] {
+                let taken = Array(order.prefix(count))
+                order.removeFirst(taken.count)
+                budget -= taken.count
+                return taken
             }
-            if random.chance(0.3), memberCount >= 2 {
-                let side = Set((0..<memberCount).filter { _ in random.chance(0.5) })
-                if !side.isEmpty && side.count < memberCount { group.partition(side, at: at()) }
+            if budget > 0, random.chance(0.3) {
+                group.partition(Set(take(Int.random(in: 1...budget, using: &random))), at: at())
             }
-            if random.chance(0.3), memberCount >= 2 {
-                let from = Int.random(in: 0..<memberCount, using: &random)
+            // A one-way failure costs one end: the end that no longer hears the other suspects
+            // it, and the suspected end adopts the suspicion of itself.
+            if budget > 0, random.chance(0.3), let from = take(1).first {
                 let to = (from + Int.random(in: 1..<memberCount, using: &random)) % memberCount
                 group.failLink(from: from, to: to, at: at())
             }
-            if random.chance(0.2) { group.leave(Int.random(in: 0..<memberCount, using: &random), at: at()) }
+            if budget > 0, random.chance(0.2), let leaver = take(1).first { group.leave(leaver, at: at()) }
+            for slot in take(budget) {
+                let when = at()
+                group.crash(slot, at: when)
+                if random.chance(0.5) { group.restart(slot, at: when + .milliseconds(Int64.random(in: 10...400, using: &random))) }
+            }
             for slot in memberCount..<(memberCount + spareSlots) {
                 group.join(slot, at: at())
                 if random.chance(0.5) {
@@ -208,6 +223,6 @@ public enum Simulation {
             deliveries: delivered, eventsProcessed: group.eventsProcessed, virtualNanoseconds: group.now,
             violations: violations, coreErrors: group.coreErrors + wedgeErrors, crashedRanks: group.crashedRanks,
             messagesLost: group.messagesLost, viewChanges: group.newestViewID > 1 ? group.newestViewID - 1 : 0,
-            settledAfterHealNanoseconds: settled, progressViolations: progressViolations)
+            settledAfterHealNanoseconds: settled, progressViolations: progressViolations, slotSummary: group.slotSummary)
     }
 }

@@ -28,8 +28,11 @@ struct Simulate: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Pause members at random times.")
     var pauses: Bool = true
 
-    @Flag(help: "Crash members, fail links and partition the group at random; checks safety only (membership changes, which would restore progress, are not built yet).")
+    @Flag(help: "Fault schedules: crashes, restarts, partitions, one-way link failures, leaves and joins, then a heal; checks safety, views, virtual synchrony and progress.")
     var faults: Bool = false
+
+    @Flag(help: "Print faults and suspicions as they happen (use with --seeds 1).")
+    var trace: Bool = false
 
     @Option(help: "Seeds run in parallel (default: one per core).")
     var jobs: Int = System.coreCount
@@ -49,7 +52,7 @@ struct Simulate: AsyncParsableCommand {
 
     func run() async throws {
         if faults {
-            Output.line("with faults: checking safety (no creation, no duplication, one total order, FIFO); progress is not checked until membership changes exist")
+            Output.line("with faults: checking safety, view agreement, virtual synchrony and progress after the heal")
         }
         let clock = ContinuousClock()
         let start = clock.now
@@ -59,9 +62,11 @@ struct Simulate: AsyncParsableCommand {
         var failures: [SimulationReport] = []
         var deliveries = 0
         let options = { (k: Int) in
-            SimulationOptions(
+            var options = SimulationOptions(
                 seed: firstSeed + UInt64(k), memberCount: members, deliveryMode: mode, messagesPerSenderMax: messages,
                 pauses: pauses, faults: faults)
+            options.trace = trace
+            return options
         }
         // Each seed is independent and deterministic, so seeds run in parallel; only the order
         // in which their lines are printed depends on scheduling.
