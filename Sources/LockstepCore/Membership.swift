@@ -201,13 +201,14 @@ extension OrderingCore {
                 }
                 delivered += 1
             }
-            // Own messages beyond the trim were delivered by nobody: send them again, first.
-            if let sender = senderRank {
-                var index = trim[sender]
-                while index < own.received[sender] {
-                    if let payload = rings[sender].take(index) { resend.append(payload) }
-                    index += 1
-                }
+        }
+        // Own messages beyond the trim were not delivered everywhere: send them again, first.
+        // (Unordered mode: some members delivered some of them on receipt; they skip as many.)
+        if let sender = senderRank {
+            var index = trim[sender]
+            while index < own.received[sender] {
+                if let payload = rings[sender].take(index) { resend.append(payload) }
+                index += 1
             }
         }
         // The next view: survivors in their old order, then joiners. If no sender survives,
@@ -242,6 +243,15 @@ extension OrderingCore {
             }
         }
         next.statistics.messagesResent += UInt64(resend.count)
+        if configuration.deliveryMode == .unordered {
+            next.unorderedSkip = Array(repeating: 0, count: next.senderCount)
+            for (oldSender, rank) in view.senderMemberRanks.enumerated() where !commit.isRemoved(rank) {
+                if let newSender = nextView.senderRank(ofMemberRank: nextView.rank(of: view.members[rank])!) {
+                    next.unorderedSkip[newSender] = own.received[oldSender] - trim[oldSender]
+                }
+            }
+            next.resentAlreadyDelivered = next.unorderedSkip
+        }
         // Suspicions of members that stay carry over: they start the next view change at once.
         for rank in view.members.indices where rows[memberRank].isSuspected(rank) && !commit.isRemoved(rank) {
             if let carried = nextView.rank(of: view.members[rank]) { next.suspect(carried) }

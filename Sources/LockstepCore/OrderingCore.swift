@@ -35,6 +35,19 @@ public struct OrderingCore: Sendable {
     var rings: [SlotRing]
     /// Unordered mode: per sender, how many messages have been delivered (and released) here.
     private var unorderedDelivered: [UInt64]
+    /// Unordered mode, after a view change: per sender rank, how many of the sender's first
+    /// messages in this view are re-sent ones this member already delivered in the last view.
+    var unorderedSkip: [UInt64] = []
+    /// Unordered mode: the skips this member started the view with. A joiner whose snapshot is
+    /// this member's state skips the same (`skipResentMessages`).
+    public internal(set) var resentAlreadyDelivered: [UInt64] = []
+
+    /// Unordered mode, for a joiner: its snapshot came from a member that had delivered these
+    /// many of each sender's re-sent messages (that member's `resentAlreadyDelivered`).
+    public mutating func skipResentMessages(_ counts: [UInt64]) {
+        guard configuration.deliveryMode == .unordered, counts.count == senderCount else { return }
+        unorderedSkip = counts
+    }
 
     /// Own messages with index below this have been put in a data batch.
     private var transmittedCount: UInt64 = 0
@@ -479,9 +492,17 @@ public struct OrderingCore: Sendable {
             let received = rows[memberRank].received[s]
             var index = unorderedDelivered[s]
             while index < received {
-                if let payload = rings[s].take(index) {
-                    effects.append(deliver(payload, sender: s, index: index, globalSequence: nil))
-                    deliveredNow += 1
+                // Own messages stay in the ring until every member holds them: a view change
+                // re-sends those beyond the ragged trim.
+                let held = s == senderRank ? rings[s][index] : rings[s].take(index)
+                if let payload = held {
+                    if unorderedSkip.isEmpty || unorderedSkip[s] == 0 {
+                        effects.append(deliver(payload, sender: s, index: index, globalSequence: nil))
+                        deliveredNow += 1
+                    } else {
+                        // A re-sent message this member delivered in the previous view.
+                        unorderedSkip[s] -= 1
+                    }
                 }
                 index += 1
             }

@@ -122,7 +122,7 @@ public final class SimulatedGroup {
     enum Control {
         case join(MemberID)
         case redirect(MemberID)
-        case welcome(View, rank: Int, AppState)
+        case welcome(View, rank: Int, AppState, skip: [UInt64])
     }
 
     struct Scheduled: Comparable {
@@ -574,7 +574,7 @@ public final class SimulatedGroup {
         case .redirect(let leader):
             guard slots[slot].status == .joining, let leaderSlot = slotOfMember[leader], leaderSlot != slot else { return }
             sendControl(.join(slots[slot].id), from: slot, to: leaderSlot, toID: leader)
-        case .welcome(let view, let rank, let state):
+        case .welcome(let view, let rank, let state, let skip):
             guard slots[slot].status == .joining, view.members.indices.contains(rank), view.members[rank] == slots[slot].id else {
                 return
             }
@@ -584,6 +584,7 @@ public final class SimulatedGroup {
                 coreErrors.append("\(slots[slot].id): cannot start in \(view): \(error)")
                 return
             }
+            slots[slot].core!.skipResentMessages(skip)
             slots[slot].status = .active
             slots[slot].app = state
             histories[slots[slot].id]?.initialState = state
@@ -698,7 +699,8 @@ public final class SimulatedGroup {
                 if ledOldView {
                     for (rank, member) in view.members.enumerated() where !currentView.members.contains(member) {
                         guard let to = slotOfMember[member] else { continue }
-                        sendControl(.welcome(view, rank: rank, slots[slot].app), from: slot, to: to, toID: member)
+                        let skip = slots[slot].core!.resentAlreadyDelivered
+                        sendControl(.welcome(view, rank: rank, slots[slot].app, skip: skip), from: slot, to: to, toID: member)
                     }
                 }
                 currentView = view
@@ -720,8 +722,16 @@ public final class SimulatedGroup {
         return progressed
     }
 
+    /// Whether the connection from the incarnation in `from` to the one in `to` is down. A
+    /// connection that loses anything stays broken for good (TCP does not skip bytes): only new
+    /// incarnations connect afresh after a heal.
     private func isDown(_ from: Int, _ to: Int) -> Bool {
-        linkFailed[from][to] || failedConnections.contains([slots[from].id.rawValue, slots[to].id.rawValue])
+        let connection = [slots[from].id.rawValue, slots[to].id.rawValue]
+        if linkFailed[from][to] {
+            failedConnections.insert(connection)
+            return true
+        }
+        return failedConnections.contains(connection)
     }
 
     private func queueTimer(_ slot: Int, at time: UInt64) {
