@@ -21,6 +21,9 @@ extension OrderingCore {
         view.members.indices.first { !rows[memberRank].isSuspected($0) }
     }
 
+    /// This member learned that it was removed from the group.
+    public var isRemoved: Bool { removedReason != nil }
+
     /// Joins accepted by this member as leader and not yet installed.
     public var pendingJoinerCount: Int { pendingJoiners.count }
 

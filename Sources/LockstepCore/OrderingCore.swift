@@ -114,7 +114,7 @@ public struct OrderingCore: Sendable {
     /// How many more messages the window admits right now (0 for a member that does not send,
     /// and for a wedged member).
     public var sendCapacity: Int {
-        guard let own = senderRank, !isWedged else { return 0 }
+        guard let own = senderRank, !wedged, removedReason == nil else { return 0 }
         let next = rows[memberRank].received[own]
         return sendLimit > next ? Int(sendLimit - next) : 0
     }
@@ -177,7 +177,7 @@ public struct OrderingCore: Sendable {
         guard payload.count <= configuration.messageBytesMax else {
             throw CoreError(.messageTooLarge, "\(payload.count) bytes > messageBytesMax \(configuration.messageBytesMax)")
         }
-        guard !isWedged else {
+        guard !wedged, removedReason == nil else {
             throw CoreError(.wedged, "member rank \(memberRank) is wedged (suspects \(suspectedRanks)); no new messages in \(view.id)")
         }
         let index = rows[memberRank].received[own]

@@ -245,8 +245,8 @@ public final class SimulatedGroup {
         }
     }
 
-    /// An operator's sweep: every process that crashed, was removed, or is stuck outside the
-    /// group's newest view (a minority after a partition) is restarted as a new incarnation.
+    /// An operator's sweep: every process that crashed, was removed, or is stuck wedged (a
+    /// minority after a partition) is restarted as a new incarnation.
     public func recoverStragglers(at time: Duration? = nil) {
         scheduledWorkPending += 1
         schedule(at: when(time), .recoverStragglers)
@@ -467,12 +467,15 @@ public final class SimulatedGroup {
             startIncarnation(slot)
         case .recoverStragglers:
             scheduledWorkPending -= 1
-            let newest = newestViewID
+            // Stuck: wedged for longer than two failure timeouts (a member busy installing a view
+            // is wedged for a few round trips only).
+            let stuckAfter = 2 * configuration.failureTimeout.nanosecondsClamped
             for slot in slots.indices {
                 switch slots[slot].status {
                 case .crashed, .removed: startIncarnation(slot)
-                case .active where slots[slot].core!.view.id.rawValue < newest: startIncarnation(slot)
-                case .active, .joining, .dormant: break
+                case .active:
+                    if let wedgedAt = slots[slot].wedgedAt, now - wedgedAt > stuckAfter { startIncarnation(slot) }
+                case .joining, .dormant: break
                 }
             }
         case .resume(let slot):
