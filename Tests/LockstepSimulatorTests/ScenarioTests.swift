@@ -221,6 +221,8 @@ struct ScenarioTests {
             // The leader proposes about failureTimeout after the crash; it dies while the change
             // is under way (a different moment for each seed).
             group.crash(0, at: .milliseconds(505 + Int64(seed) * 25))
+            // Long enough for the failed leader to be detected in whichever view it died.
+            group.run(for: .seconds(3))
             expectRecovered(group)
             for slot in 1..<4 { #expect(group.core(slot).view.members == [MemberID(2), MemberID(3), MemberID(4)]) }
         }
