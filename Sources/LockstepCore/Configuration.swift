@@ -39,6 +39,10 @@ public struct Configuration: Sendable, Equatable {
     /// was last heard.
     public var failureTimeout: Duration = .milliseconds(500)
 
+    /// Run view changes (docs/MEMBERSHIP.md). Off, a member that suspects another wedges and
+    /// stays wedged: what a shell that cannot switch views yet (the TCP runtime today) needs.
+    public var viewChanges: Bool = true
+
     public init() {}
 
     /// Rejects values that cannot work, naming the field and the reason.

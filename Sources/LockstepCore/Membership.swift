@@ -35,6 +35,7 @@ extension OrderingCore {
 
     /// A process asks to join. Only the leader accepts; others redirect to it.
     public mutating func requestJoin(_ joiner: MemberID) -> JoinAnswer {
+        guard configuration.viewChanges else { return .refused(reason: "view changes are off in this member") }
         guard removedReason == nil else { return .refused(reason: "this member was removed from the group") }
         guard view.rank(of: joiner) == nil else {
             return .refused(reason: "\(joiner) is already a member of \(view.id); a restarted process joins with a new id")
@@ -117,7 +118,7 @@ extension OrderingCore {
             }
             return
         }
-        guard let leader = leaderRank else { return }
+        guard configuration.viewChanges, let leader = leaderRank else { return }
         if leader != memberRank {
             // A member installs the commit it holds once the leader says every survivor holds it.
             let leaderRow = rows[leader]

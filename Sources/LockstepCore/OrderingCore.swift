@@ -294,7 +294,10 @@ public struct OrderingCore: Sendable {
         try checkMembershipColumns(row, from: from)
         // A suspected member's rows are ignored: it is leaving this view, and what it reports
         // (its suspicions above all) must not steer the members that stay.
-        if rows[memberRank].isSuspected(from) {
+        // (Without view changes nothing is decided from rows, and a reconnected member's counters
+        // still let the others deliver what is stable.)
+        let viewChanges = configuration.viewChanges
+        if viewChanges && rows[memberRank].isSuspected(from) {
             statistics.rowsFromSuspectsIgnored += 1
             return
         }
@@ -303,7 +306,7 @@ public struct OrderingCore: Sendable {
         // the group. Suspect it instead, and read nothing more from it. (A member suspected by
         // one that is not cut off adopts the suspicion of itself, and is removed: it cannot tell
         // which of the two lost the link, and removing one end is the cheaper guess.)
-        if !Self.isMajority(survivors: view.memberCount - Self.count(row.suspected), of: view.memberCount) {
+        if viewChanges && !Self.isMajority(survivors: view.memberCount - Self.count(row.suspected), of: view.memberCount) {
             suspect(from)
             return
         }
@@ -454,8 +457,9 @@ public struct OrderingCore: Sendable {
     }
 
     private mutating func deliverOrdered(into effects: inout [Effect]) {
-        // A wedged member delivers only by the ragged trim (see applyRow).
-        guard !wedged else { return }
+        // A wedged member delivers only by the ragged trim (see applyRow). Without view changes
+        // there is no trim, and what is stable is held by everyone: delivering it stays safe.
+        guard !wedged || !configuration.viewChanges else { return }
         let stable = minimumSeq()
         var delivered = rows[memberRank].delivered
         guard delivered < stable else { return }

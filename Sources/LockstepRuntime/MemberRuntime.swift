@@ -136,7 +136,11 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         }
         let core: OrderingCore
         do {
-            core = try OrderingCore(configuration: settings.configuration, view: settings.view, memberRank: settings.memberRank)
+            // The runtime cannot switch views yet (links are not re-mapped to new ranks, traffic of
+            // a future view is not held): a failure wedges the group, safely, as before.
+            var configuration = settings.configuration
+            configuration.viewChanges = false
+            core = try OrderingCore(configuration: configuration, view: settings.view, memberRank: settings.memberRank)
         } catch {
             throw RuntimeError("\(error)")
         }

@@ -61,6 +61,8 @@ struct Simulate: AsyncParsableCommand {
         var finished = 0
         var failures: [SimulationReport] = []
         var deliveries = 0
+        var viewChanges: UInt64 = 0
+        var settleTimes: [UInt64] = []
         let options = { (k: Int) in
             var options = SimulationOptions(
                 seed: firstSeed + UInt64(k), memberCount: members, deliveryMode: mode, messagesPerSenderMax: messages,
@@ -85,6 +87,8 @@ struct Simulate: AsyncParsableCommand {
                 }
                 finished += 1
                 deliveries += report.deliveries
+                viewChanges += report.viewChanges
+                if let settled = report.settledAfterHealNanoseconds { settleTimes.append(settled) }
                 if report.passed {
                     passed += 1
                 } else {
@@ -110,6 +114,13 @@ struct Simulate: AsyncParsableCommand {
         Output.line(
             "ran \(seeds) seeds in \(format(seconds)) s (\(format(Double(seeds) / max(seconds, 1e-9))) seeds/s, \(jobs) jobs), \(deliveries) deliveries checked"
         )
+        if faults, !settleTimes.isEmpty {
+            settleTimes.sort()
+            let p50 = settleTimes[settleTimes.count / 2] / 1_000_000
+            let p99 = settleTimes[min(settleTimes.count - 1, settleTimes.count * 99 / 100)] / 1_000_000
+            Output.line(
+                "views installed: \(viewChanges); last view after the heal (virtual): p50 \(p50) ms, p99 \(p99) ms, max \(settleTimes.last! / 1_000_000) ms")
+        }
         for failure in failures.sorted(by: { $0.options.seed < $1.options.seed }) {
             Output.line("replay: \(failure.options.replayCommand)")
         }
