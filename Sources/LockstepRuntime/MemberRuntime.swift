@@ -88,6 +88,16 @@ public struct RuntimeStatistics: Sendable {
     /// When this member wedged (NIODeadline uptime, nanoseconds), and whom it suspected then.
     public var wedgedAtUptimeNanoseconds: UInt64?
     public var suspectedRanks: [Int] = []
+    /// The view this member is in, and when it installed it (NIODeadline uptime nanoseconds;
+    /// nil for the first view).
+    public var viewID: UInt64 = 0
+    public var viewInstalledAtUptimeNanoseconds: UInt64?
+    /// This member learned it was removed, or found itself in a minority.
+    public var removed = false
+    public var minority = false
+    /// Messages of a view not installed yet, held until it is; stale ones dropped.
+    public var futureMessagesHeld: UInt64 = 0
+    public var staleMessagesDropped: UInt64 = 0
 }
 
 public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
@@ -119,6 +129,14 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
     private var waitingBatches: [CircularBuffer<(DataBatch, [RelayedEntry])>]
     private var assemblies: [[UInt64: Assembly]]
     private var forwardBacklog: [ByteBuffer] = []
+    // Views. Links are kept by *slot*: a member's rank in the first view (what the transport
+    // identified at connect time). Ranks change with every view; these map between the two.
+    private var slotOfRank: [Int]
+    private var rankOfSlot: [Int?]
+    /// Traffic of a view not installed yet, by slot, in arrival order (bounded).
+    private var future: [(Int, Message)] = []
+    private var futureMessagesMax: Int
+    private var replayPending = false
 
     private struct Assembly {
         var bytes: [UInt8]
@@ -136,11 +154,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         }
         let core: OrderingCore
         do {
-            // The runtime cannot switch views yet (links are not re-mapped to new ranks, traffic of
-            // a future view is not held): a failure wedges the group, safely, as before.
-            var configuration = settings.configuration
-            configuration.viewChanges = false
-            core = try OrderingCore(configuration: configuration, view: settings.view, memberRank: settings.memberRank)
+            core = try OrderingCore(configuration: settings.configuration, view: settings.view, memberRank: settings.memberRank)
         } catch {
             throw RuntimeError("\(error)")
         }
@@ -172,6 +186,9 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         self.waitingBatches = Array(repeating: CircularBuffer(), count: settings.view.memberCount)
         self.assemblies = Array(repeating: [:], count: settings.view.memberCount)
         self.readyPromise = eventLoop.makePromise(of: Void.self)
+        self.slotOfRank = Array(settings.view.members.indices)
+        self.rankOfSlot = Array(settings.view.members.indices)
+        self.futureMessagesMax = 4 * settings.configuration.windowMessagesMax * settings.view.memberCount + 1_024
         effects.reserveCapacity(4_096)
     }
 
@@ -219,6 +236,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         try await eventLoop.submit {
             var stats = self.stats
             stats.core = self.core.statistics
+            stats.viewID = self.core.view.id.rawValue
             return stats
         }.get()
     }
@@ -282,16 +300,77 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         poll()
     }
 
-    func received(_ message: Message, from rank: Int, link: TransportLink) {
-        if case .data(let batch) = message, !waitingBatches[rank].isEmpty {
+    func received(_ message: Message, from slot: Int, link: TransportLink) {
+        let viewID = message.viewID
+        if viewID != core.view.id {
+            if viewID > core.view.id {
+                // A peer installed the next view first: hold its traffic until this member does.
+                guard future.count < futureMessagesMax else {
+                    closeLink(link, reason: "member slot \(slot) sent more than \(futureMessagesMax) messages of \(viewID) ahead of this member's \(core.view.id)")
+                    return
+                }
+                future.append((slot, message))
+                stats.futureMessagesHeld += 1
+            } else {
+                stats.staleMessagesDropped += 1
+            }
+            return
+        }
+        guard let rank = rankOfSlot[slot] else {
+            stats.staleMessagesDropped += 1
+            return
+        }
+        if case .data(let batch) = message, isFirstView, !waitingBatches[slot].isEmpty {
             // Behind a batch that waits for relayed payloads: keep the sender's order.
-            waitingBatches[rank].append((batch, []))
+            waitingBatches[slot].append((batch, []))
             return
         }
         do {
             try core.handle(.received(message, fromMemberRank: rank))
         } catch {
             closeLink(link, reason: "member rank \(rank) broke the protocol: \(error)")
+        }
+    }
+
+    /// The relay runs in the first view only (its chain is by first-view rank); after a view
+    /// change large payloads go directly (see docs/MEMBERSHIP.md, "Not built").
+    private var isFirstView: Bool { core.view.id == settings.view.id }
+
+    /// Links of the other members of the current view.
+    private func forEachPeerLink(_ body: (Int, TransportLink) -> Void) {
+        for rank in core.view.members.indices where rank != core.memberRank {
+            let slot = slotOfRank[rank]
+            if let link = links[slot] { body(slot, link) }
+        }
+    }
+
+    /// The next view is installed: re-map ranks to slots, forget the relay's state, and replay
+    /// what peers sent in this view before this member installed it.
+    private func installed(_ view: View) {
+        slotOfRank = view.members.map { member in settings.view.rank(of: member) ?? -1 }
+        rankOfSlot = Array(repeating: nil, count: links.count)
+        for (rank, slot) in slotOfRank.enumerated() where slot >= 0 { rankOfSlot[slot] = rank }
+        if slotOfRank.contains(-1) {
+            logger.error("\(view) has members this runtime has no link to (joins over TCP are not built)")
+        }
+        for slot in waitingBatches.indices {
+            waitingBatches[slot].removeAll()
+            assemblies[slot].removeAll()
+        }
+        forwardBacklog.removeAll()
+        stats.viewInstalledAtUptimeNanoseconds = NIODeadline.now().uptimeNanoseconds
+        stats.wedgedAtUptimeNanoseconds = stats.wedgedAtUptimeNanoseconds ?? stats.viewInstalledAtUptimeNanoseconds
+        logger.notice("installed \(view) at rank \(core.memberRank)")
+        replayPending = !future.isEmpty
+    }
+
+    private func replayFuture() {
+        replayPending = false
+        let held = future
+        future = []
+        for (slot, message) in held {
+            guard let link = links[slot] else { continue }
+            received(message, from: slot, link: link)
         }
     }
 
@@ -338,11 +417,19 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
     }
 
     func receivedRelayedData(_ batch: DataBatch, relayed: [RelayedEntry], from rank: Int) {
+        guard batch.viewID == settings.view.id, isFirstView else {
+            stats.staleMessagesDropped += 1
+            return
+        }
         waitingBatches[rank].append((batch, relayed))
         releaseWaitingBatches(of: rank)
     }
 
     func receivedBlock(_ block: Block, raw: ByteBuffer, bytesAt: Int, from rank: Int, link: TransportLink) {
+        guard isFirstView else {
+            stats.staleMessagesDropped += 1
+            return
+        }
         let count = links.count
         let origin = block.originMemberRank
         let predecessor = (settings.memberRank + count - 1) % count
@@ -411,7 +498,8 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         }
     }
 
-    public func linkWritable(peerRank rank: Int) {
+    public func linkWritable(peerRank slot: Int) {
+        let rank = slot
         if let row = pendingRows[rank], let link = links[rank] {
             pendingRows[rank] = nil
             link.write(row)
@@ -425,16 +513,15 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         link.close()
     }
 
-    public func linkDown(_ link: TransportLink, peerRank rank: Int?) {
-        guard let rank, links[rank] === link else { return }
-        links[rank] = nil
-        if !isClosed {
-            // A failed link is a suspicion (shared through the rows; the member wedges).
+    public func linkDown(_ link: TransportLink, peerRank slot: Int?) {
+        guard let slot, links[slot] === link else { return }
+        links[slot] = nil
+        if !isClosed, let rank = rankOfSlot[slot] {
+            // A failed link is a suspicion (shared through the rows): the member wedges and the
+            // view change removes the peer.
             do { try core.handle(.linkFailed(memberRank: rank)) } catch { logger.error("\(error)") }
             poll()
-            // Without membership changes (not built yet) the group cannot replace the peer: what
-            // this member delivered stays delivered; the order stalls until the link returns.
-            logger.warning("link to member rank \(rank) is down")
+            logger.warning("link to member rank \(rank) (\(settings.view.members[slot])) is down")
         }
     }
 
@@ -467,6 +554,10 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             effects.removeAll(keepingCapacity: true)
             core.poll(into: &effects)
             carryOutEffects()
+            if replayPending {
+                replayFuture()
+                continue
+            }
             // Deliveries in this poll may have opened the window: go round again while there is
             // something to send and room for it. After a few rounds, yield to reads and come back.
             let moreToSend = !sendQueue.isEmpty || !sourceDrained
@@ -483,29 +574,34 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         for effect in effects {
             switch effect {
             case .sendData(let batch):
-                if let threshold = settings.relayThresholdBytes, links.count > 2,
+                if let threshold = settings.relayThresholdBytes, links.count > 2, isFirstView,
                     batch.entries.contains(where: { if case .message(let p) = $0 { return p.count >= threshold } else { return false } })
                 {
                     sendThroughRelay(batch, threshold: threshold)
                     continue
                 }
                 let buffer = encode(.data(batch))
-                for rank in links.indices where rank != settings.memberRank {
-                    links[rank]?.write(buffer)
+                forEachPeerLink { _, link in
+                    link.write(buffer)
                     stats.framesSent += 1
                     stats.bytesSent += UInt64(buffer.readableBytes)
                 }
             case .sendRow(let row):
                 let buffer = encode(.row(row))
-                for rank in links.indices where rank != settings.memberRank {
-                    guard let link = links[rank] else { continue }
+                forEachPeerLink { slot, link in
                     if link.isWritable {
                         link.write(buffer)
                         stats.framesSent += 1
                         stats.bytesSent += UInt64(buffer.readableBytes)
                     } else {
-                        if pendingRows[rank] != nil { stats.rowsCoalesced += 1 }
-                        pendingRows[rank] = buffer
+                        // Rows are latest-wins, but an install row must not be replaced by a
+                        // row of the next view: write it regardless.
+                        if row.installNumber != 0 {
+                            link.write(buffer)
+                            return
+                        }
+                        if pendingRows[slot] != nil { stats.rowsCoalesced += 1 }
+                        pendingRows[slot] = buffer
                     }
                 }
             case .deliver(let delivery):
@@ -516,11 +612,13 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
                 stats.wedgedAtUptimeNanoseconds = NIODeadline.now().uptimeNanoseconds
                 stats.suspectedRanks = ranks
                 logger.warning("wedged: member ranks \(ranks) suspected; this member sends nothing new in \(settings.view.id)")
-            case .installView(let view, let rank):
-                logger.error("view \(view) installed at rank \(rank): the runtime cannot switch views yet")
+            case .installView(let view, _):
+                installed(view)
             case .removed(let reason):
+                stats.removed = true
                 logger.error("removed from the group: \(reason)")
             case .minority(let reachable, let of):
+                stats.minority = true
                 logger.error("in a minority: reaches \(reachable) of \(of) members; not forming a view (partition safety)")
             }
         }

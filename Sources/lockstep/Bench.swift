@@ -49,7 +49,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Payloads of at least this size travel in blocks through the relay ('off': never).")
     var relayThreshold: String = "1M"
 
-    @Option(help: "Kill (SIGKILL) the highest-ranked member this many seconds into each size and report how long the others take to detect it. View changes are not built yet: the survivors wedge, and the run ends there.")
+    @Option(help: "Kill (SIGKILL) the highest-ranked member this many seconds into each size; report detection and installation of the new view (view_change_ms) and the survivors' throughput in the second after it against the second before the kill.")
     var killAfter: Double?
 
     @Option(help: "Seconds of the raw TCP baseline.")
@@ -199,6 +199,7 @@ struct Bench: AsyncParsableCommand {
         var lastDelivered: UInt64 = 0
         var complete = false
         var kill: KillRecord? = nil
+        var lastRate = 0.0
         while true {
             try await Task.sleep(for: .milliseconds(kill == nil ? 200 : 20))
             let progress = try await handles.asyncMap { try await $0.progress() }
@@ -207,22 +208,43 @@ struct Bench: AsyncParsableCommand {
                 let survivors = everyone.filter { $0.rank != members - 1 }
                 kill = KillRecord(
                     rank: members - 1, atUptimeNanoseconds: monotonicNanoseconds(),
-                    deliveredBefore: survivors.map(\.delivered).min() ?? 0, secondsBefore: seconds(ContinuousClock.now - start))
+                    deliveredBefore: survivors.map(\.delivered).min() ?? 0, secondsBefore: seconds(ContinuousClock.now - start),
+                    rateBefore: lastRate)
                 victim.kill()
                 Output.line("  [\(sizeLabel(bytes))] killed member rank \(members - 1) (SIGKILL) at \(format(kill?.secondsBefore ?? 0, 1)) s")
             }
             if let record = kill {
-                // The victim is gone: watch the survivors until every one of them has wedged.
+                // The victim is gone: watch the survivors wedge, install the next view, and run
+                // for a second in it.
                 everyone = everyone.filter { $0.rank != record.rank }
-                if everyone.count == members - 1, everyone.allSatisfy({ $0.wedgedAtUptimeNanoseconds != nil }) {
+                let now = monotonicNanoseconds()
+                if kill?.detectionMilliseconds.isEmpty == true, everyone.count == members - 1,
+                    everyone.allSatisfy({ $0.wedgedAtUptimeNanoseconds != nil })
+                {
                     kill?.detectionMilliseconds = everyone.map {
                         Double(($0.wedgedAtUptimeNanoseconds ?? 0) &- record.atUptimeNanoseconds) / 1e6
                     }
-                    Output.line("  [\(sizeLabel(bytes))] every survivor suspected member rank \(record.rank) and wedged: \(kill?.detectionMilliseconds.map { format($0, 0) }.joined(separator: ", ") ?? "") ms after the kill (view installation: not built)")
+                    Output.line("  [\(sizeLabel(bytes))] every survivor suspected member rank \(record.rank) and wedged: \(kill?.detectionMilliseconds.map { format($0, 0) }.joined(separator: ", ") ?? "") ms after the kill")
+                }
+                if kill?.installationMilliseconds.isEmpty == true, everyone.count == members - 1,
+                    everyone.allSatisfy({ $0.currentView > 1 && $0.viewInstalledAtUptimeNanoseconds != nil })
+                {
+                    kill?.installationMilliseconds = everyone.map {
+                        Double(($0.viewInstalledAtUptimeNanoseconds ?? 0) &- record.atUptimeNanoseconds) / 1e6
+                    }
+                    kill?.installedAtUptimeNanoseconds = now
+                    kill?.deliveredAtInstall = everyone.map(\.delivered).min() ?? 0
+                    Output.line("  [\(sizeLabel(bytes))] every survivor installed view \(everyone.map(\.currentView).max() ?? 0): \(kill?.installationMilliseconds.map { format($0, 0) }.joined(separator: ", ") ?? "") ms after the kill")
+                }
+                if let installedAt = kill?.installedAtUptimeNanoseconds, now - installedAt >= 1_000_000_000 {
+                    let delivered = everyone.map(\.delivered).min() ?? 0
+                    let atInstall = kill?.deliveredAtInstall ?? 0
+                    kill?.rateAfter = Double(delivered - min(delivered, atInstall)) / (Double(now - installedAt) / 1e9)
+                    Output.line("  [\(sizeLabel(bytes))] in the view after: \(format(kill?.rateAfter ?? 0, 0)) msg/s in its first second, \(format(record.rateBefore, 0)) msg/s in the second before the kill")
                     break
                 }
                 if seconds(ContinuousClock.now - start) > record.secondsBefore + 30 {
-                    Output.line("  [\(sizeLabel(bytes))] the survivors did not all wedge within 30 s of the kill")
+                    Output.line("  [\(sizeLabel(bytes))] the survivors did not all install a new view within 30 s of the kill")
                     break
                 }
                 continue
@@ -239,6 +261,7 @@ struct Bench: AsyncParsableCommand {
             if now - lastTick >= .seconds(1) {
                 let interval = seconds(now - lastTick)
                 let rate = Double(minimumDelivered - min(lastDelivered, minimumDelivered)) / interval
+                lastRate = rate
                 let rss = everyone.map(\.rssMegabytes).max() ?? 0
                 let megabytes = Double(everyone.map(\.deliveredBytes).min() ?? 0) / 1e6
                 Output.line("  [\(sizeLabel(bytes))] \(format(seconds(now - start), 1)) s: \(format(rate, 0)) msg/s, \(format(megabytes, 1)) MB delivered so far (slowest member), \(everyone.reduce(0) { $0 + $1.inFlight }) in flight, RSS \(format(rss, 1)) MB (largest member)")
@@ -256,11 +279,13 @@ struct Bench: AsyncParsableCommand {
         }
         var checker = complete ? "passed" : "failed: the run did not complete (not every message was delivered everywhere)"
         if let record = kill {
-            // Safety only: the survivors stop at the wedge (no view change yet).
+            // Safety only (the run is stopped mid-stream): no creation, no duplication, FIFO, one
+            // order; the victim's log a prefix of the survivors'.
             checker = finals.count == members - 1
                 ? checkLogs(logPaths, finals: finals, quiesced: false)
                 : "failed: \(members - 1 - finals.count) survivors did not report"
             if record.detectionMilliseconds.isEmpty { checker = "failed: not every survivor detected the failure" }
+            if record.installationMilliseconds.isEmpty { checker = "failed: not every survivor installed a new view" }
         } else if finals.count != members {
             checker = "failed: \(members - finals.count) members did not report"
         } else if complete {
@@ -272,12 +297,14 @@ struct Bench: AsyncParsableCommand {
             window: window, inProcess: inProcess, finals: finals, checker: checker)
         if let record = kill {
             let sorted = record.detectionMilliseconds.sorted()
+            let installed = record.installationMilliseconds.sorted()
             result.viewChangeMs = ViewChangeTimes(
                 killedRank: record.rank, killAtSeconds: record.secondsBefore,
                 detectionP50: sorted.isEmpty ? nil : sorted[sorted.count / 2], detectionMax: sorted.last,
-                installation: nil,
-                note: "view changes are not built yet: the survivors wedge after detection and stay wedged")
-            result.messagesPerSecondBeforeKill = Double(record.deliveredBefore) / max(record.secondsBefore, 1e-9)
+                installationP50: installed.isEmpty ? nil : installed[installed.count / 2], installationMax: installed.last,
+                note: "detection: kill to wedge; installation: kill to the new view, per survivor")
+            result.messagesPerSecondBeforeKill = record.rateBefore
+            result.messagesPerSecondAfterViewChange = record.rateAfter
         }
         return result
     }
@@ -338,7 +365,13 @@ struct KillRecord {
     var atUptimeNanoseconds: UInt64
     var deliveredBefore: UInt64
     var secondsBefore: Double
+    /// The slowest survivor's delivery rate over the last progress second before the kill.
+    var rateBefore: Double
     var detectionMilliseconds: [Double] = []
+    var installationMilliseconds: [Double] = []
+    var installedAtUptimeNanoseconds: UInt64? = nil
+    var deliveredAtInstall: UInt64 = 0
+    var rateAfter: Double? = nil
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock NIODeadline uses, shared by every process here.

@@ -85,7 +85,10 @@ struct BenchResult: Codable, Sendable {
     var checker: String
     /// With --kill-after: failure detection and view change times.
     var viewChangeMs: ViewChangeTimes?
+    /// With --kill-after: the slowest survivor's delivery rate in the second before the kill
+    /// and in the first second of the new view.
     var messagesPerSecondBeforeKill: Double?
+    var messagesPerSecondAfterViewChange: Double?
 
     init(
         transport: String, members: Int, senders: String, mode: String, sizeBytes: Int, sizes: [Int],
@@ -123,8 +126,9 @@ struct ViewChangeTimes: Codable, Sendable {
     /// From the kill until a survivor suspected the victim and wedged.
     var detectionP50: Double?
     var detectionMax: Double?
-    /// From the kill until the new view was installed: nil, view changes are not built yet.
-    var installation: Double?
+    /// From the kill until a survivor installed the next view.
+    var installationP50: Double?
+    var installationMax: Double?
     var note: String
 }
 

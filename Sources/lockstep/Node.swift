@@ -137,7 +137,7 @@ final class BenchMember: MessageSource, @unchecked Sendable {
         self.duration = duration
         self.count = count
         self.logPath = logPath
-        self.expected = Array(repeating: 0, count: settings.view.senderCount)
+        self.expected = Array(repeating: 0, count: settings.view.memberCount)
     }
 
     private var runtime: MemberRuntime?
@@ -178,7 +178,8 @@ final class BenchMember: MessageSource, @unchecked Sendable {
             MemberProgress(
                 rank: self.settings.memberRank, sent: self.sent, sendingDone: self.sendingDone, delivered: self.delivered,
                 deliveredBytes: self.deliveredBytes, rssMegabytes: residentMegabytes(), inFlight: self.ownInFlight,
-                wedgedAtUptimeNanoseconds: statistics.wedgedAtUptimeNanoseconds, suspectedRanks: statistics.suspectedRanks)
+                wedgedAtUptimeNanoseconds: statistics.wedgedAtUptimeNanoseconds, suspectedRanks: statistics.suspectedRanks,
+                currentView: statistics.viewID, viewInstalledAtUptimeNanoseconds: statistics.viewInstalledAtUptimeNanoseconds)
         }.get()
     }
 
@@ -224,22 +225,28 @@ final class BenchMember: MessageSource, @unchecked Sendable {
     }
 
     private var ownInFlight: UInt64 {
-        guard let own = settings.view.senderRank(ofMemberRank: settings.memberRank) else { return 0 }
-        return sent - min(sent, expected[own])
+        guard settings.view.senderRank(ofMemberRank: settings.memberRank) != nil else { return 0 }
+        return sent - min(sent, expected[settings.memberRank])
     }
 
     private func delivered(_ delivery: Delivery) {
         let now = NIODeadline.now().uptimeNanoseconds
         let (sentAt, sequence, intact) = BenchPayload.read(delivery.payload)
         if !intact { corrupt += 1 }
-        if sequence != expected[delivery.senderRank] { fifoViolations += 1 }
-        expected[delivery.senderRank] = sequence + 1
+        // By the sender's first-view rank (its id - 1): sender ranks change with views.
+        let origin = Int(delivery.sender.rawValue &- 1)
+        guard expected.indices.contains(origin) else {
+            corrupt += 1
+            return
+        }
+        if sequence != expected[origin] { fifoViolations += 1 }
+        expected[origin] = sequence + 1
         delivered += 1
         deliveredBytes += UInt64(delivery.payload.count)
         lastDeliveryAt = now
         if now > sentAt { _ = latency.record((now - sentAt) / 1_000) }
         if logFile != nil {
-            withUnsafeBytes(of: UInt16(delivery.senderRank).littleEndian) { logBuffer.append(contentsOf: $0) }
+            withUnsafeBytes(of: UInt16(origin).littleEndian) { logBuffer.append(contentsOf: $0) }
             withUnsafeBytes(of: sequence.littleEndian) { logBuffer.append(contentsOf: $0) }
             if logBuffer.count >= 1 << 20 { flushLog() }
         }
@@ -306,6 +313,9 @@ struct MemberProgress: Codable, Sendable {
     /// When the member wedged (CLOCK_MONOTONIC nanoseconds), and whom it suspected.
     var wedgedAtUptimeNanoseconds: UInt64?
     var suspectedRanks: [Int]
+    /// The view the member is in, and when it installed it (CLOCK_MONOTONIC nanoseconds).
+    var currentView: UInt64 = 1
+    var viewInstalledAtUptimeNanoseconds: UInt64?
 }
 
 /// A member's final figures. CPU and memory are the whole process's (one member per process,
