@@ -115,6 +115,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
     private var sendQueue = CircularBuffer<(Payload, EventLoopPromise<Void>)>()
     private weak var source: MessageSource?
     private var onDeliver: (Delivery) -> Void
+    private var onViewInstalled: (@Sendable (View) -> Void)?
     private var timer: Scheduled<Void>?
     private var timerAt: Timestamp?
     private var isReady = false
@@ -207,6 +208,12 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             self.poll()
         }
         try await promise.futureResult.get()
+    }
+
+    /// Calls `observer` on the event loop whenever this member installs a view (after the
+    /// deliveries of the view it leaves, before any of the new one).
+    public func setViewObserver(_ observer: @escaping @Sendable (View) -> Void) {
+        eventLoop.execute { self.onViewInstalled = observer }
     }
 
     /// Makes `source` the supplier of messages; it is pulled on the event loop from now on.
@@ -361,6 +368,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         stats.viewInstalledAtUptimeNanoseconds = NIODeadline.now().uptimeNanoseconds
         stats.wedgedAtUptimeNanoseconds = stats.wedgedAtUptimeNanoseconds ?? stats.viewInstalledAtUptimeNanoseconds
         logger.notice("installed \(view) at rank \(core.memberRank)")
+        onViewInstalled?(view)
         replayPending = !future.isEmpty
     }
 

@@ -315,14 +315,15 @@ struct Bench: AsyncParsableCommand {
         for (rank, path) in paths.enumerated() {
             guard let data = FileManager.default.contents(atPath: path) else { return "failed: no delivery log from member \(rank)" }
             var records: [DeliveredRecord] = []
-            records.reserveCapacity(data.count / 10)
+            records.reserveCapacity(data.count / deliveryLogRecordBytes)
             data.withUnsafeBytes { raw in
                 var offset = 0
-                while offset + 10 <= raw.count {
+                while offset + deliveryLogRecordBytes <= raw.count {
                     let sender = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
                     let sequence = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 2, as: UInt64.self))
-                    records.append(DeliveredRecord(sender: MemberID(UInt64(sender)), senderSequence: sequence, payloadDigest: 0))
-                    offset += 10
+                    let view = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 10, as: UInt64.self))
+                    records.append(DeliveredRecord(sender: MemberID(UInt64(sender)), senderSequence: sequence, payloadDigest: 0, viewID: view))
+                    offset += deliveryLogRecordBytes
                 }
             }
             delivered[MemberID(UInt64(rank) + 1_000)] = records
@@ -358,6 +359,9 @@ struct Bench: AsyncParsableCommand {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 }
+
+/// A delivery log record: origin (the sender's first-view rank) u16, sequence u64, view u64.
+let deliveryLogRecordBytes = 18
 
 /// A member killed by `--kill-after`, and what the survivors did.
 struct KillRecord {
@@ -495,6 +499,11 @@ final class ChildProcess: MemberHandle, @unchecked Sendable {
     }
 
     /// SIGKILL, as a crash.
+    /// Sends `signal` (SIGSTOP, SIGCONT...) to the child.
+    func signal(_ signal: Int32) {
+        Glibc.kill(process.processIdentifier, signal)
+    }
+
     func kill() {
         Glibc.kill(process.processIdentifier, SIGKILL)
     }

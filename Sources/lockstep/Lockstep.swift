@@ -8,10 +8,10 @@ struct Lockstep: AsyncParsableCommand {
         commandName: "lockstep",
         abstract: "Lockstep: pipelined atomic multicast with virtually synchronous membership.",
         discussion: """
-            Implemented so far: the ordering core and its deterministic simulator ('simulate').
-            Transports, 'bench', 'node', membership changes and durability are not built yet;
-            see README.md.
+            Built: the ordering core with view changes and its deterministic simulator ('simulate'),
+            TCP members ('node'), benchmarks ('bench', 'report') and fault injection on real
+            processes ('chaos'). Not built: joins over TCP, durability, RDMA; see README.md.
             """,
-        subcommands: [Bench.self, Node.self, Report.self, Simulate.self, RawTCPSink.self]
+        subcommands: [Bench.self, Chaos.self, Node.self, Report.self, Simulate.self, RawTCPSink.self]
     )
 }

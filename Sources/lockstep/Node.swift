@@ -129,6 +129,10 @@ final class BenchMember: MessageSource, @unchecked Sendable {
     private var latency = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     private var logBuffer: [UInt8] = []
     private var logFile: FileHandle?
+    /// A digest chained over every delivery (origin, sequence), and the views installed with
+    /// the digest at each install: the checker's virtual-synchrony evidence.
+    private var digest: UInt64 = 0xcbf2_9ce4_8422_2325
+    private var views: [ViewSummary] = []
 
     init(settings: RuntimeSettings, sizes: [Int], duration: Double, count: Int?, logPath: String?) {
         precondition(!sizes.isEmpty, "a workload needs at least one size")
@@ -160,7 +164,11 @@ final class BenchMember: MessageSource, @unchecked Sendable {
             [self] delivery in self.delivered(delivery)
         }
         self.runtime = runtime
+        runtime.setViewObserver { [self] view in
+            self.views.append(ViewSummary(id: view.id.rawValue, members: view.members.map(\.rawValue), stateDigest: self.digest))
+        }
         try await runtime.eventLoop.submit {
+            self.views = [ViewSummary(id: self.settings.view.id.rawValue, members: self.settings.view.members.map(\.rawValue), stateDigest: self.digest)]
             self.startedAt = NIODeadline.now().uptimeNanoseconds
             self.sendDeadline = self.startedAt + UInt64(self.duration * 1e9)
             let isSender = self.settings.view.senderRank(ofMemberRank: self.settings.memberRank) != nil
@@ -241,6 +249,7 @@ final class BenchMember: MessageSource, @unchecked Sendable {
         }
         if sequence != expected[origin] { fifoViolations += 1 }
         expected[origin] = sequence + 1
+        for value in [UInt64(origin), sequence] { digest = (digest ^ value) &* 0x0000_0100_0000_01B3 }
         delivered += 1
         deliveredBytes += UInt64(delivery.payload.count)
         lastDeliveryAt = now
@@ -248,6 +257,7 @@ final class BenchMember: MessageSource, @unchecked Sendable {
         if logFile != nil {
             withUnsafeBytes(of: UInt16(origin).littleEndian) { logBuffer.append(contentsOf: $0) }
             withUnsafeBytes(of: sequence.littleEndian) { logBuffer.append(contentsOf: $0) }
+            withUnsafeBytes(of: delivery.viewID.rawValue.littleEndian) { logBuffer.append(contentsOf: $0) }
             if logBuffer.count >= 1 << 20 { flushLog() }
         }
     }
@@ -270,7 +280,7 @@ final class BenchMember: MessageSource, @unchecked Sendable {
                 p50: latency.valueAtPercentile(50), p99: latency.valueAtPercentile(99),
                 p999: latency.valueAtPercentile(99.9)),
             cpuSeconds: cpu, rssMegabytesMax: peakResidentMegabytes(), corrupt: corrupt,
-            fifoViolations: fifoViolations, latencySamples: latency.totalCount)
+            fifoViolations: fifoViolations, latencySamples: latency.totalCount, views: views)
     }
 }
 
@@ -334,6 +344,15 @@ struct MemberFinal: Codable, Sendable {
     var corrupt: UInt64
     var fifoViolations: UInt64
     var latencySamples: UInt64
+    /// Views installed, the first included (delivery logs name the view of each delivery).
+    var views: [ViewSummary] = []
+}
+
+/// A view as a member installed it, with the digest of everything it had delivered then.
+struct ViewSummary: Codable, Sendable {
+    var id: UInt64
+    var members: [UInt64]
+    var stateDigest: UInt64
 }
 
 func jsonLine<T: Encodable>(_ value: T) throws -> String {
