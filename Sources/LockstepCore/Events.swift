@@ -15,6 +15,9 @@ public enum Event: Sendable, Equatable {
     case tick(Timestamp)
     /// The link to the member at `memberRank` failed: suspect it at once.
     case linkFailed(memberRank: Int)
+    /// The member at `memberRank` sent something the shell holds for a later view (it installed
+    /// the next view first): it is alive, whatever else it is doing.
+    case heard(fromMemberRank: Int)
 }
 
 /// Something the shell must do.

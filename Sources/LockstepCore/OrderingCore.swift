@@ -156,6 +156,11 @@ public struct OrderingCore: Sendable {
                 throw CoreError(.unknownMember, "link failure reported for member rank \(rank) in a view of \(view.memberCount)")
             }
             suspect(rank)
+        case .heard(let rank):
+            guard view.members.indices.contains(rank) else {
+                throw CoreError(.unknownMember, "sign of life from member rank \(rank) in a view of \(view.memberCount)")
+            }
+            lastHeard[rank] = now
         }
     }
 

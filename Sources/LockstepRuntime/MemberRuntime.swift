@@ -318,6 +318,8 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
                 }
                 future.append((slot, message))
                 stats.futureMessagesHeld += 1
+                // Its sender is alive even if this member is slow to install the view.
+                if let rank = rankOfSlot[slot] { try? core.handle(.heard(fromMemberRank: rank)) }
             } else {
                 stats.staleMessagesDropped += 1
             }
@@ -343,10 +345,12 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
     /// change large payloads go directly (see docs/MEMBERSHIP.md, "Not built").
     private var isFirstView: Bool { core.view.id == settings.view.id }
 
-    /// Links of the other members of the current view.
+    /// Links of the other members of the view the effects being carried out belong to. Not
+    /// `core.view`: after a poll that installs a view the core is already in the next one, while
+    /// the effects before `installView` (the leader's install row above all) belong to the old
+    /// one and must reach all of its members. `slotOfRank` changes at `installView`.
     private func forEachPeerLink(_ body: (Int, TransportLink) -> Void) {
-        for rank in core.view.members.indices where rank != core.memberRank {
-            let slot = slotOfRank[rank]
+        for slot in slotOfRank where slot >= 0 && slot != settings.memberRank {
             if let link = links[slot] { body(slot, link) }
         }
     }
@@ -367,7 +371,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         forwardBacklog.removeAll()
         stats.viewInstalledAtUptimeNanoseconds = NIODeadline.now().uptimeNanoseconds
         stats.wedgedAtUptimeNanoseconds = stats.wedgedAtUptimeNanoseconds ?? stats.viewInstalledAtUptimeNanoseconds
-        logger.notice("installed \(view) at rank \(core.memberRank)")
+        logger.warning("installed \(view) at rank \(core.memberRank)")
         onViewInstalled?(view)
         replayPending = !future.isEmpty
     }
@@ -619,7 +623,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             case .wedged(let ranks):
                 stats.wedgedAtUptimeNanoseconds = NIODeadline.now().uptimeNanoseconds
                 stats.suspectedRanks = ranks
-                logger.warning("wedged: member ranks \(ranks) suspected; this member sends nothing new in \(settings.view.id)")
+                logger.warning("wedged: member ranks \(ranks) suspected; this member sends nothing new in \(core.view.id)")
             case .installView(let view, _):
                 installed(view)
             case .removed(let reason):
@@ -627,7 +631,8 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
                 logger.error("removed from the group: \(reason)")
             case .minority(let reachable, let of):
                 stats.minority = true
-                logger.error("in a minority: reaches \(reachable) of \(of) members; not forming a view (partition safety)")
+                logger.error(
+                    "in a minority: reaches \(reachable) of \(of) members of \(core.view.id) (suspects ranks \(core.suspectedRanks), \(core.statistics.suspicionsRaised) suspicions raised here, \(core.statistics.localStalls) local stalls); not forming a view (partition safety)")
             }
         }
     }

@@ -523,6 +523,7 @@ public final class SimulatedGroup {
             let viewID = message.viewID
             if viewID > core.view.id {
                 holdFuture(to, fromID, message)
+                if let rank = core.view.rank(of: fromID) { feed(to, .heard(fromMemberRank: rank)) }
             } else if viewID == core.view.id, let rank = core.view.rank(of: fromID) {
                 feed(to, .received(message, fromMemberRank: rank))
                 pump(to)

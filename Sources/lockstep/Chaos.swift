@@ -19,9 +19,10 @@ struct Chaos: AsyncParsableCommand {
         abstract: "Kill and pause member processes at random while they stream, then check every delivery log.",
         discussion: """
             Faults: kill (SIGKILL a member; the others install a view without it), pause (SIGSTOP a
-            member for 0.1-1.5 s, then SIGCONT; a pause beyond the failure timeout gets it removed).
-            Kills stop while a majority of the first view would not remain. Restarts and joins of
-            new members over TCP are not built yet (see README.md).
+            member, then SIGCONT: short pauses, under 0.4 x the failure timeout, cost nothing; long
+            ones, 1.5-3 x, get the member removed, and it says so when it resumes). Kills and long
+            pauses together leave a majority of the first view. Restarts and joins of new members
+            over TCP are not built yet (see README.md).
             """)
 
     @Option(help: "Member processes.")
@@ -80,7 +81,12 @@ struct Chaos: AsyncParsableCommand {
         var states = Array(repeating: State.live, count: members)
         var resumeAt: [Int: Double] = [:]
         var killed = 0
-        let killsMax = members - (members / 2 + 1)
+        // The premise of progress: a majority of the first view stays. A kill removes a member,
+        // and so does a pause beyond the failure timeout; both draw on this budget. Shorter
+        // pauses are free (they must not cost the member its place).
+        var removals = 0
+        let removalsMax = members - (members / 2 + 1)
+        let timeout = Double(failureTimeoutMilliseconds) / 1000
         let start = ContinuousClock.now
         func elapsed() -> Double {
             let d = ContinuousClock.now - start
@@ -104,16 +110,22 @@ struct Chaos: AsyncParsableCommand {
                 nextFault = now + Double.random(in: 1.5...4, using: &random)
                 let live = (0..<members).filter { states[$0] == .live }
                 var choices: [String] = []
-                if kinds.contains("kill") && killed < killsMax && live.count > 1 { choices.append("kill") }
+                if kinds.contains("kill") && removals < removalsMax && live.count > 1 { choices.append("kill") }
                 if kinds.contains("pause") && !live.isEmpty { choices.append("pause") }
                 if let kind = choices.randomElement(using: &random), let victim = live.randomElement(using: &random) {
                     if kind == "kill" {
                         children[victim].kill()
                         states[victim] = .killed
                         killed += 1
+                        removals += 1
                         faultLog.append("\(format(now, 1)) s: SIGKILL member \(victim)")
                     } else {
-                        let pause = Double.random(in: 0.1...1.5, using: &random)
+                        // Long (beyond the timeout: the member is removed) while the budget allows.
+                        let long = removals < removalsMax && random.chance(0.5)
+                        let pause = long
+                            ? Double.random(in: (timeout * 1.5)...(timeout * 3), using: &random)
+                            : Double.random(in: 0.05...(timeout * 0.4), using: &random)
+                        if long { removals += 1 }
                         children[victim].signal(SIGSTOP)
                         states[victim] = .paused
                         resumeAt[victim] = now + pause
@@ -153,6 +165,10 @@ struct Chaos: AsyncParsableCommand {
         }
         for rank in 0..<members where states[rank] == .killed { children[rank].waitUntilExit() }
 
+        for rank in finals.keys.sorted() {
+            let views = finals[rank]!.views.map { "v\($0.id)[\($0.members.map { String($0 - 1) }.joined(separator: ","))]" }
+            Output.line("  member \(rank) installed \(views.joined(separator: " "))")
+        }
         // The checks.
         var results: [(String, String?)] = []
         let expectedFinals = (0..<members).filter { states[$0] != .killed }

@@ -157,7 +157,9 @@ final class BenchMember: MessageSource, @unchecked Sendable {
             logBuffer.reserveCapacity(1 << 20)
         }
         var logger = Logger(label: "lockstep.member\(settings.memberRank)")
-        logger.logLevel = .error
+        // LOCKSTEP_LOG_LEVEL=warning (or notice, info, debug) shows suspicions, link losses and
+        // view installs in the member's stderr (bench and chaos keep it in member-N.err).
+        logger.logLevel = ProcessInfo.processInfo.environment["LOCKSTEP_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .error
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         self.group = group
         let runtime = try await MemberRuntime.start(settings: settings, eventLoop: group.next(), logger: logger) {
