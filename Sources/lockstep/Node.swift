@@ -196,7 +196,11 @@ final class BenchMember: MessageSource, @unchecked Sendable {
     /// Stops the member and returns its figures.
     func finish() async throws -> MemberFinal {
         guard let runtime, let group else { throw ValidationError("member not started") }
-        let final = try await runtime.eventLoop.submit { self.finalReport() }.get()
+        // Stop pulling first: a message sent after the report would look created to the checker.
+        let final = try await runtime.eventLoop.submit {
+            self.sendingDone = true
+            return self.finalReport()
+        }.get()
         await runtime.close()
         try await group.shutdownGracefully()
         flushLog()
