@@ -255,6 +255,7 @@ public final class SimulatedGroup {
     /// The latest view installed by any live member, and when the last install happened.
     public var newestViewID: UInt64 { slots.compactMap { $0.status == .active ? $0.core?.view.id.rawValue : nil }.max() ?? 0 }
     public private(set) var lastInstallAt: UInt64 = 0
+    private var sweeps = 0
 
     /// Every failed link works again (new connections; what was lost stays lost).
     public func healLinks(at time: Duration? = nil) {
@@ -477,6 +478,14 @@ public final class SimulatedGroup {
                     if let wedgedAt = slots[slot].wedgedAt, now - wedgedAt > stuckAfter { startIncarnation(slot) }
                 case .joining, .dormant: break
                 }
+            }
+            // An operator keeps looking while the group has not settled (a member can get stuck
+            // after a sweep, when a late view change leaves it in a minority): up to ten sweeps.
+            sweeps += 1
+            let unsettled = slots.contains { $0.status == .joining || ($0.status == .active && ($0.core?.isWedged ?? false)) }
+            if unsettled && sweeps < 10 {
+                scheduledWorkPending += 1
+                schedule(at: now + 3 * configuration.failureTimeout.nanosecondsClamped, .recoverStragglers)
             }
         case .resume(let slot):
             guard isLive(slot), let until = slots[slot].pausedUntil, until <= now else { return }  // extended
