@@ -7,6 +7,7 @@
 // frame covers them all. A data batch is encoded once into a ByteBuffer that every link
 // writes (NIO gathers the queued buffers into one writev at flush).
 
+import Foundation
 import Logging
 import LockstepCore
 import LockstepWire
@@ -49,12 +50,21 @@ public struct RuntimeSettings: Sendable {
     public var relayThresholdBytes: Int? = 1_024 * 1_024
     /// The relay cuts payloads into blocks of this many bytes, forwarded as each one arrives.
     public var relayBlockBytes = 64 * 1_024
+    /// A joiner dials every member (they do not know its address); members of the first view
+    /// dial the lower ranks.
+    public var dialsEveryone = false
 
     public init(configuration: Configuration, view: View, memberRank: Int, addresses: [PeerAddress]) {
         self.configuration = configuration
         self.view = view
         self.memberRank = memberRank
         self.addresses = addresses
+    }
+
+    /// A joiner's settings, from the leader's welcome.
+    public init(configuration: Configuration, joining welcome: Welcome) {
+        self.init(configuration: configuration, view: welcome.view, memberRank: welcome.memberRank, addresses: welcome.addresses)
+        dialsEveryone = true
     }
 }
 
@@ -138,6 +148,18 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
     private var future: [(Int, Message)] = []
     private var futureMessagesMax: Int
     private var replayPending = false
+    // Joins. Slots grow as joiners connect: `slotMembers[slot]` is who it is, `slotAddresses`
+    // where it listens (for welcomes). Joiners this member accepted as leader wait on their join
+    // connection for the welcome; what is sent to a member of the view whose link is not up yet
+    // (a joiner that has not connected) is held for it, bounded.
+    private var slotMembers: [MemberID]
+    private var slotAddresses: [PeerAddress?]
+    private var joinerLinks: [MemberID: (TransportLink, PeerAddress)] = [:]
+    private var acceptedAddresses: [MemberID: PeerAddress] = [:]
+    private var heldForJoiners: [MemberID: [ByteBuffer]] = [:]
+    private var effectView: View
+    private var ledBeforePoll = false
+    private var snapshotProvider: (@Sendable () -> [UInt8])?
 
     private struct Assembly {
         var bytes: [UInt8]
@@ -189,6 +211,9 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         self.readyPromise = eventLoop.makePromise(of: Void.self)
         self.slotOfRank = Array(settings.view.members.indices)
         self.rankOfSlot = Array(settings.view.members.indices)
+        self.slotMembers = settings.view.members
+        self.slotAddresses = settings.addresses
+        self.effectView = settings.view
         self.futureMessagesMax = 4 * settings.configuration.windowMessagesMax * settings.view.memberCount + 1_024
         effects.reserveCapacity(4_096)
     }
@@ -214,6 +239,12 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
     /// deliveries of the view it leaves, before any of the new one).
     public func setViewObserver(_ observer: @escaping @Sendable (View) -> Void) {
         eventLoop.execute { self.onViewInstalled = observer }
+    }
+
+    /// Supplies the application state a joiner starts from (called on the event loop when this
+    /// member, as leader, welcomes a joiner: after the deliveries of the view that ends).
+    public func setSnapshotProvider(_ provider: @escaping @Sendable () -> [UInt8]) {
+        eventLoop.execute { self.snapshotProvider = provider }
     }
 
     /// Makes `source` the supplier of messages; it is pulled on the event loop from now on.
@@ -272,8 +303,97 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         }
         links[peerRank] = link
         if !deliveriesWanted { link.setReading(false) }
+        if let held = heldForJoiners.removeValue(forKey: slotMembers[peerRank]) {
+            for buffer in held { link.write(buffer) }
+            link.flush()
+        }
         checkReady()
     }
+
+    public func admit(_ hello: Hello) -> Int? {
+        eventLoop.preconditionInEventLoop()
+        if let slot = slotMembers.firstIndex(of: hello.member) {
+            return slot == settings.memberRank ? nil : slot
+        }
+        // A joiner: a member of this view that had not connected, or of a view not installed yet.
+        guard hello.viewID > core.view.id || (hello.viewID == core.view.id && core.view.rank(of: hello.member) != nil) else {
+            return nil
+        }
+        let slot = slotMembers.count
+        slotMembers.append(hello.member)
+        slotAddresses.append(nil)
+        links.append(nil)
+        pendingRows.append(nil)
+        waitingBatches.append(CircularBuffer())
+        assemblies.append([:])
+        rankOfSlot.append(nil)
+        if let rank = core.view.rank(of: hello.member) {
+            rankOfSlot[slot] = rank
+            slotOfRank[rank] = slot
+        }
+        return slot
+    }
+
+    public func control(_ body: [UInt8], link: TransportLink, peerRank slot: Int?) {
+        guard let message = ControlMessage.decode(body) else {
+            closeLink(link, reason: "a malformed control frame")
+            return
+        }
+        switch message.kind {
+        case .address:
+            if let slot, let host = message.host, let port = message.port, message.id == slotMembers[slot].rawValue {
+                slotAddresses[slot] = PeerAddress(host: host, port: port)
+            }
+        case .join:
+            guard let id = message.id, let host = message.host, let port = message.port else {
+                closeLink(link, reason: "a join without id or address")
+                return
+            }
+            let joiner = MemberID(id)
+            switch core.requestJoin(joiner) {
+            case .accepted:
+                joinerLinks[joiner] = (link, PeerAddress(host: host, port: port))
+                acceptedAddresses[joiner] = PeerAddress(host: host, port: port)
+                logger.warning("accepted a join from \(joiner) at \(host):\(port)")
+                poll()
+            case .redirect(let leader):
+                if let leaderSlot = slotMembers.firstIndex(of: leader), let address = slotAddresses[leaderSlot] {
+                    link.write(ControlMessage(kind: .redirect, host: address.host, port: address.port).encoded())
+                } else {
+                    link.write(ControlMessage(kind: .refused, reason: "the leader's address is unknown here").encoded())
+                }
+                link.flush()
+            case .refused(let reason):
+                link.write(ControlMessage(kind: .refused, reason: reason).encoded())
+                link.flush()
+            }
+        case .redirect, .refused, .welcome:
+            closeLink(link, reason: "unexpected control frame \(message.kind) from a peer")
+        }
+    }
+
+    /// As the leader that installed `view`: send each joiner the view, the addresses and a snapshot.
+    private func welcomeJoiners(of view: View, previous: View) {
+        for (rank, member) in view.members.enumerated() where !previous.members.contains(member) {
+            guard let (link, _) = joinerLinks.removeValue(forKey: member) else { continue }
+            var members: [ControlMessage.Member] = []
+            for (memberRank, id) in view.members.enumerated() {
+                let address = slotMembers.firstIndex(of: id).flatMap { slotAddresses[$0] } ?? joinerLinks[id]?.1
+                    ?? (id == member ? joinerAddress(member) : nil)
+                guard let address else {
+                    logger.error("cannot welcome \(member): no address for \(id)")
+                    link.close()
+                    return
+                }
+                members.append(.init(id: id.rawValue, host: address.host, port: address.port, sends: view.senderRank(ofMemberRank: memberRank) != nil))
+            }
+            let snapshot = snapshotProvider?() ?? []
+            link.write(ControlMessage(kind: .welcome, viewID: view.id.rawValue, members: members, rank: rank, snapshot: Data(snapshot)).encoded())
+            link.flush()
+        }
+    }
+
+    private func joinerAddress(_ member: MemberID) -> PeerAddress? { acceptedAddresses[member] }
 
     public func received(_ frame: ReceivedFrame, from rank: Int, link: TransportLink) {
         switch frame.frame {
@@ -286,6 +406,8 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         case .block(let block):
             guard let raw = frame.raw else { return }
             receivedBlock(block, raw: raw, bytesAt: frame.blockBytesAt, from: rank, link: link)
+        case .control(let body):
+            control(body, link: link, peerRank: rank)
         }
     }
 
@@ -343,27 +465,38 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
 
     /// The relay runs in the first view only (its chain is by first-view rank); after a view
     /// change large payloads go directly (see docs/MEMBERSHIP.md, "Not built").
-    private var isFirstView: Bool { core.view.id == settings.view.id }
+    private var isFirstView: Bool { core.view.id.rawValue == 1 && settings.view.id.rawValue == 1 }
 
     /// Links of the other members of the view the effects being carried out belong to. Not
     /// `core.view`: after a poll that installs a view the core is already in the next one, while
     /// the effects before `installView` (the leader's install row above all) belong to the old
     /// one and must reach all of its members. `slotOfRank` changes at `installView`.
-    private func forEachPeerLink(_ body: (Int, TransportLink) -> Void) {
-        for slot in slotOfRank where slot >= 0 && slot != settings.memberRank {
-            if let link = links[slot] { body(slot, link) }
+    private func forEachPeerLink(holding buffer: ByteBuffer? = nil, _ body: (Int, TransportLink) -> Void) {
+        let me = effectView.members.firstIndex(of: slotMembers[settings.memberRank])
+        for (rank, slot) in slotOfRank.enumerated() where rank != me {
+            if slot >= 0, let link = links[slot] {
+                body(slot, link)
+            } else if slot < 0, let buffer {
+                // A joiner that has not connected yet: keep what it must receive, bounded.
+                let member = effectView.members[rank]
+                if heldForJoiners[member, default: []].count < futureMessagesMax {
+                    heldForJoiners[member, default: []].append(buffer)
+                }
+            }
         }
     }
 
     /// The next view is installed: re-map ranks to slots, forget the relay's state, and replay
     /// what peers sent in this view before this member installed it.
     private func installed(_ view: View) {
-        slotOfRank = view.members.map { member in settings.view.rank(of: member) ?? -1 }
+        let previous = effectView
+        effectView = view
+        slotOfRank = view.members.map { member in slotMembers.firstIndex(of: member) ?? -1 }
+        heldForJoiners = heldForJoiners.filter { view.members.contains($0.key) }
+        if ledBeforePoll { welcomeJoiners(of: view, previous: previous) }
         rankOfSlot = Array(repeating: nil, count: links.count)
         for (rank, slot) in slotOfRank.enumerated() where slot >= 0 { rankOfSlot[slot] = rank }
-        if slotOfRank.contains(-1) {
-            logger.error("\(view) has members this runtime has no link to (joins over TCP are not built)")
-        }
+
         for slot in waitingBatches.indices {
             waitingBatches[slot].removeAll()
             assemblies[slot].removeAll()
@@ -564,6 +697,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
                 sourceDrained = pulled.count < capacity
             }
             effects.removeAll(keepingCapacity: true)
+            ledBeforePoll = core.leaderRank == core.memberRank
             core.poll(into: &effects)
             carryOutEffects()
             if replayPending {
@@ -593,14 +727,14 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
                     continue
                 }
                 let buffer = encode(.data(batch))
-                forEachPeerLink { _, link in
+                forEachPeerLink(holding: buffer) { _, link in
                     link.write(buffer)
                     stats.framesSent += 1
                     stats.bytesSent += UInt64(buffer.readableBytes)
                 }
             case .sendRow(let row):
                 let buffer = encode(.row(row))
-                forEachPeerLink { slot, link in
+                forEachPeerLink(holding: buffer) { slot, link in
                     if link.isWritable {
                         link.write(buffer)
                         stats.framesSent += 1

@@ -32,7 +32,7 @@ final class TCPTransport: Transport, @unchecked Sendable {
         self.eventLoop = eventLoop
         self.delegate = delegate
         try await listen(on: eventLoop)
-        try await dialLowerRanks(on: eventLoop)
+        try await dialPeers(on: eventLoop)
     }
 
     func close() async {
@@ -63,9 +63,12 @@ final class TCPTransport: Transport, @unchecked Sendable {
     }
 
     /// Peers may start in any order, so a refused connection is retried until `connectTimeout`.
-    private func dialLowerRanks(on eventLoop: EventLoop) async throws {
+    private func dialPeers(on eventLoop: EventLoop) async throws {
         let deadline = ContinuousClock.now + settings.connectTimeout
-        for rank in 0..<settings.memberRank {
+        // A joiner dials everyone (the members are up and do not know its address); otherwise
+        // rank r dials the lower ranks.
+        let ranks = settings.dialsEveryone ? Array(settings.view.members.indices.filter { $0 != settings.memberRank }) : Array(0..<settings.memberRank)
+        for rank in ranks {
             let address = settings.addresses[rank]
             while true {
                 let bootstrap = ClientBootstrap(group: eventLoop)
@@ -82,6 +85,13 @@ final class TCPTransport: Transport, @unchecked Sendable {
                         Wire.encode(hello, into: $0)
                     }
                     try await channel.writeAndFlush(buffer).get()
+                    if settings.dialsEveryone {
+                        // Tell the member where this joiner listens (for the welcomes it may send later).
+                        let own = settings.addresses[settings.memberRank]
+                        let address = ControlMessage(
+                            kind: .address, id: settings.view.members[settings.memberRank].rawValue, host: own.host, port: own.port)
+                        try await channel.writeAndFlush(address.encoded()).get()
+                    }
                     try await eventLoop.submit {
                         let handler = try channel.pipeline.syncOperations.handler(type: LinkHandler.self)
                         self.delegate?.linkUp(handler.link, peerRank: rank)
@@ -99,16 +109,13 @@ final class TCPTransport: Transport, @unchecked Sendable {
 
     /// An accepted connection introduced itself. Returns its rank, or nil (the link is refused).
     fileprivate func accept(hello: Hello, link: TCPLink) -> Int? {
-        let view = settings.view
-        guard hello.viewID == view.id, hello.memberRank > settings.memberRank, hello.memberRank < view.memberCount,
-            view.members[hello.memberRank] == hello.member, hello.senderCount == view.senderCount
-        else {
-            failed(link, reason: "unexpected hello \(hello) for \(view)")
+        guard let slot = delegate?.admit(hello) else {
+            failed(link, reason: "unexpected hello \(hello) for \(settings.view)")
             return nil
         }
-        logger.info("member rank \(hello.memberRank) (\(hello.member)) connected")
-        delegate?.linkUp(link, peerRank: hello.memberRank)
-        return hello.memberRank
+        logger.info("member \(hello.member) connected (slot \(slot))")
+        delegate?.linkUp(link, peerRank: slot)
+        return slot
     }
 
     fileprivate func failed(_ link: TCPLink, reason: String) {
@@ -195,6 +202,10 @@ final class LinkHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let received = unwrapInboundIn(data)
+        if case .control(let body) = received.frame {
+            transport.delegateForHandlers?.control(body, link: link, peerRank: peerRank)
+            return
+        }
         if case .hello(let hello) = received.frame {
             guard peerRank == nil else {
                 transport.failed(link, reason: "a second hello on a live link")

@@ -39,8 +39,13 @@ public struct ReceivedFrame: Sendable {
 
 /// What the runtime learns from its transport. Called on the member's event loop.
 public protocol TransportDelegate: AnyObject, Sendable {
+    /// An accepted connection introduced itself: the runtime says which peer (slot) it is, or
+    /// nil to refuse it.
+    func admit(_ hello: Hello) -> Int?
     /// A link to the member at `peerRank` is up (its identity checked by the transport).
     func linkUp(_ link: TransportLink, peerRank: Int)
+    /// A control frame (joins), on an identified link or (`peerRank` nil) a fresh connection.
+    func control(_ body: [UInt8], link: TransportLink, peerRank: Int?)
     func received(_ frame: ReceivedFrame, from peerRank: Int, link: TransportLink)
     /// A burst of reads ended: a good moment to poll the core.
     func readsComplete()

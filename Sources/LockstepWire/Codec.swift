@@ -153,6 +153,13 @@ extension Wire {
             return [UInt8](unsafeUninitializedCapacity: encodedBytes(block)) { buffer, count in
                 count = encode(block, into: UnsafeMutableRawBufferPointer(buffer))
             }
+        case .control(let body):
+            return [UInt8](unsafeUninitializedCapacity: headerBytes + body.count) { buffer, count in
+                var writer = RawWriter(UnsafeMutableRawBufferPointer(buffer))
+                writer.header(.control, bodyBytes: body.count)
+                writer.bytes(body[...])
+                count = writer.offset
+            }
         }
     }
 
@@ -190,6 +197,9 @@ extension Wire {
             frame = relayed.isEmpty ? .message(.data(batch)) : .relayedData(batch, relayed: relayed)
         case .row: frame = .message(.row(try decodeRow(body, limits: limits)))
         case .block: frame = .block(try decodeBlock(body, limits: limits))
+        case .control:
+            guard body.count <= controlBytesMax else { throw WireError(.frameTooLarge, "control frame of \(body.count) bytes") }
+            frame = .control([UInt8](body))
         }
         return (frame, headerBytes + bodyBytes)
     }

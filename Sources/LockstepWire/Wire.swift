@@ -24,7 +24,11 @@ public enum Wire {
         case data = 2
         case row = 3
         case block = 4
+        case control = 5
     }
+
+    /// Control frames (joins) carry at most this many bytes of body.
+    public static let controlBytesMax = 1 << 20
 
     /// Bytes of fixed fields in a data body before its entries: view u64, sender rank u32,
     /// entry count u32, first index u64.
@@ -65,6 +69,9 @@ public enum Frame: Sendable, Equatable {
     case relayedData(DataBatch, relayed: [RelayedEntry])
     /// One block of a relayed payload.
     case block(Block)
+    /// Membership control between a joining process and the group (join request, redirect,
+    /// welcome with the view and a snapshot): an opaque body the runtime interprets.
+    case control([UInt8])
 }
 
 /// A data-batch entry whose payload travels through the relay.

@@ -8,6 +8,7 @@ import Histogram
 import Logging
 import LockstepCore
 import LockstepRuntime
+import LockstepWire
 import NIOCore
 import NIOPosix
 
@@ -35,8 +36,43 @@ struct Node: AsyncParsableCommand {
     @Option(help: "Benchmark workload: file for the delivery log (read by the checker).")
     var log: String?
 
+    @Option(help: "Join a running group through the member at this host:port (with --id and --listen) instead of starting one with --peers.")
+    var join: String?
+
+    @Option(help: "With --join: this process's member id (a new one for every start: a restarted process is a new incarnation).")
+    var id: UInt64?
+
+    @Option(help: "With --join: the host:port this member listens on.")
+    var listen: String?
+
     func run() async throws {
-        let settings = try member.settings()
+        let settings: RuntimeSettings
+        var snapshot: [UInt8] = []
+        if let join {
+            guard let contact = PeerAddress(join) else { throw ValidationError("--join '\(join)' is not host:port") }
+            guard let id, id >= 1 else { throw ValidationError("--join needs --id (a member id not used before)") }
+            guard let listenText = listen, let address = PeerAddress(listenText) else {
+                throw ValidationError("--join needs --listen host:port")
+            }
+            let configuration = try member.configuration()
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let welcome: Welcome
+            do {
+                welcome = try await MemberRuntime.requestJoin(
+                    member: MemberID(id), listen: address, contact: contact, limits: WireLimits(configuration: configuration),
+                    eventLoop: group.next())
+            } catch {
+                try? await group.shutdownGracefully()
+                throw error
+            }
+            try await group.shutdownGracefully()
+            var joining = RuntimeSettings(configuration: configuration, joining: welcome)
+            joining.relayThresholdBytes = nil  // the relay runs in the first view only
+            settings = joining
+            snapshot = welcome.snapshot
+        } else {
+            settings = try member.settings()
+        }
         Output.error(settings.summary)
         if let size {
             let sizes = try Bench.parseSizes(size)
@@ -45,7 +81,7 @@ struct Node: AsyncParsableCommand {
             }
             guard duration > 0, duration <= 3_600 else { throw ValidationError("--duration must be in (0, 3600] seconds") }
             if let count, count < 1 { throw ValidationError("--count must be at least 1") }
-            try await BenchMember(settings: settings, sizes: sizes, duration: duration, count: count, logPath: log)
+            try await BenchMember(settings: settings, sizes: sizes, duration: duration, count: count, logPath: log, snapshot: snapshot)
                 .runAsProcess()
         } else {
             try await runInteractive(settings)
@@ -134,15 +170,30 @@ final class BenchMember: MessageSource, @unchecked Sendable {
     private var digest: UInt64 = 0xcbf2_9ce4_8422_2325
     private var views: [ViewSummary] = []
 
-    init(settings: RuntimeSettings, sizes: [Int], duration: Double, count: Int?, logPath: String?) {
+    /// Origins (member id - 1) this workload tracks: membersMax of the default configuration.
+    static let originsMax = 64
+
+    init(settings: RuntimeSettings, sizes: [Int], duration: Double, count: Int?, logPath: String?, snapshot: [UInt8] = []) {
         precondition(!sizes.isEmpty, "a workload needs at least one size")
         self.settings = settings
         self.sizes = sizes
         self.duration = duration
         self.count = count
         self.logPath = logPath
-        self.expected = Array(repeating: 0, count: settings.view.memberCount)
+        self.expected = Array(repeating: 0, count: Self.originsMax)
+        // A joiner starts from the leader's state: per origin, how many messages it delivered,
+        // and the digest over them.
+        if let state = try? JSONDecoder().decode(WorkloadState.self, from: Data(snapshot)), state.expected.count == Self.originsMax {
+            expected = state.expected
+            digest = state.digest
+        }
+        initialCounts = expected
+        // The first view, with the state it starts from (before any delivery can happen).
+        views = [ViewSummary(id: settings.view.id.rawValue, members: settings.view.members.map(\.rawValue), stateDigest: digest)]
     }
+
+    private var initialCounts: [UInt64] = []
+    private var ownOrigin: Int { Int(settings.view.members[settings.memberRank].rawValue - 1) }
 
     private var runtime: MemberRuntime?
     private var group: MultiThreadedEventLoopGroup?
@@ -166,11 +217,13 @@ final class BenchMember: MessageSource, @unchecked Sendable {
             [self] delivery in self.delivered(delivery)
         }
         self.runtime = runtime
+        runtime.setSnapshotProvider { [self] in
+            [UInt8]((try? JSONEncoder().encode(WorkloadState(expected: self.expected, digest: self.digest))) ?? Data())
+        }
         runtime.setViewObserver { [self] view in
             self.views.append(ViewSummary(id: view.id.rawValue, members: view.members.map(\.rawValue), stateDigest: self.digest))
         }
         try await runtime.eventLoop.submit {
-            self.views = [ViewSummary(id: self.settings.view.id.rawValue, members: self.settings.view.members.map(\.rawValue), stateDigest: self.digest)]
             self.startedAt = NIODeadline.now().uptimeNanoseconds
             self.sendDeadline = self.startedAt + UInt64(self.duration * 1e9)
             let isSender = self.settings.view.senderRank(ofMemberRank: self.settings.memberRank) != nil
@@ -239,8 +292,8 @@ final class BenchMember: MessageSource, @unchecked Sendable {
     }
 
     private var ownInFlight: UInt64 {
-        guard settings.view.senderRank(ofMemberRank: settings.memberRank) != nil else { return 0 }
-        return sent - min(sent, expected[settings.memberRank])
+        guard settings.view.senderRank(ofMemberRank: settings.memberRank) != nil, expected.indices.contains(ownOrigin) else { return 0 }
+        return sent - min(sent, expected[ownOrigin])
     }
 
     private func delivered(_ delivery: Delivery) {
@@ -286,7 +339,8 @@ final class BenchMember: MessageSource, @unchecked Sendable {
                 p50: latency.valueAtPercentile(50), p99: latency.valueAtPercentile(99),
                 p999: latency.valueAtPercentile(99.9)),
             cpuSeconds: cpu, rssMegabytesMax: peakResidentMegabytes(), corrupt: corrupt,
-            fifoViolations: fifoViolations, latencySamples: latency.totalCount, views: views)
+            fifoViolations: fifoViolations, latencySamples: latency.totalCount, views: views,
+            member: settings.view.members[settings.memberRank].rawValue, initialCounts: initialCounts)
     }
 }
 
@@ -352,6 +406,15 @@ struct MemberFinal: Codable, Sendable {
     var latencySamples: UInt64
     /// Views installed, the first included (delivery logs name the view of each delivery).
     var views: [ViewSummary] = []
+    /// This member's id, and for a joiner the snapshot's per-origin counts (origin = id - 1).
+    var member: UInt64 = 0
+    var initialCounts: [UInt64] = []
+}
+
+/// The workload's application state, as a joiner's snapshot.
+struct WorkloadState: Codable {
+    var expected: [UInt64]
+    var digest: UInt64
 }
 
 /// A view as a member installed it, with the digest of everything it had delivered then.

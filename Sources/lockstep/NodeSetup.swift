@@ -65,31 +65,18 @@ struct MemberOptions: ParsableArguments {
         var relayThreshold: String?
     }
 
-    /// The member's validated settings.
-    func settings() throws -> RuntimeSettings {
-        var file = FileConfig()
-        if let config {
-            do {
-                file = try JSONDecoder().decode(FileConfig.self, from: Data(contentsOf: URL(fileURLWithPath: config)))
-            } catch {
-                throw ValidationError("cannot read config file \(config): \(error)")
-            }
+    func loadFile() throws -> FileConfig {
+        guard let config else { return FileConfig() }
+        do {
+            return try JSONDecoder().decode(FileConfig.self, from: Data(contentsOf: URL(fileURLWithPath: config)))
+        } catch {
+            throw ValidationError("cannot read config file \(config): \(error)")
         }
-        guard let peerText = peers.map({ $0.split(separator: ",").map(String.init) }) ?? file.peers, !peerText.isEmpty else {
-            throw ValidationError("--peers (or \"peers\" in the config file) is required: every member's host:port in rank order")
-        }
-        var addresses: [PeerAddress] = []
-        for text in peerText {
-            guard let address = PeerAddress(text.trimmingCharacters(in: .whitespaces)) else {
-                throw ValidationError("peer address '\(text)' is not host:port with a port in 1...65535")
-            }
-            addresses.append(address)
-        }
-        guard Set(addresses).count == addresses.count else { throw ValidationError("--peers lists an address twice") }
-        guard let rank = rank ?? file.rank else { throw ValidationError("--rank (or \"rank\" in the config file) is required") }
-        guard addresses.indices.contains(rank) else {
-            throw ValidationError("--rank \(rank) is not a position in --peers (0...\(addresses.count - 1))")
-        }
+    }
+
+    /// The protocol configuration from the flags and the config file.
+    func configuration(file: FileConfig? = nil) throws -> Configuration {
+        let file = try file ?? loadFile()
         var configuration = Configuration()
         if let window = window ?? file.window { configuration.windowMessagesMax = window }
         if let modeText = file.mode {
@@ -107,6 +94,28 @@ struct MemberOptions: ParsableArguments {
             configuration.failureTimeout = .milliseconds(milliseconds)
         }
         do { try configuration.validate() } catch { throw ValidationError("\(error)") }
+        return configuration
+    }
+
+    /// The member's validated settings.
+    func settings() throws -> RuntimeSettings {
+        let file = try loadFile()
+        guard let peerText = peers.map({ $0.split(separator: ",").map(String.init) }) ?? file.peers, !peerText.isEmpty else {
+            throw ValidationError("--peers (or \"peers\" in the config file) is required: every member's host:port in rank order")
+        }
+        var addresses: [PeerAddress] = []
+        for text in peerText {
+            guard let address = PeerAddress(text.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("peer address '\(text)' is not host:port with a port in 1...65535")
+            }
+            addresses.append(address)
+        }
+        guard Set(addresses).count == addresses.count else { throw ValidationError("--peers lists an address twice") }
+        guard let rank = rank ?? file.rank else { throw ValidationError("--rank (or \"rank\" in the config file) is required") }
+        guard addresses.indices.contains(rank) else {
+            throw ValidationError("--rank \(rank) is not a position in --peers (0...\(addresses.count - 1))")
+        }
+        let configuration = try configuration(file: file)
         let ids = addresses.indices.map { MemberID(UInt64($0 + 1)) }
         let senderRanks = (senders ?? file.senders ?? .all).senderRanks(memberCount: addresses.count)
         let view: View

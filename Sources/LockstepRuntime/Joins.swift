@@ -1,0 +1,150 @@
+// Joins over TCP (docs/MEMBERSHIP.md, step 9). A joining process connects to any member and
+// sends a `join` control frame instead of a hello; a member that is not the leader answers
+// `redirect`; the leader's core adds the joiner to its next proposal, and when that view is
+// installed the leader answers `welcome`: the view, every member's listening address, the
+// joiner's rank and the application's snapshot. The joiner then starts an ordinary runtime in
+// that view that dials every member; members admit it by its hello (a member of a view they
+// may not have installed yet) and hold what they send it until its link is up.
+//
+// Control bodies are JSON: rare, small, and easier to extend and to debug than a binary layout.
+
+import Foundation
+import Logging
+import LockstepCore
+import LockstepWire
+import NIOCore
+import NIOPosix
+
+/// A control message (Frame.control), as JSON.
+struct ControlMessage: Codable, Sendable {
+    enum Kind: String, Codable, Sendable { case join, redirect, refused, welcome, address }
+    struct Member: Codable, Sendable {
+        var id: UInt64
+        var host: String
+        var port: Int
+        var sends: Bool
+    }
+    var kind: Kind
+    var id: UInt64? = nil
+    var host: String? = nil
+    var port: Int? = nil
+    var reason: String? = nil
+    var viewID: UInt64? = nil
+    var members: [Member]? = nil
+    var rank: Int? = nil
+    var snapshot: Data? = nil
+
+    func encoded() -> ByteBuffer {
+        let body = [UInt8]((try? JSONEncoder().encode(self)) ?? Data())
+        let bytes = Wire.encode(.control(body))
+        var buffer = ByteBufferAllocator().buffer(capacity: bytes.count)
+        buffer.writeBytes(bytes)
+        return buffer
+    }
+
+    static func decode(_ body: [UInt8]) -> ControlMessage? { try? JSONDecoder().decode(ControlMessage.self, from: Data(body)) }
+}
+
+/// What a joiner learns from the leader.
+public struct Welcome: Sendable {
+    public var view: View
+    public var memberRank: Int
+    public var addresses: [PeerAddress]
+    /// The application state at the end of the view before (the leader's snapshot hook).
+    public var snapshot: [UInt8]
+}
+
+extension MemberRuntime {
+    /// Asks the group at `contact` to add `member` (listening at `listen`), following redirects
+    /// to the leader, and waits for the welcome. Then start a runtime with
+    /// `RuntimeSettings(joining:)`.
+    public static func requestJoin(
+        member: MemberID, listen: PeerAddress, contact: PeerAddress, limits: WireLimits, eventLoop: EventLoop,
+        timeout: Duration = .seconds(20)
+    ) async throws -> Welcome {
+        var target = contact
+        let deadline = ContinuousClock.now + timeout
+        for _ in 0..<8 {
+            let answer = try await ask(
+                target, ControlMessage(kind: .join, id: member.rawValue, host: listen.host, port: listen.port), limits: limits,
+                eventLoop: eventLoop, deadline: deadline)
+            switch answer.kind {
+            case .redirect:
+                guard let host = answer.host, let port = answer.port else { throw RuntimeError("a redirect without an address") }
+                target = PeerAddress(host: host, port: port)
+            case .refused:
+                throw RuntimeError("join refused by \(target): \(answer.reason ?? "no reason given")")
+            case .welcome:
+                guard let viewID = answer.viewID, let members = answer.members, let rank = answer.rank else {
+                    throw RuntimeError("an incomplete welcome from \(target)")
+                }
+                let view: View
+                do {
+                    view = try View(
+                        id: ViewID(viewID), members: members.map { MemberID($0.id) },
+                        senders: members.filter(\.sends).map { MemberID($0.id) })
+                } catch {
+                    throw RuntimeError("the welcome's view is invalid: \(error)")
+                }
+                guard view.members.indices.contains(rank), view.members[rank] == member else {
+                    throw RuntimeError("the welcome does not place \(member) at rank \(rank) of \(view)")
+                }
+                return Welcome(
+                    view: view, memberRank: rank, addresses: members.map { PeerAddress(host: $0.host, port: $0.port) },
+                    snapshot: answer.snapshot.map { [UInt8]($0) } ?? [])
+            case .join, .address:
+                throw RuntimeError("unexpected \(answer.kind) from \(target)")
+            }
+        }
+        throw RuntimeError("too many redirects")
+    }
+
+    /// Sends one control message on a fresh connection and waits for the first control answer.
+    private static func ask(
+        _ address: PeerAddress, _ message: ControlMessage, limits: WireLimits, eventLoop: EventLoop,
+        deadline: ContinuousClock.Instant
+    ) async throws -> ControlMessage {
+        let handler = ControlAnswerHandler(answer: eventLoop.makePromise(of: ControlMessage.self))
+        let channel = try await ClientBootstrap(group: eventLoop)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(limits: limits)))
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+            .connect(host: address.host, port: address.port).get()
+        defer { channel.close(promise: nil) }
+        try await channel.writeAndFlush(message.encoded()).get()
+        let remaining = deadline - ContinuousClock.now
+        let timer = eventLoop.scheduleTask(in: .nanoseconds(Int64(max(remaining, .zero).nanosecondsClamped))) {
+            handler.finish(.failure(RuntimeError("no answer from \(address) in time")))
+        }
+        defer { timer.cancel() }
+        return try await handler.answer.futureResult.get()
+    }
+}
+
+/// Fulfils a promise with the first control frame of a connection (or fails it on close).
+/// Used on one event loop only; completes the promise once.
+final class ControlAnswerHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ReceivedFrame
+    let answer: EventLoopPromise<ControlMessage>
+    private var done = false
+    init(answer: EventLoopPromise<ControlMessage>) { self.answer = answer }
+    func finish(_ result: Result<ControlMessage, Error>) {
+        guard !done else { return }
+        done = true
+        answer.completeWith(result)
+    }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .control(let body) = unwrapInboundIn(data).frame {
+            if let message = ControlMessage.decode(body) {
+                finish(.success(message))
+            } else {
+                finish(.failure(RuntimeError("a malformed control frame")))
+            }
+        }
+    }
+    func channelInactive(context: ChannelHandlerContext) { finish(.failure(RuntimeError("the connection closed before an answer"))) }
+    func errorCaught(context: ChannelHandlerContext, error: Error) { finish(.failure(error)) }
+}
