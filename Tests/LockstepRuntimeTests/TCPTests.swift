@@ -225,12 +225,20 @@ struct KillAfterTests {
 
 @Suite("Chaos on real processes", .timeLimit(.minutes(5)))
 struct ChaosTests {
-    @Test("lockstep chaos: 5 processes stream while members are killed and paused; every check passes")
+    @Test("lockstep chaos: 5 processes stream while a new member joins over TCP and another is killed; every check passes")
     func chaosRun() async throws {
-        let (status, text) = try await runLockstep(["chaos", "--duration", "14", "--seed", "11"])
+        let (status, text) = try await runLockstep(["chaos", "--duration", "14", "--seed", "12"])
         #expect(status == 0, "\(text)")
+        #expect(text.contains("joins through"), "the schedule added a member: \(text)")
         #expect(text.contains("SIGKILL"), "the schedule killed a member: \(text)")
         #expect(text.contains(" passed, 0 failed"), "\(text)")
+    }
+
+    @Test("lockstep chaos refuses an unknown fault kind")
+    func chaosRefusesBadFaults() async throws {
+        let (status, text) = try await runLockstep(["chaos", "--faults", "kill,meteor"])
+        #expect(status != 0)
+        #expect(text.contains("--faults"), "\(text)")
     }
 }
 
