@@ -21,6 +21,11 @@ extension OrderingCore {
         view.members.indices.first { !rows[memberRank].isSuspected($0) }
     }
 
+    /// This member's last row of the previous view (with the installed commit). A shell sends it
+    /// to a member that still sends traffic of that view: it missed the install, and this row
+    /// lets it install too.
+    public var lastRowOfPreviousView: Row? { previousViewRow }
+
     /// This member learned that it was removed from the group.
     public var isRemoved: Bool { removedReason != nil }
 
@@ -85,12 +90,28 @@ extension OrderingCore {
             rows[from].trim = row.trim
         }
         if row.installNumber > rows[from].installNumber { rows[from].installNumber = row.installNumber }
-        guard removedReason == nil, from == leaderRank else { return }
+        guard removedReason == nil else { return }
         var own = rows[memberRank]
-        if row.installNumber != 0 && row.commit.isRemoved(memberRank) {
-            removedReason = "removed from \(view.id) by the leader \(view.members[from])"
+        // An installed commit is final (every survivor of a majority held it): whoever shows it,
+        // leader or not, this member may act on it. That is how a member that missed the
+        // leader's install (a partition, a crashed leader) catches up from any survivor's last
+        // row of the view.
+        if row.installNumber != 0 && row.installNumber == row.commit.number {
+            if row.commit.isRemoved(memberRank) {
+                removedReason = "removed from \(view.id) (install shown by \(view.members[from]))"
+                return
+            }
+            if own.commit.number != row.commit.number || own.trim != row.trim {
+                own.commit = row.commit
+                own.trim = row.trim
+            }
+            own.installNumber = row.installNumber
+            rows[memberRank] = own
+            rowVersion &+= 1
+            wedged = true
             return
         }
+        guard from == leaderRank else { return }
         // Acknowledge: copy the leader's proposal (a higher number only: Paxos's promise).
         if row.proposal.number > own.proposal.number && !row.proposal.isRemoved(memberRank) {
             own.proposal = row.proposal
@@ -118,7 +139,13 @@ extension OrderingCore {
             }
             return
         }
-        guard configuration.viewChanges, let leader = leaderRank else { return }
+        guard configuration.viewChanges else { return }
+        // An install this member took from any survivor's row (see applyMembershipColumns).
+        if rows[memberRank].installNumber != 0 && rows[memberRank].installNumber == rows[memberRank].commit.number {
+            install(into: &effects)
+            return
+        }
+        guard let leader = leaderRank else { return }
         if leader != memberRank {
             // A member installs the commit it holds once the leader says every survivor holds it.
             let leaderRow = rows[leader]
@@ -182,6 +209,9 @@ extension OrderingCore {
 
     /// Delivers to the committed trim, builds the next view and becomes its core.
     private mutating func install(into effects: inout [Effect]) {
+        // This member's last row of the view says the commit is installed: a member that missed
+        // the install can take it from here (the shell re-sends it to stragglers).
+        rows[memberRank].installNumber = rows[memberRank].commit.number
         let own = rows[memberRank]
         let commit = own.commit
         let trim = own.trim
@@ -264,6 +294,7 @@ extension OrderingCore {
         if next.leaderRank == nextRank {
             next.pendingJoiners = pendingJoiners.filter { !commit.joiners.contains($0) }
         }
+        next.previousViewRow = own
         self = next
         effects.append(.installView(nextView, memberRank: nextRank))
     }

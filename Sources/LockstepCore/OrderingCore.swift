@@ -73,6 +73,7 @@ public struct OrderingCore: Sendable {
     /// minority, and said so.
     var pendingJoiners: [MemberID] = []
     var removedReason: String? = nil
+    var previousViewRow: Row? = nil
     var removedReported = false
     var minorityReported = false
 

@@ -156,6 +156,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
     private var slotAddresses: [PeerAddress?]
     private var joinerLinks: [MemberID: (TransportLink, PeerAddress)] = [:]
     private var acceptedAddresses: [MemberID: PeerAddress] = [:]
+    private var answeredStragglers: Set<[UInt64]> = []
     private var heldForJoiners: [MemberID: [ByteBuffer]] = [:]
     private var effectView: View
     private var ledBeforePoll = false
@@ -444,6 +445,14 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
                 if let rank = rankOfSlot[slot] { try? core.handle(.heard(fromMemberRank: rank)) }
             } else {
                 stats.staleMessagesDropped += 1
+                // The sender is still in a view this member has left: it missed the install.
+                // This member's last row of that view carries it (once per straggler and view).
+                if let last = core.lastRowOfPreviousView, last.viewID == viewID,
+                    answeredStragglers.insert([UInt64(slot), viewID.rawValue]).inserted
+                {
+                    link.write(encode(.row(last)))
+                    link.flush()
+                }
             }
             return
         }

@@ -112,6 +112,8 @@ public final class SimulatedGroup {
         var sentWhenWedged = 0
         var minority = false
         var joinAskedAt: UInt64 = 0
+        /// (member, view) pairs this slot sent its last row of that view to.
+        var answeredStragglers: Set<[UInt64]> = []
         init(id: MemberID, status: Status, core: OrderingCore?) {
             self.id = id
             self.status = status
@@ -524,7 +526,7 @@ public final class SimulatedGroup {
     /// The member handles one event now, then its application and effects run.
     private func handle(_ kind: Scheduled.Kind) {
         switch kind {
-        case .arrival(let to, _, _, let fromID, let message):
+        case .arrival(let to, _, let from, let fromID, let message):
             guard let core = slots[to].core else {
                 holdFuture(to, fromID, message)
                 return
@@ -536,8 +538,13 @@ public final class SimulatedGroup {
             } else if viewID == core.view.id, let rank = core.view.rank(of: fromID) {
                 feed(to, .received(message, fromMemberRank: rank))
                 pump(to)
+            } else if viewID < core.view.id, let last = core.lastRowOfPreviousView, last.viewID == viewID,
+                slots[to].answeredStragglers.insert([fromID.rawValue, viewID.rawValue]).inserted
+            {
+                // The sender is still in a view this member has left: it missed the install.
+                // This member's last row of that view carries it (once per straggler and view).
+                transmit(.row(last), from: to, to: from, toID: fromID)
             }
-            // Else: traffic of a view this member has left; harmless.
         case .control(let to, _, let from, let control):
             handleControl(to, from: from, control)
         case .timer(let slot):

@@ -35,6 +35,14 @@ struct RandomSimulationTests {
         #expect(viewChanges > 0, "the fault schedules should change views")
     }
 
+    @Test(
+        "Fault schedules that once failed to settle: a member that missed the leader's install catches up from a survivor's last row; the operator keeps sweeping",
+        arguments: [200159, 201853, 202160, 202345] as [UInt64])
+    func settlingRegressions(seed: UInt64) {
+        let report = Simulation.run(SimulationOptions(seed: seed, faults: true))
+        #expect(report.passed, "\(report.failureDescription)")
+    }
+
     @Test("One seed, one run: the same seed replays exactly")
     func deterministicReplay() throws {
         for seed: UInt64 in [3, 77, 1_234] {
