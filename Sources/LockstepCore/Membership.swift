@@ -62,15 +62,9 @@ extension OrderingCore {
 
     /// Refuses rows whose membership columns do not fit this view.
     func checkMembershipColumns(_ row: Row, from: Int) throws(CoreError) {
-        let words = rows[memberRank].suspected.count
-        for change in [row.proposal, row.commit] {
-            guard change.removed.count <= words else {
-                throw CoreError(.malformedRow, "row of member rank \(from): removed bitmap of \(change.removed.count) words")
-            }
-            guard change.joiners.count <= configuration.membersMax - view.memberCount else {
-                throw CoreError(.malformedRow, "row of member rank \(from): \(change.joiners.count) joiners")
-            }
-        }
+        // Two calls, not a loop over [proposal, commit]: an array literal would allocate per row.
+        try checkViewChange(row.proposal, from: from)
+        try checkViewChange(row.commit, from: from)
         guard row.trim.isEmpty || row.trim.count == senderCount else {
             throw CoreError(.malformedRow, "row of member rank \(from): trim of \(row.trim.count) senders, not \(senderCount)")
         }
@@ -82,8 +76,19 @@ extension OrderingCore {
         }
     }
 
+    private func checkViewChange(_ change: ViewChange, from: Int) throws(CoreError) {
+        guard change.removed.count <= rows[memberRank].suspected.count else {
+            throw CoreError(.malformedRow, "row of member rank \(from): removed bitmap of \(change.removed.count) words")
+        }
+        guard change.joiners.count <= configuration.membersMax - view.memberCount else {
+            throw CoreError(.malformedRow, "row of member rank \(from): \(change.joiners.count) joiners")
+        }
+    }
+
     /// Records the membership columns of `from`'s row and acts on those of the leader.
     mutating func applyMembershipColumns(_ row: Row, from: Int) {
+        // The common case, outside view changes: nothing to record or act on.
+        if row.proposal.number == 0 && row.commit.number == 0 && row.installNumber == 0 { return }
         if row.proposal.number > rows[from].proposal.number { rows[from].proposal = row.proposal }
         if row.commit.number > rows[from].commit.number {
             rows[from].commit = row.commit

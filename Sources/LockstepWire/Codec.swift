@@ -84,13 +84,9 @@ extension Wire {
             for received in row.received { writer.u64(received) }
             for word in row.suspected { writer.u64(word) }
             writer.u64(row.installNumber)
-            for change in [row.proposal, row.commit] {
-                writer.u64(change.number)
-                writer.u32(UInt32(truncatingIfNeeded: change.removed.count))
-                writer.u32(UInt32(truncatingIfNeeded: change.joiners.count))
-                for word in change.removed { writer.u64(word) }
-                for joiner in change.joiners { writer.u64(joiner.rawValue) }
-            }
+            // Two calls, not a loop over [proposal, commit]: an array literal would allocate per row.
+            writer.viewChange(row.proposal)
+            writer.viewChange(row.commit)
             writer.u32(UInt32(truncatingIfNeeded: row.trim.count))
             writer.u32(0)
             for count in row.trim { writer.u64(count) }
@@ -393,6 +389,13 @@ struct RawWriter {
         u8(type.rawValue)
         u16(0)
         u32(UInt32(truncatingIfNeeded: bodyBytes))
+    }
+    mutating func viewChange(_ change: ViewChange) {
+        u64(change.number)
+        u32(UInt32(truncatingIfNeeded: change.removed.count))
+        u32(UInt32(truncatingIfNeeded: change.joiners.count))
+        for word in change.removed { u64(word) }
+        for joiner in change.joiners { u64(joiner.rawValue) }
     }
     mutating func u8(_ value: UInt8) { put(value) }
     mutating func u16(_ value: UInt16) { put(value.littleEndian) }

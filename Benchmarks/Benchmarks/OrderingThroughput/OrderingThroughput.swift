@@ -55,7 +55,7 @@ struct ZeroCostGroup {
                     case .deliver(let delivery):
                         blackHole(delivery.payload.count)
                         delivered += 1
-                    case .armTimer, .wedged:
+                    case .armTimer, .wedged, .installView, .removed, .minority:
                         break
                     }
                 }
