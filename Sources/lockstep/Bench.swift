@@ -491,7 +491,15 @@ final class ChildProcess: MemberHandle, @unchecked Sendable {
                 waitUntilExit()
                 return final
             }
-            if !process.isRunning { break }
+            if !process.isRunning {
+                // It exited: its last line may still be in the pipe, not yet read (a race that
+                // shows under load). Give the reader up to 2 s to take it in.
+                for _ in 0..<200 {
+                    if let final = state.withLock({ $0.final }) { return final }
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                break
+            }
             try await Task.sleep(for: .milliseconds(10))
         }
         if process.isRunning { process.terminate() }

@@ -199,6 +199,13 @@ struct Chaos: AsyncParsableCommand {
         var results: [(String, String?)] = []
         let missing = procs.indices.filter { procs[$0].state != .killed && finals[$0] == nil && procs[$0].startedAt < faultsEnd }
         results.append(("every process not killed stays up and reports", missing.isEmpty ? nil : "no report from \(missing.map { "m\(procs[$0].id)" })"))
+        for index in missing {
+            // Its own words: the tail of its stderr.
+            let path = directory.appendingPathComponent("member-\(index).err").path
+            let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+            Output.line("  stderr of m\(procs[index].id), last lines:")
+            for line in text.split(separator: "\n").suffix(8) { Output.line("    \(line)") }
+        }
         let corrupt = finals.values.reduce(0) { $0 + $1.corrupt }
         results.append(("payloads arrive intact", corrupt == 0 ? nil : "\(corrupt) payloads with other content than was sent"))
         let fifo = finals.values.reduce(0) { $0 + $1.fifoViolations }
