@@ -481,8 +481,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
     /// the effects before `installView` (the leader's install row above all) belong to the old
     /// one and must reach all of its members. `slotOfRank` changes at `installView`.
     private func forEachPeerLink(holding buffer: ByteBuffer? = nil, _ body: (Int, TransportLink) -> Void) {
-        let me = effectView.members.firstIndex(of: slotMembers[settings.memberRank])
-        for (rank, slot) in slotOfRank.enumerated() where rank != me {
+        for (rank, slot) in slotOfRank.enumerated() where slot != settings.memberRank {
             if slot >= 0, let link = links[slot] {
                 body(slot, link)
             } else if slot < 0, let buffer {
@@ -706,7 +705,8 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
                 sourceDrained = pulled.count < capacity
             }
             effects.removeAll(keepingCapacity: true)
-            ledBeforePoll = core.leaderRank == core.memberRank
+            // Only a wedged member can install a view (and welcome joiners) in this poll.
+            ledBeforePoll = core.isWedged && core.leaderRank == core.memberRank
             core.poll(into: &effects)
             carryOutEffects()
             if replayPending {

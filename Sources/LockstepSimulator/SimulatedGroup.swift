@@ -650,7 +650,7 @@ public final class SimulatedGroup {
             effects.removeAll(keepingCapacity: true)
             let oldView = slots[slot].core!.view
             let ledOldView = slots[slot].core!.leaderRank == slots[slot].core!.memberRank
-            let before = slots[slot].core!.suspectedRanks
+            let before = traceEnabled ? slots[slot].core!.suspectedRanks : []
             slots[slot].core!.poll(into: &effects)
             if traceEnabled, slots[slot].core!.view == oldView, slots[slot].core!.suspectedRanks != before {
                 print("t=\(now / 1_000_000)ms slot \(slot) \(slots[slot].id) \(oldView.id) suspects \(slots[slot].core!.suspectedRanks)")

@@ -313,18 +313,9 @@ struct Bench: AsyncParsableCommand {
     private func checkLogs(_ paths: [String], finals: [MemberFinal], quiesced: Bool = true) -> String {
         var delivered: [MemberID: [DeliveredRecord]] = [:]
         for (rank, path) in paths.enumerated() {
-            guard let data = FileManager.default.contents(atPath: path) else { return "failed: no delivery log from member \(rank)" }
-            var records: [DeliveredRecord] = []
-            records.reserveCapacity(data.count / deliveryLogRecordBytes)
-            data.withUnsafeBytes { raw in
-                var offset = 0
-                while offset + deliveryLogRecordBytes <= raw.count {
-                    let sender = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
-                    let sequence = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 2, as: UInt64.self))
-                    let view = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 10, as: UInt64.self))
-                    records.append(DeliveredRecord(sender: MemberID(UInt64(sender)), senderSequence: sequence, payloadDigest: 0, viewID: view))
-                    offset += deliveryLogRecordBytes
-                }
+            // Senders are keyed by origin (first-view rank) here.
+            guard let records = readDeliveryLog(path, sender: { MemberID(UInt64($0)) }) else {
+                return "failed: no delivery log from member \(rank)"
             }
             delivered[MemberID(UInt64(rank) + 1_000)] = records
         }
@@ -362,6 +353,24 @@ struct Bench: AsyncParsableCommand {
 
 /// A delivery log record: origin (the sender's first-view rank) u16, sequence u64, view u64.
 let deliveryLogRecordBytes = 18
+
+/// Reads a member's delivery log (nil if there is none); `sender` names the sender of an origin.
+func readDeliveryLog(_ path: String, sender: (UInt16) -> MemberID) -> [DeliveredRecord]? {
+    guard let data = FileManager.default.contents(atPath: path) else { return nil }
+    var records: [DeliveredRecord] = []
+    records.reserveCapacity(data.count / deliveryLogRecordBytes)
+    data.withUnsafeBytes { raw in
+        var offset = 0
+        while offset + deliveryLogRecordBytes <= raw.count {
+            let origin = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
+            let sequence = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 2, as: UInt64.self))
+            let view = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 10, as: UInt64.self))
+            records.append(DeliveredRecord(sender: sender(origin), senderSequence: sequence, payloadDigest: 0, viewID: view))
+            offset += deliveryLogRecordBytes
+        }
+    }
+    return records
+}
 
 /// A member killed by `--kill-after`, and what the survivors did.
 struct KillRecord {

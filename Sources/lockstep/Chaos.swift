@@ -261,20 +261,9 @@ struct Chaos: AsyncParsableCommand {
         var highest: [MemberID: UInt64] = [:]
         for (index, proc) in procs.enumerated() {
             let member = MemberID(proc.id)
-            let data = FileManager.default.contents(atPath: proc.logPath) ?? Data()
-            var records: [DeliveredRecord] = []
-            data.withUnsafeBytes { raw in
-                var offset = 0
-                while offset + deliveryLogRecordBytes <= raw.count {
-                    let origin = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
-                    let sequence = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 2, as: UInt64.self))
-                    let view = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 10, as: UInt64.self))
-                    let sender = MemberID(UInt64(origin) + 1)
-                    records.append(DeliveredRecord(sender: sender, senderSequence: sequence, payloadDigest: 0, viewID: view))
-                    highest[sender] = max(highest[sender] ?? 0, sequence + 1)
-                    offset += deliveryLogRecordBytes
-                }
-            }
+            // Senders are keyed by member id (origin + 1) here, like the views' members.
+            let records = readDeliveryLog(proc.logPath, sender: { MemberID(UInt64($0) + 1) }) ?? []
+            for record in records { highest[record.sender] = max(highest[record.sender] ?? 0, record.senderSequence + 1) }
             delivered[member] = records
             if let final = finals[index] {
                 var counts: [MemberID: UInt64] = [:]

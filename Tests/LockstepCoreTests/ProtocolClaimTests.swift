@@ -283,4 +283,37 @@ struct ProtocolClaimTests {
         for step in 1...8 { try group.cores[0].handle(.tick(Timestamp(nanoseconds: 2_001_000_000 + UInt64(step) * 10_000_000))) }
         #expect(group.cores[0].suspectedRanks == [1])
     }
+
+    // Membership rules for reading rows (docs/MEMBERSHIP.md): each test fails if its rule goes.
+
+    private func row(_ group: DirectGroup, suspecting ranks: [Int]) -> Row {
+        var row = group.cores[0].row(ofMemberRank: 4)
+        row.viewID = group.view.id
+        row.suspected = [ranks.reduce(UInt64(0)) { $0 | 1 << UInt64($1) }]
+        return row
+    }
+
+    @Test("A member whose row suspects a majority is the one cut off: it is suspected, its suspicions are not adopted")
+    func isolatedMemberIsSuspectedNotBelieved() throws {
+        let group = try DirectGroup(memberCount: 5)
+        try group.cores[0].handle(.received(.row(row(group, suspecting: [0, 1, 2])), fromMemberRank: 4))
+        #expect(group.cores[0].suspectedRanks == [4])
+    }
+
+    @Test("A suspicion from a member not cut off is adopted, even of oneself")
+    func suspicionOfOneselfIsAdopted() throws {
+        let group = try DirectGroup(memberCount: 5)
+        try group.cores[0].handle(.received(.row(row(group, suspecting: [0])), fromMemberRank: 4))
+        #expect(group.cores[0].suspectedRanks == [0])
+        #expect(group.cores[0].leaderRank == 1, "a member that suspects itself does not lead")
+    }
+
+    @Test("Rows of a suspected member are ignored entirely")
+    func suspectedMembersRowsAreIgnored() throws {
+        let group = try DirectGroup(memberCount: 5)
+        try group.cores[0].handle(.linkFailed(memberRank: 4))
+        try group.cores[0].handle(.received(.row(row(group, suspecting: [2])), fromMemberRank: 4))
+        #expect(group.cores[0].suspectedRanks == [4])
+        #expect(group.cores[0].statistics.rowsFromSuspectsIgnored == 1)
+    }
 }
