@@ -45,10 +45,18 @@ let package = Package(
             dependencies: ["LockstepCore"],
             swiftSettings: optimizedEvenInDebug
         ),
-        // The runtime shell: the core on a NIO event loop, TCP links between members.
+        // The thin C shell under the RDMA transport: libibverbs and librdmacm loaded at run time
+        // (dlopen), built against their headers when present (libibverbs-dev, librdmacm-dev) and
+        // as a stand-in that says so when not, so `swift build` works on any machine.
+        .target(
+            name: "CLockstepVerbs",
+            linkerSettings: [.linkedLibrary("dl")]
+        ),
+        // The runtime shell: the core on a NIO event loop, TCP or RDMA links between members.
         .target(
             name: "LockstepRuntime",
             dependencies: [
+                "CLockstepVerbs",
                 "LockstepCore",
                 "LockstepWire",
                 .product(name: "NIOCore", package: "swift-nio"),

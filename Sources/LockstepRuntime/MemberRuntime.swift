@@ -1,5 +1,5 @@
 // The runtime shell of one member: it drives the sans-IO OrderingCore on one NIO event loop,
-// over links to every other member given by a Transport (TCP today), and interprets the core's
+// over links to every other member given by a Transport (TCP or RDMA), and interprets the core's
 // effects. All mutable state is touched only on `eventLoop`.
 //
 // Batching: the core is polled once per burst of reads (channelReadComplete), once per batch
@@ -45,6 +45,8 @@ public struct RuntimeSettings: Sendable {
     public var sendQueueMessagesMax = 65_536
     /// How members reach each other.
     public var transport: TransportKind = .tcp
+    /// Sizes and timeouts of the RDMA transport (used when `transport` is `.rdma`).
+    public var rdma = RDMASettings()
     /// Payloads of at least this many bytes travel through the relay (nil: never). Every member
     /// must use the same value.
     public var relayThresholdBytes: Int? = 1_024 * 1_024
@@ -279,6 +281,9 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             return stats
         }.get()
     }
+
+    /// Counts of RDMA operations and the device (nil on TCP). Any thread.
+    public var rdmaStatistics: RDMAStatistics? { (transport as? RDMATransport)?.statistics }
 
     /// How many messages the window admits now (on the event loop).
     public var sendCapacityOnLoop: Int {

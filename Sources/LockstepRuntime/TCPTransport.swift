@@ -147,8 +147,20 @@ struct FrameDecoder: ByteToMessageDecoder {
     let limits: WireLimits
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let frame = try Self.nextFrame(from: &buffer, allocator: context.channel.allocator, limits: limits) else {
+            return .needMoreData
+        }
+        context.fireChannelRead(wrapInboundOut(frame))
+        return .continue
+    }
+
+    /// The next whole frame of a byte stream (nil: its bytes have not all arrived). Shared by
+    /// the TCP and RDMA transports, which both carry a stream of frames.
+    static func nextFrame(from buffer: inout ByteBuffer, allocator: ByteBufferAllocator, limits: WireLimits) throws
+        -> ReceivedFrame?
+    {
         // A relay block is not decoded into a copy: its header is checked and the frame's bytes
-        // are handed on as they are (copied once, out of NIO's buffer, to be forwarded and assembled).
+        // are handed on as they are (copied once, out of the stream's buffer, to be forwarded and assembled).
         if buffer.readableBytes >= Wire.headerBytes,
             buffer.getInteger(at: buffer.readerIndex + 5, as: UInt8.self) == Wire.FrameType.block.rawValue,
             let length = buffer.getInteger(at: buffer.readerIndex + 8, endianness: .little, as: UInt32.self)
@@ -158,20 +170,16 @@ struct FrameDecoder: ByteToMessageDecoder {
                 try Wire.decode(UnsafeRawBufferPointer(rebasing: raw[0..<Wire.headerBytes]), limits: limits)
             }
             let frameBytes = Wire.headerBytes + Int(length)
-            guard var slice = buffer.readSlice(length: frameBytes) else { return .needMoreData }
-            // Copied out of the cumulation buffer, so holding it does not make NIO copy that.
-            var raw = context.channel.allocator.buffer(capacity: frameBytes)
+            guard var slice = buffer.readSlice(length: frameBytes) else { return nil }
+            var raw = allocator.buffer(capacity: frameBytes)
             raw.writeBuffer(&slice)
             let header = try raw.withUnsafeReadableBytes { bytes in try Wire.decodeBlockHeader(bytes, limits: limits) }
-            context.fireChannelRead(
-                wrapInboundOut(ReceivedFrame(frame: .block(header.block), raw: raw, blockBytesAt: header.bytesAt)))
-            return .continue
+            return ReceivedFrame(frame: .block(header.block), raw: raw, blockBytesAt: header.bytesAt)
         }
         let decoded = try buffer.withUnsafeReadableBytes { raw in try Wire.decode(raw, limits: limits) }
-        guard let (frame, bytes) = decoded else { return .needMoreData }
+        guard let (frame, bytes) = decoded else { return nil }
         buffer.moveReaderIndex(forwardBy: bytes)
-        context.fireChannelRead(wrapInboundOut(ReceivedFrame(frame: frame)))
-        return .continue
+        return ReceivedFrame(frame: frame)
     }
 
     mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws

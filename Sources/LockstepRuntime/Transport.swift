@@ -1,8 +1,8 @@
 // The transport contract: how members reach each other, chosen at run time. A transport gives
 // the runtime one link per peer and hands it whole frames (docs/WIRE.md); the runtime never
 // sees sockets. Ordering: each link is FIFO and reliable until it fails; a failed link is
-// reported and closed, never silently repaired. TCP implements it now (TCPTransport); RDMA
-// will implement the same contract.
+// reported and closed, never silently repaired. TCP (TCPTransport) and RDMA (RDMATransport)
+// implement it.
 
 import Logging
 import LockstepCore
@@ -63,13 +63,33 @@ public protocol Transport: AnyObject, Sendable {
     func close() async
 }
 
-/// The transports this build has, by the name `--transport` takes.
+/// The transports, by the name `--transport` takes.
 public enum TransportKind: String, Sendable, CaseIterable {
     case tcp
+    case rdma
 
     func make(settings: RuntimeSettings, limits: WireLimits, logger: Logger) -> Transport {
         switch self {
         case .tcp: return TCPTransport(settings: settings, limits: limits, logger: logger)
+        case .rdma: return RDMATransport(settings: settings, limits: limits, logger: logger)
+        }
+    }
+
+    /// The transport for a `--transport` value: "tcp", "rdma" (an error if there is no RDMA
+    /// device, saying what is missing) or "auto" (RDMA when a device is present, else TCP).
+    public static func choose(_ name: String) -> Result<TransportKind, RuntimeError> {
+        switch name {
+        case "tcp": return .success(.tcp)
+        case "rdma":
+            switch probeRDMADevice() {
+            case .success: return .success(.rdma)
+            case .failure(let error): return .failure(RuntimeError("--transport rdma: \(error.description)"))
+            }
+        case "auto":
+            if case .success = probeRDMADevice() { return .success(.rdma) }
+            return .success(.tcp)
+        default:
+            return .failure(RuntimeError("--transport \(name): expected tcp, rdma or auto"))
         }
     }
 }

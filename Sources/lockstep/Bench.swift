@@ -37,7 +37,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Delivery mode: ordered or unordered.")
     var mode: DeliveryMode = .ordered
 
-    @Option(help: "Transport: tcp (rdma is not built yet).")
+    @Option(help: "Transport: tcp, rdma, or auto (rdma when an RDMA device is present).")
     var transport: String = "tcp"
 
     @Flag(help: "Run the members as threads of this process instead of separate processes.")
@@ -57,10 +57,7 @@ struct Bench: AsyncParsableCommand {
 
     func validate() throws {
         guard (2...16).contains(members) else { throw ValidationError("--members must be in 2...16, got \(members)") }
-        guard TransportKind(rawValue: transport) != nil else {
-            throw ValidationError(
-                "--transport \(transport): only tcp exists so far (this build has \(TransportKind.allCases.map(\.rawValue).joined(separator: ", ")); rdma is a later issue)")
-        }
+        if case .failure(let error) = TransportKind.choose(transport) { throw ValidationError(error.description) }
         guard duration > 0, duration <= 3_600 else { throw ValidationError("--duration must be in (0, 3600] seconds") }
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
         if let window, !(1...(1 << 22)).contains(window) { throw ValidationError("--window must be in 1...4194304") }
@@ -96,9 +93,17 @@ struct Bench: AsyncParsableCommand {
     }
 
     func run() async throws {
+        var bench = self
+        // "auto" is decided once here, so every member uses the same transport.
+        bench.transport = try TransportKind.choose(transport).get().rawValue
+        try await bench.runChosen()
+    }
+
+    private func runChosen() async throws {
         let sizes = try Self.parseSizes(size)
         let machine = MachineInfo.current()
-        Output.line("lockstep bench: \(members) members (\(inProcess ? "threads of one process" : "processes")), senders \(senders.rawValue), \(mode.rawValue), tcp on 127.0.0.1, relay \(relayThreshold == "off" ? "off" : "from \(relayThreshold)"), commit \(machine.commit)")
+        let device = transport == "rdma" ? (try? probeRDMADevice().get()).map { " (device \($0))" } ?? "" : ""
+        Output.line("lockstep bench: \(members) members (\(inProcess ? "threads of one process" : "processes")), senders \(senders.rawValue), \(mode.rawValue), \(transport)\(device) on 127.0.0.1, relay \(relayThreshold == "off" ? "off" : "from \(relayThreshold)"), commit \(machine.commit)")
         Output.line("raw baseline: one TCP stream between two processes, 1 MiB writes, \(baselineSeconds) s ...")
         let raw = try await measureBaseline()
         Output.line("raw baseline: \(format(raw, 1)) MB/s")
@@ -111,6 +116,9 @@ struct Bench: AsyncParsableCommand {
             result.efficiency = raw > 0 ? result.megabytesPerSecond * Double(members - 1) / raw : 0
             results.append(result)
             Output.line("size \(sizeLabel(bytes)): \(format(result.messagesPerSecond, 0)) msg/s, \(format(result.megabytesPerSecond, 1)) MB/s, checker \(result.checker)")
+            if let operations = result.rdmaOperations {
+                Output.line("  RDMA on \(result.rdmaDevice ?? "?"): \(operations.dataWrites) data writes, \(operations.rowWrites) row writes, \(operations.creditWrites) credit writes, \(operations.receives) receives, \(format(Double(operations.bytesWritten) / 1e6, 1)) MB written, \(operations.errorCompletions) error completions")
+            }
         }
         let report = BenchReport(
             commit: machine.commit, createdAt: machine.now, machine: machine,

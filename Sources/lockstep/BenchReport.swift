@@ -89,6 +89,11 @@ struct BenchResult: Codable, Sendable {
     /// and in the first second of the new view.
     var messagesPerSecondBeforeKill: Double?
     var messagesPerSecondAfterViewChange: Double?
+    /// On RDMA: the device ("emulated" under tools/with-emulated-rdma, "rxe0" under Soft-RoCE, or
+    /// the NIC's name), and the RDMA operations the members completed, summed (proof that the
+    /// RDMA path carried the run).
+    var rdmaDevice: String?
+    var rdmaOperations: RDMAOperationCounts?
 
     init(
         transport: String, members: Int, senders: String, mode: String, sizeBytes: Int, sizes: [Int],
@@ -116,7 +121,25 @@ struct BenchResult: Codable, Sendable {
         deliveredPerMember = sorted.map(\.delivered)
         secondsPerMember = sorted.map(\.seconds)
         self.checker = checker
+        let rdma = sorted.compactMap(\.rdma)
+        if let first = rdma.first {
+            rdmaDevice = first.device
+            rdmaOperations = RDMAOperationCounts(
+                dataWrites: rdma.reduce(0) { $0 + $1.dataWrites }, rowWrites: rdma.reduce(0) { $0 + $1.rowWrites },
+                creditWrites: rdma.reduce(0) { $0 + $1.creditWrites }, receives: rdma.reduce(0) { $0 + $1.receives },
+                bytesWritten: rdma.reduce(0) { $0 + $1.bytesWritten }, errorCompletions: rdma.reduce(0) { $0 + $1.errorCompletions })
+        }
     }
+}
+
+/// RDMA operations of a run, over all members.
+struct RDMAOperationCounts: Codable, Sendable {
+    var dataWrites: UInt64
+    var rowWrites: UInt64
+    var creditWrites: UInt64
+    var receives: UInt64
+    var bytesWritten: UInt64
+    var errorCompletions: UInt64
 }
 
 /// What `--kill-after` measured, milliseconds from the kill.

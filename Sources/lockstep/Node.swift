@@ -340,7 +340,8 @@ final class BenchMember: MessageSource, @unchecked Sendable {
                 p999: latency.valueAtPercentile(99.9)),
             cpuSeconds: cpu, rssMegabytesMax: peakResidentMegabytes(), corrupt: corrupt,
             fifoViolations: fifoViolations, latencySamples: latency.totalCount, views: views,
-            member: settings.view.members[settings.memberRank].rawValue, initialCounts: initialCounts)
+            member: settings.view.members[settings.memberRank].rawValue, initialCounts: initialCounts,
+            rdma: runtime?.rdmaStatistics)
     }
 }
 
@@ -409,6 +410,8 @@ struct MemberFinal: Codable, Sendable {
     /// This member's id, and for a joiner the snapshot's per-origin counts (origin = id - 1).
     var member: UInt64 = 0
     var initialCounts: [UInt64] = []
+    /// RDMA operations this member's transport completed (nil on TCP).
+    var rdma: RDMAStatistics?
 }
 
 /// The workload's application state, as a joiner's snapshot.

@@ -126,11 +126,10 @@ struct MemberOptions: ParsableArguments {
         }
         var settings = RuntimeSettings(configuration: configuration, view: view, memberRank: rank, addresses: addresses)
         if let name = transport {
-            guard let kind = TransportKind(rawValue: name) else {
-                throw ValidationError(
-                    "--transport \(name): this build has \(TransportKind.allCases.map(\.rawValue).joined(separator: ", ")) (rdma is a later issue)")
+            switch TransportKind.choose(name) {
+            case .success(let kind): settings.transport = kind
+            case .failure(let error): throw ValidationError(error.description)
             }
-            settings.transport = kind
         }
         if let text = relayThreshold ?? file.relayThreshold {
             if text == "off" {
