@@ -245,11 +245,18 @@ static int take_private(lsv_conn *c, const void *data, uint8_t length, char *err
     return 0;
 }
 
-static void destroy_conn(lsv_conn *c) {
+static void disconnect_conn(lsv_conn *c) {
     if (c->cm_id) {
+        if (c->established) p_rdma_disconnect(c->cm_id);
         if (c->cm_id->qp) p_rdma_destroy_qp(c->cm_id);
         p_rdma_destroy_id(c->cm_id);
+        c->cm_id = NULL;
     }
+    c->established = 0;
+}
+
+static void destroy_conn(lsv_conn *c) {
+    disconnect_conn(c);
     if (c->mr) p_ibv_dereg_mr(c->mr);
     free(c->memory);
     free(c);
@@ -376,6 +383,7 @@ uint32_t lsv_conn_id(const lsv_conn *c) { return c->id; }
 uint8_t *lsv_conn_memory(lsv_conn *c) { return c->memory; }
 
 int lsv_post_recv(lsv_conn *c, uint64_t wr_id) {
+    if (!c->cm_id) return ENOTCONN;
     struct ibv_recv_wr wr = {0}, *bad = NULL;
     wr.wr_id = wr_id;
     wr.num_sge = 0;  // writes with immediate place their bytes by address; the receive takes none
@@ -384,6 +392,7 @@ int lsv_post_recv(lsv_conn *c, uint64_t wr_id) {
 
 int lsv_post_write(lsv_conn *c, uint64_t local_offset, uint64_t remote_offset, uint32_t len, int with_imm,
                    uint32_t imm, uint64_t wr_id) {
+    if (!c->cm_id) return ENOTCONN;
     struct ibv_sge sge = {(uint64_t)(uintptr_t)(c->memory + local_offset), len, c->mr->lkey};
     struct ibv_send_wr wr = {0}, *bad = NULL;
     wr.wr_id = wr_id;
@@ -397,10 +406,9 @@ int lsv_post_write(lsv_conn *c, uint64_t local_offset, uint64_t remote_offset, u
     return ibv_post_send(c->cm_id->qp, &wr, &bad);
 }
 
-void lsv_conn_close(lsv_conn *c) {
-    if (c->established) p_rdma_disconnect(c->cm_id);
-    destroy_conn(c);
-}
+void lsv_conn_disconnect(lsv_conn *c) { disconnect_conn(c); }
+void lsv_conn_free(lsv_conn *c) { destroy_conn(c); }
+void lsv_conn_close(lsv_conn *c) { destroy_conn(c); }
 
 int lsv_poll(lsv_fabric *f, lsv_completion *out, int max) {
     if (!f->cq) return 0;
@@ -474,6 +482,8 @@ int lsv_post_recv(lsv_conn *c, uint64_t wr_id) { return -1; }
 int lsv_post_write(lsv_conn *c, uint64_t local_offset, uint64_t remote_offset, uint32_t len, int with_imm,
                    uint32_t imm, uint64_t wr_id) { return -1; }
 void lsv_conn_close(lsv_conn *c) {}
+void lsv_conn_disconnect(lsv_conn *c) {}
+void lsv_conn_free(lsv_conn *c) {}
 int lsv_poll(lsv_fabric *f, lsv_completion *out, int max) { return 0; }
 int lsv_arm(lsv_fabric *f) { return 0; }
 int lsv_block(lsv_fabric *f, int wake_fd, int timeout_ms) { return -1; }

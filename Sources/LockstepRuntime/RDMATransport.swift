@@ -146,6 +146,16 @@ final class RDMALink: TransportLink, @unchecked Sendable {
     // accepted ones), and whether the link was closed.
     fileprivate var peerRank: Int?
     fileprivate var isClosed = false
+    // Receiving, on the event loop: frames are decoded straight from registered memory (a frame
+    // cut by a chunk's end is copied aside until its rest arrives); what was consumed is
+    // published for the poller, which returns it to the peer as credit. While reading is paused
+    // chunks wait here undecoded, credit stays unreturned, and the peer's window closes.
+    fileprivate var memory: UnsafeMutableRawPointer?
+    fileprivate var cumulation = ByteBuffer()
+    fileprivate var reading = true
+    fileprivate var waiting: [Arrival] = []
+    fileprivate let consumedBytes = Atomic<UInt64>(0)
+    fileprivate let consumedImmediates = Atomic<UInt64>(0)
 
     init(connectionID: UInt32, poller: RDMAPoller, peerRank: Int?) {
         self.connectionID = connectionID
@@ -181,8 +191,15 @@ final class RDMALink: TransportLink, @unchecked Sendable {
     }
 
     func setReading(_ enabled: Bool) {
-        poller.submit(.reading(connectionID, enabled))
+        reading = enabled
+        if enabled { poller.resume(self) }
     }
+}
+
+/// What arrived on a connection, where it lies in the receiver's registered memory.
+fileprivate enum Arrival {
+    case chunk(offset: Int, length: Int)
+    case row(offset: Int, length: Int)
 }
 
 /// What the poller owns of one connection (poller thread only).
@@ -209,28 +226,25 @@ private final class Connection {
     var peerConsumedImmediates: UInt64 = 0
     /// Since when a write has been outstanding (or the link has waited for credit) without progress.
     var stalledSince: ContinuousClock.Instant?
-    // Receiving.
-    var cumulation: ByteBuffer
+    // Receiving: where the next chunk and row lie; what was returned as credit; arrivals before
+    // this side saw "established" (they follow the link's up).
     var receiveHead: UInt64 = 0
-    var immediatesConsumed: UInt64 = 0
-    var rowsConsumed: UInt64 = 0
+    var rowsReceived: UInt64 = 0
     var returnedBytes: UInt64 = 0
     var returnedImmediates: UInt64 = 0
-    var reading = true
-    var parked: [ReceivedFrame] = []
+    var early: [Arrival] = []
 
-    init(conn: OpaquePointer, link: RDMALink, allocator: ByteBufferAllocator) {
+    init(conn: OpaquePointer, link: RDMALink) {
         self.conn = conn
         self.id = lsv_conn_id(conn)
         self.link = link
-        self.cumulation = allocator.buffer(capacity: 64 * 1_024)
     }
 }
 
 /// Everything the poller tells the event loop in one round.
 private enum LinkEvent {
     case up(RDMALink, rank: Int)
-    case frame(RDMALink, ReceivedFrame)
+    case arrived(RDMALink, Arrival)
     case failed(RDMALink, String)
     case down(RDMALink)
     case writable(RDMALink)
@@ -240,7 +254,7 @@ final class RDMAPoller: @unchecked Sendable {
     enum Command {
         case flush(UInt32)
         case close(UInt32)
-        case reading(UInt32, Bool)
+        case release(UInt32)
         case dial(rank: Int, deadline: ContinuousClock.Instant, CheckedContinuation<Void, Error>)
     }
 
@@ -265,6 +279,8 @@ final class RDMAPoller: @unchecked Sendable {
 
     // Poller thread only.
     private var connections: [UInt32: Connection] = [:]
+    /// Disconnected connections whose memory the event loop may still read, until it releases them.
+    private var graveyard: [UInt32: OpaquePointer] = [:]
     private var dials: [UInt32: (rank: Int, deadline: ContinuousClock.Instant, CheckedContinuation<Void, Error>)] = [:]
     private var redials: [(at: ContinuousClock.Instant, rank: Int, deadline: ContinuousClock.Instant, CheckedContinuation<Void, Error>)] = []
     private var events: [LinkEvent] = []
@@ -372,8 +388,11 @@ final class RDMAPoller: @unchecked Sendable {
             sleeping.store(false, ordering: .sequentiallyConsistent)
             publishStatistics()
         }
+        // The event loop reads registered memory only while `running` (checked on it): free all.
         for connection in connections.values { lsv_conn_close(connection.conn) }
         connections.removeAll()
+        for conn in graveyard.values { lsv_conn_free(conn) }
+        graveyard.removeAll()
         for (_, dial) in dials { dial.2.resume(throwing: RuntimeError("the member closed while dialing")) }
         dials.removeAll()
         for dial in redials { dial.3.resume(throwing: RuntimeError("the member closed while dialing")) }
@@ -409,15 +428,10 @@ final class RDMAPoller: @unchecked Sendable {
                 for frame in frames { connection.pending.append(frame) }
             case .close(let id):
                 guard let connection = connections.removeValue(forKey: id) else { continue }
-                lsv_conn_close(connection.conn)
+                bury(connection)
                 events.append(.down(connection.link))
-            case .reading(let id, let enabled):
-                guard let connection = connections[id] else { continue }
-                connection.reading = enabled
-                if enabled {
-                    for frame in connection.parked { events.append(.frame(connection.link, frame)) }
-                    connection.parked.removeAll()
-                }
+            case .release(let id):
+                if let conn = graveyard.removeValue(forKey: id) { lsv_conn_free(conn) }
             case .dial(let rank, let deadline, let continuation):
                 startDial(rank: rank, deadline: deadline, continuation)
             }
@@ -438,7 +452,7 @@ final class RDMAPoller: @unchecked Sendable {
             return
         }
         let link = RDMALink(connectionID: lsv_conn_id(conn), poller: self, peerRank: rank)
-        let connection = Connection(conn: conn, link: link, allocator: allocator)
+        let connection = Connection(conn: conn, link: link)
         connection.dialedRank = rank
         connections[connection.id] = connection
         dials[connection.id] = (rank, deadline, continuation)
@@ -459,21 +473,20 @@ final class RDMAPoller: @unchecked Sendable {
                 let id = lsv_conn_id(conn)
                 guard let connection = connections[id] else { continue }
                 connection.established = true
+                if connection.dialedRank != nil { connection.link.memory = connection.memory }
                 if let dial = dials.removeValue(forKey: id) {
                     sendHello(on: connection)
                     events.append(.up(connection.link, rank: dial.rank))
                     dial.2.resume()
                 }
-                // Frames the peer wrote before this side saw "established" follow the link's up.
-                if connection.reading {
-                    for frame in connection.parked { events.append(.frame(connection.link, frame)) }
-                    connection.parked.removeAll()
-                }
+                for arrival in connection.early { events.append(.arrived(connection.link, arrival)) }
+                connection.early.removeAll()
             case LSV_CM_INCOMING:
                 // Accepted: the peer may write at once; its hello (its first frame) says who it is.
                 guard let conn = result.conn else { continue }
                 let link = RDMALink(connectionID: lsv_conn_id(conn), poller: self, peerRank: nil)
-                let connection = Connection(conn: conn, link: link, allocator: allocator)
+                let connection = Connection(conn: conn, link: link)
+                link.memory = connection.memory
                 connections[connection.id] = connection
             case LSV_CM_FAILED:
                 guard let conn = result.conn else { continue }
@@ -489,7 +502,7 @@ final class RDMAPoller: @unchecked Sendable {
                 }
             case LSV_CM_DISCONNECTED:
                 guard let conn = result.conn, let connection = connections.removeValue(forKey: lsv_conn_id(conn)) else { continue }
-                lsv_conn_close(conn)
+                bury(connection)
                 events.append(.down(connection.link))
             case LSV_CM_REFUSED:
                 logger.warning("refused an RDMA connection: \(reason)")
@@ -672,62 +685,44 @@ final class RDMAPoller: @unchecked Sendable {
             fail(connection, "posting a receive failed")
             return
         }
-        connection.immediatesConsumed += 1
         let length = Int(completion.imm & ~Self.rowFlag)
+        let arrival: Arrival
         if completion.imm & Self.rowFlag != 0 {
             guard length <= rdma.rowSlotBytes else { return fail(connection, "a row of \(length) bytes, beyond the slot") }
-            let slot = Int(connection.rowsConsumed % UInt64(rdma.rowSlots))
-            connection.rowsConsumed += 1
-            let bytes = UnsafeRawBufferPointer(start: connection.memory + Int(layout.row_recv) + slot * rdma.rowSlotBytes, count: length)
-            do {
-                guard let (frame, used) = try Wire.decode(bytes, limits: limits), used == length else {
-                    return fail(connection, "a row slot that does not hold one whole frame")
-                }
-                take(ReceivedFrame(frame: frame), on: connection)
-            } catch {
-                fail(connection, "\(error)")
-            }
-            return
-        }
-        let ring = UInt64(rdma.ringBytes)
-        let offset = Int(connection.receiveHead % ring)
-        guard length > 0, offset + length <= rdma.ringBytes else {
-            return fail(connection, "a data chunk of \(length) bytes at \(offset) does not fit the ring")
-        }
-        connection.cumulation.writeBytes(UnsafeRawBufferPointer(start: connection.memory + Int(layout.recv_ring) + offset, count: length))
-        connection.receiveHead += UInt64(length)
-        do {
-            while let frame = try FrameDecoder.nextFrame(from: &connection.cumulation, allocator: allocator, limits: limits) {
-                take(frame, on: connection)
-            }
-            connection.cumulation.discardReadBytes()
-        } catch {
-            fail(connection, "\(error)")
-        }
-    }
-
-    private func take(_ frame: ReceivedFrame, on connection: Connection) {
-        if connection.reading && connection.established {
-            events.append(.frame(connection.link, frame))
+            let slot = Int(connection.rowsReceived % UInt64(rdma.rowSlots))
+            connection.rowsReceived += 1
+            arrival = .row(offset: Int(layout.row_recv) + slot * rdma.rowSlotBytes, length: length)
         } else {
-            connection.parked.append(frame)
+            let offset = Int(connection.receiveHead % UInt64(rdma.ringBytes))
+            guard length > 0, offset + length <= rdma.ringBytes else {
+                return fail(connection, "a data chunk of \(length) bytes at \(offset) does not fit the ring")
+            }
+            connection.receiveHead += UInt64(length)
+            arrival = .chunk(offset: Int(layout.recv_ring) + offset, length: length)
+        }
+        if connection.established {
+            events.append(.arrived(connection.link, arrival))
+        } else {
+            connection.early.append(arrival)
         }
     }
 
     /// Tells peers how far this member consumed, once a good part of the ring or the slots is
     /// free again (never while reading is paused: that is the back-pressure).
     private func returnCredits() {
-        for connection in connections.values where connection.established && !connection.failed && connection.reading {
-            let bytes = connection.receiveHead - connection.returnedBytes
-            let immediates = connection.immediatesConsumed - connection.returnedImmediates
+        for connection in connections.values where connection.established && !connection.failed {
+            let consumedBytes = connection.link.consumedBytes.load(ordering: .acquiring)
+            let consumedImmediates = connection.link.consumedImmediates.load(ordering: .acquiring)
+            let bytes = consumedBytes - connection.returnedBytes
+            let immediates = consumedImmediates - connection.returnedImmediates
             guard bytes >= UInt64(rdma.ringBytes / 8) || immediates >= UInt64(rdma.rowSlots / 8) else { continue }
             let word = connection.memory + Int(layout.credit_send)
-            word.storeBytes(of: connection.receiveHead, as: UInt64.self)
-            (word + 8).storeBytes(of: connection.immediatesConsumed, as: UInt64.self)
-            (word + 16).storeBytes(of: Self.creditCheck(connection.receiveHead, connection.immediatesConsumed), as: UInt64.self)
+            word.storeBytes(of: consumedBytes, as: UInt64.self)
+            (word + 8).storeBytes(of: consumedImmediates, as: UInt64.self)
+            (word + 16).storeBytes(of: Self.creditCheck(consumedBytes, consumedImmediates), as: UInt64.self)
             if post(connection, local: Int(layout.credit_send), remote: Int(layout.credit_recv), length: 24, imm: 0, tag: Self.tagCredit) {
-                connection.returnedBytes = connection.receiveHead
-                connection.returnedImmediates = connection.immediatesConsumed
+                connection.returnedBytes = consumedBytes
+                connection.returnedImmediates = consumedImmediates
             }
         }
     }
@@ -748,8 +743,14 @@ final class RDMAPoller: @unchecked Sendable {
         guard !connection.failed else { return }
         connection.failed = true
         connections.removeValue(forKey: connection.id)
-        lsv_conn_close(connection.conn)
+        bury(connection)
         events.append(.failed(connection.link, reason))
+    }
+
+    /// Disconnects now; frees the memory once the event loop is done with it (.release).
+    private func bury(_ connection: Connection) {
+        lsv_conn_disconnect(connection.conn)
+        graveyard[connection.id] = connection.conn
     }
 
     // MARK: - To the event loop
@@ -771,34 +772,100 @@ final class RDMAPoller: @unchecked Sendable {
         case .up(let link, let rank):
             guard !link.isClosed else { return }
             delegate.linkUp(link, peerRank: rank)
-        case .frame(let link, let received):
-            guard !link.isClosed else { return }
-            if case .control(let body) = received.frame {
-                delegate.control(body, link: link, peerRank: link.peerRank)
-                return
+        case .arrived(let link, let arrival):
+            guard !link.isClosed, running.load(ordering: .sequentiallyConsistent) else { return }
+            if link.reading && link.waiting.isEmpty {
+                consume(arrival, on: link, delegate)
+            } else {
+                link.waiting.append(arrival)
             }
-            if case .hello(let hello) = received.frame {
-                guard link.peerRank == nil else { return refuse(link, "a second hello on a live link", delegate) }
-                guard let slot = delegate.admit(hello) else {
-                    return refuse(link, "unexpected hello \(hello) for \(settings.view)", delegate)
-                }
-                logger.info("member \(hello.member) connected over RDMA (slot \(slot))")
-                link.peerRank = slot
-                delegate.linkUp(link, peerRank: slot)
-                return
-            }
-            guard let rank = link.peerRank else { return refuse(link, "a frame before the hello", delegate) }
-            delegate.received(received, from: rank, link: link)
         case .failed(let link, let reason):
             if !link.isClosed { delegate.linkFailed(link, reason: reason) }
             link.isClosed = true
+            release(link)
             delegate.linkDown(link, peerRank: link.peerRank)
         case .down(let link):
             link.isClosed = true
+            release(link)
             delegate.linkDown(link, peerRank: link.peerRank)
         case .writable(let link):
             if let rank = link.peerRank, !link.isClosed { delegate.linkWritable(peerRank: rank) }
         }
+    }
+
+    private func release(_ link: RDMALink) {
+        link.memory = nil
+        link.waiting.removeAll()
+        submit(.release(link.connectionID))
+    }
+
+    /// Decodes what arrived (event loop), hands the frames on, and publishes what was consumed.
+    private func consume(_ arrival: Arrival, on link: RDMALink, _ delegate: TransportDelegate) {
+        guard let memory = link.memory else { return }
+        do {
+            switch arrival {
+            case .row(let offset, let length):
+                let bytes = UnsafeRawBufferPointer(start: memory + offset, count: length)
+                guard let (frame, used) = try Wire.decode(bytes, limits: limits), used == length else {
+                    return refuse(link, "a row slot that does not hold one whole frame", delegate)
+                }
+                deliver(ReceivedFrame(frame: frame), on: link, delegate)
+            case .chunk(let offset, let length):
+                let chunk = UnsafeRawBufferPointer(start: memory + offset, count: length)
+                if link.cumulation.readableBytes == 0 {
+                    var used = 0
+                    while used < length, !link.isClosed,
+                        let (frame, bytes) = try FrameDecoder.nextFrame(
+                            in: UnsafeRawBufferPointer(rebasing: chunk[used...]), allocator: allocator, limits: limits)
+                    {
+                        used += bytes
+                        deliver(frame, on: link, delegate)
+                    }
+                    if used < length { link.cumulation.writeBytes(UnsafeRawBufferPointer(rebasing: chunk[used...])) }
+                } else {
+                    link.cumulation.writeBytes(chunk)
+                    while !link.isClosed,
+                        let frame = try FrameDecoder.nextFrame(from: &link.cumulation, allocator: allocator, limits: limits)
+                    {
+                        deliver(frame, on: link, delegate)
+                    }
+                    link.cumulation.discardReadBytes()
+                }
+                link.consumedBytes.add(UInt64(length), ordering: .releasing)
+            }
+            link.consumedImmediates.add(1, ordering: .releasing)
+        } catch {
+            refuse(link, "\(error)", delegate)
+        }
+    }
+
+    /// Resumes reading a link (event loop): what waited is decoded now.
+    fileprivate func resume(_ link: RDMALink) {
+        guard let delegate else { return }
+        while link.reading, !link.isClosed, !link.waiting.isEmpty {
+            consume(link.waiting.removeFirst(), on: link, delegate)
+        }
+        delegate.readsComplete()
+    }
+
+    /// The same rules as the TCP transport's link handler.
+    private func deliver(_ received: ReceivedFrame, on link: RDMALink, _ delegate: TransportDelegate) {
+        if case .control(let body) = received.frame {
+            delegate.control(body, link: link, peerRank: link.peerRank)
+            return
+        }
+        if case .hello(let hello) = received.frame {
+            guard link.peerRank == nil else { return refuse(link, "a second hello on a live link", delegate) }
+            guard let slot = delegate.admit(hello) else {
+                return refuse(link, "unexpected hello \(hello) for \(settings.view)", delegate)
+            }
+            logger.info("member \(hello.member) connected over RDMA (slot \(slot))")
+            link.peerRank = slot
+            delegate.linkUp(link, peerRank: slot)
+            return
+        }
+        guard let rank = link.peerRank else { return refuse(link, "a frame before the hello", delegate) }
+        delegate.received(received, from: rank, link: link)
     }
 
     private func refuse(_ link: RDMALink, _ reason: String, _ delegate: TransportDelegate) {

@@ -159,27 +159,31 @@ struct FrameDecoder: ByteToMessageDecoder {
     static func nextFrame(from buffer: inout ByteBuffer, allocator: ByteBufferAllocator, limits: WireLimits) throws
         -> ReceivedFrame?
     {
+        guard let (frame, used) = try buffer.withUnsafeReadableBytes({ try nextFrame(in: $0, allocator: allocator, limits: limits) })
+        else { return nil }
+        buffer.moveReaderIndex(forwardBy: used)
+        return frame
+    }
+
+    /// The first whole frame in `bytes` and how many bytes it took (nil: not all there yet).
+    static func nextFrame(in bytes: UnsafeRawBufferPointer, allocator: ByteBufferAllocator, limits: WireLimits) throws
+        -> (ReceivedFrame, Int)?
+    {
         // A relay block is not decoded into a copy: its header is checked and the frame's bytes
         // are handed on as they are (copied once, out of the stream's buffer, to be forwarded and assembled).
-        if buffer.readableBytes >= Wire.headerBytes,
-            buffer.getInteger(at: buffer.readerIndex + 5, as: UInt8.self) == Wire.FrameType.block.rawValue,
-            let length = buffer.getInteger(at: buffer.readerIndex + 8, endianness: .little, as: UInt32.self)
-        {
+        if bytes.count >= Wire.headerBytes, bytes[5] == Wire.FrameType.block.rawValue {
             // The header alone: checks magic, version and the length limit (nil: body to come).
-            _ = try buffer.withUnsafeReadableBytes { raw in
-                try Wire.decode(UnsafeRawBufferPointer(rebasing: raw[0..<Wire.headerBytes]), limits: limits)
-            }
+            _ = try Wire.decode(UnsafeRawBufferPointer(rebasing: bytes[0..<Wire.headerBytes]), limits: limits)
+            let length = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
             let frameBytes = Wire.headerBytes + Int(length)
-            guard var slice = buffer.readSlice(length: frameBytes) else { return nil }
+            guard bytes.count >= frameBytes else { return nil }
             var raw = allocator.buffer(capacity: frameBytes)
-            raw.writeBuffer(&slice)
-            let header = try raw.withUnsafeReadableBytes { bytes in try Wire.decodeBlockHeader(bytes, limits: limits) }
-            return ReceivedFrame(frame: .block(header.block), raw: raw, blockBytesAt: header.bytesAt)
+            raw.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[0..<frameBytes]))
+            let header = try raw.withUnsafeReadableBytes { raw in try Wire.decodeBlockHeader(raw, limits: limits) }
+            return (ReceivedFrame(frame: .block(header.block), raw: raw, blockBytesAt: header.bytesAt), frameBytes)
         }
-        let decoded = try buffer.withUnsafeReadableBytes { raw in try Wire.decode(raw, limits: limits) }
-        guard let (frame, bytes) = decoded else { return nil }
-        buffer.moveReaderIndex(forwardBy: bytes)
-        return ReceivedFrame(frame: frame)
+        guard let (frame, used) = try Wire.decode(bytes, limits: limits) else { return nil }
+        return (ReceivedFrame(frame: frame), used)
     }
 
     mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws

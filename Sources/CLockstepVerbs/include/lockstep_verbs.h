@@ -74,6 +74,11 @@ int lsv_post_recv(lsv_conn *c, uint64_t wr_id);
 /// connection's memory to `remote_offset` of the peer's. Signaled.
 int lsv_post_write(lsv_conn *c, uint64_t local_offset, uint64_t remote_offset, uint32_t len, int with_imm,
                    uint32_t imm, uint64_t wr_id);
+/// Disconnects and closes the queue pair: the peer can no longer write into this connection's
+/// memory, which stays valid (the event loop may still be reading it) until lsv_conn_free.
+void lsv_conn_disconnect(lsv_conn *c);
+void lsv_conn_free(lsv_conn *c);
+/// Both of the above.
 void lsv_conn_close(lsv_conn *c);
 
 int lsv_poll(lsv_fabric *f, lsv_completion *out, int max);
