@@ -56,7 +56,7 @@ public struct RDMASettings: Sendable {
 
     public init() {}
 
-    func validate() throws {
+    public func validate() throws {
         guard ringBytes >= 64 * 1_024, ringBytes <= 1 << 30, ringBytes % 4_096 == 0 else {
             throw RuntimeError("rdma ringBytes \(ringBytes): must be a multiple of 4096 between 64 KiB and 1 GiB")
         }

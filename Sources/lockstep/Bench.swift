@@ -55,6 +55,15 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Seconds of the raw TCP baseline.")
     var baselineSeconds: Double = 2
 
+    @Option(help: "With --kill-after: instead of killing the highest-ranked member, give it this environment variable (NAME=VALUE) from the start, and take it as the failed member at --kill-after. For fault injection, e.g. LOCKSTEP_EMULATED_RDMA_FAULT=rkey@500 under tools/with-emulated-rdma.")
+    var faultEnvironment: String?
+
+    @Option(help: "RDMA: bytes of each per-peer data ring (all members use the same).")
+    var rdmaRingBytes: Int?
+
+    @Option(help: "RDMA: row slots per peer (also the most unconsumed writes with immediate).")
+    var rdmaRowSlots: Int?
+
     func validate() throws {
         guard (2...16).contains(members) else { throw ValidationError("--members must be in 2...16, got \(members)") }
         if case .failure(let error) = TransportKind.choose(transport) { throw ValidationError(error.description) }
@@ -74,6 +83,10 @@ struct Bench: AsyncParsableCommand {
             }
         }
         guard baselineSeconds > 0, baselineSeconds <= 60 else { throw ValidationError("--baseline-seconds must be in (0, 60]") }
+        if let faultEnvironment {
+            guard killAfter != nil, !inProcess else { throw ValidationError("--fault-environment needs --kill-after (and member processes)") }
+            guard faultEnvironment.contains("=") else { throw ValidationError("--fault-environment '\(faultEnvironment)': expected NAME=VALUE") }
+        }
     }
 
     static func parseSizes(_ text: String) throws -> [Int] {
@@ -192,8 +205,15 @@ struct Bench: AsyncParsableCommand {
                     "--transport", transport,
                 ]
                 if let count { arguments += ["--count", "\(count)"] }
+                if let rdmaRingBytes { arguments += ["--rdma-ring-bytes", "\(rdmaRingBytes)"] }
+                if let rdmaRowSlots { arguments += ["--rdma-row-slots", "\(rdmaRowSlots)"] }
+                var environment: [String: String] = [:]
+                if let faultEnvironment, rank == members - 1, let equals = faultEnvironment.firstIndex(of: "=") {
+                    environment[String(faultEnvironment[..<equals])] = String(faultEnvironment[faultEnvironment.index(after: equals)...])
+                }
                 let child = try ChildProcess(
-                    arguments: arguments, stderrPath: directory.appendingPathComponent("member-\(rank).err").path)
+                    arguments: arguments, stderrPath: directory.appendingPathComponent("member-\(rank).err").path,
+                    environment: environment)
                 children.append(child)
                 handles.append(child)
             }
@@ -218,8 +238,12 @@ struct Bench: AsyncParsableCommand {
                     rank: members - 1, atUptimeNanoseconds: monotonicNanoseconds(),
                     deliveredBefore: survivors.map(\.delivered).min() ?? 0, secondsBefore: seconds(ContinuousClock.now - start),
                     rateBefore: lastRate)
-                victim.kill()
-                Output.line("  [\(sizeLabel(bytes))] killed member rank \(members - 1) (SIGKILL) at \(format(kill?.secondsBefore ?? 0, 1)) s")
+                if let faultEnvironment {
+                    Output.line("  [\(sizeLabel(bytes))] member rank \(members - 1) runs with \(faultEnvironment): taken as the failed member at \(format(kill?.secondsBefore ?? 0, 1)) s (times below are from then; the fault may have struck earlier)")
+                } else {
+                    victim.kill()
+                    Output.line("  [\(sizeLabel(bytes))] killed member rank \(members - 1) (SIGKILL) at \(format(kill?.secondsBefore ?? 0, 1)) s")
+                }
             }
             if let record = kill {
                 // The victim is gone: watch the survivors wedge, install the next view, and run
@@ -230,7 +254,7 @@ struct Bench: AsyncParsableCommand {
                     everyone.allSatisfy({ $0.wedgedAtUptimeNanoseconds != nil })
                 {
                     kill?.detectionMilliseconds = everyone.map {
-                        Double(($0.wedgedAtUptimeNanoseconds ?? 0) &- record.atUptimeNanoseconds) / 1e6
+                        Double(Int64(bitPattern: ($0.wedgedAtUptimeNanoseconds ?? 0) &- record.atUptimeNanoseconds)) / 1e6
                     }
                     Output.line("  [\(sizeLabel(bytes))] every survivor suspected member rank \(record.rank) and wedged: \(kill?.detectionMilliseconds.map { format($0, 0) }.joined(separator: ", ") ?? "") ms after the kill")
                 }
@@ -238,7 +262,7 @@ struct Bench: AsyncParsableCommand {
                     everyone.allSatisfy({ $0.currentView > 1 && $0.viewInstalledAtUptimeNanoseconds != nil })
                 {
                     kill?.installationMilliseconds = everyone.map {
-                        Double(($0.viewInstalledAtUptimeNanoseconds ?? 0) &- record.atUptimeNanoseconds) / 1e6
+                        Double(Int64(bitPattern: ($0.viewInstalledAtUptimeNanoseconds ?? 0) &- record.atUptimeNanoseconds)) / 1e6
                     }
                     kill?.installedAtUptimeNanoseconds = now
                     kill?.deliveredAtInstall = everyone.map(\.delivered).min() ?? 0
@@ -289,9 +313,11 @@ struct Bench: AsyncParsableCommand {
         if let record = kill {
             // Safety only (the run is stopped mid-stream): no creation, no duplication, FIFO, one
             // order; the victim's log a prefix of the survivors'.
-            checker = finals.count == members - 1
+            // A member failed by --fault-environment is not killed: it stays up and reports too.
+            let reporting = faultEnvironment == nil ? members - 1 : members
+            checker = finals.count == reporting
                 ? checkLogs(logPaths, finals: finals, quiesced: false)
-                : "failed: \(members - 1 - finals.count) survivors did not report"
+                : "failed: \(reporting - finals.count) members that should be up did not report"
             if record.detectionMilliseconds.isEmpty { checker = "failed: not every survivor detected the failure" }
             if record.installationMilliseconds.isEmpty { checker = "failed: not every survivor installed a new view" }
         } else if finals.count != members {
@@ -454,9 +480,12 @@ final class ChildProcess: MemberHandle, @unchecked Sendable {
         var final: MemberFinal?
     }
 
-    init(arguments: [String], stderrPath: String?) throws {
+    init(arguments: [String], stderrPath: String?, environment: [String: String] = [:]) throws {
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.standardInput = stdinPipe
         process.standardOutput = stdoutPipe
         if let stderrPath {

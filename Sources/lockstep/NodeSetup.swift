@@ -45,8 +45,14 @@ struct MemberOptions: ParsableArguments {
     @Option(name: .customLong("failure-timeout-ms"), help: "Suspect a member not heard from for this many milliseconds (default 500).")
     var failureTimeoutMilliseconds: Int?
 
-    @Option(help: "Transport: tcp (the only one built so far; rdma is a later issue).")
+    @Option(help: "Transport: tcp, rdma, or auto (rdma when an RDMA device is present).")
     var transport: String?
+
+    @Option(help: "RDMA: bytes of each per-peer data ring (all members must use the same; default 4 MiB).")
+    var rdmaRingBytes: Int?
+
+    @Option(help: "RDMA: row slots per peer, also the most unconsumed writes with immediate (default 64).")
+    var rdmaRowSlots: Int?
 
     @Option(help: "Payloads of at least this size (K/M suffixes) travel in blocks through the relay; 'off' sends every payload directly. Default 1M.")
     var relayThreshold: String?
@@ -141,6 +147,14 @@ struct MemberOptions: ParsableArguments {
                 settings.relayThresholdBytes = bytes[0]
             }
         }
+        if let rdmaRingBytes { settings.rdma.ringBytes = rdmaRingBytes }
+        if let rdmaRowSlots { settings.rdma.rowSlots = rdmaRowSlots }
+        settings.rdma.chunkBytesMax = min(settings.rdma.chunkBytesMax, settings.rdma.ringBytes / 4)
+        do {
+            try settings.rdma.validate()
+        } catch {
+            throw ValidationError("\(error)")
+        }
         return settings
     }
 }
@@ -157,6 +171,7 @@ extension RuntimeSettings {
             batchMessagesMax \(c.batchMessagesMax), batchBytesMax \(c.batchBytesMax), heartbeatInterval \(c.heartbeatInterval), \
             failureTimeout \(c.failureTimeout)
             relay: \(relayThresholdBytes.map { "payloads of \($0) bytes or more, in blocks of \(relayBlockBytes) bytes, along the chain" } ?? "off")
+            transport: \(transport.rawValue)\(transport == .rdma ? " (ring \(rdma.ringBytes) bytes, \(rdma.rowSlots) row slots of \(rdma.rowSlotBytes) bytes, chunks up to \(rdma.chunkBytesMax) bytes, peer timeout \(rdma.peerTimeout))" : "")
             """
     }
 }

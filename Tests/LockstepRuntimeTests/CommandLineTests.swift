@@ -16,7 +16,7 @@ struct CommandLineTests {
         (["node", "--config", "/nonexistent/member.json"], "cannot read config file"),
         (["node", "--rank", "0", "--peers", "127.0.0.1:7000", "--failure-timeout-ms", "100"], "failureTimeout"),
         (["node", "--rank", "0", "--peers", "127.0.0.1:7000", "--transport", "rdma"], "--transport rdma"),
-        (["bench", "--transport", "rdma"], "only tcp exists"),
+        (["bench", "--transport", "infiniband"], "expected tcp, rdma or auto"),
         (["bench", "--size", "3"], "3 bytes is outside"),
         (["bench", "--members", "1"], "--members must be in 2...16"),
         (["simulate", "--seeds", "0"], "--seeds must be at least 1"),

@@ -23,8 +23,9 @@
 // - LOCKSTEP_EMULATED_RDMA_DELAY_US=N: asynchronous completion. Work requests run on a fabric
 //   thread after a random delay of up to N microseconds (posting order kept), so a sender that
 //   reuses a buffer before its completion, or overruns the receiver's window, is caught.
-// - LOCKSTEP_EMULATED_RDMA_FAULT=rkey@K or rnr@K: the K-th write with immediate of this process
-//   fails as if its rkey were wrong, or as if the receiver had no receive posted.
+// - LOCKSTEP_EMULATED_RDMA_FAULT=rkey@K or rnr@K: from the K-th write with immediate of this
+//   process on, every one fails as if its rkey were wrong, or as if the receiver had no receive
+//   posted (so every queue pair of the process breaks, one after the other).
 // Anything else of the verbs API aborts loudly (it is not emulated).
 #define _GNU_SOURCE
 #include <errno.h>
@@ -257,7 +258,7 @@ static void execute(struct e_qp *qp, struct ibv_send_wr *wr) {
     int with_imm = wr->opcode == IBV_WR_RDMA_WRITE_WITH_IMM || wr->opcode == IBV_WR_SEND_WITH_IMM;
     int consumes = with_imm || wr->opcode == IBV_WR_SEND;
     int injected = 0;
-    if (with_imm && ++imm_writes == fault_at) injected = fault_kind;
+    if (with_imm && fault_at > 0 && ++imm_writes >= fault_at) injected = fault_kind;
     struct segment *peer = segment_of(qp->peer_pid);
     int status = IBV_WC_SUCCESS;
     char channel[64];
