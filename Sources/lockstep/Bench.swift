@@ -58,6 +58,12 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "With --kill-after: instead of killing the highest-ranked member, give it this environment variable (NAME=VALUE) from the start, and take it as the failed member at --kill-after. For fault injection, e.g. LOCKSTEP_EMULATED_RDMA_FAULT=rkey@500 under tools/with-emulated-rdma.")
     var faultEnvironment: String?
 
+    @Option(help: "Address the members listen on (RDMA needs one of the device's: under tools/with-rxe-vm, 10.47.0.1).")
+    var host: String = "127.0.0.1"
+
+    @Option(name: .customLong("failure-timeout-ms"), help: "Suspect a member not heard from for this many milliseconds (default 500; raise it on slow emulators).")
+    var failureTimeoutMilliseconds: Int?
+
     @Option(help: "RDMA: bytes of each per-peer data ring (all members use the same).")
     var rdmaRingBytes: Int?
 
@@ -116,7 +122,7 @@ struct Bench: AsyncParsableCommand {
         let sizes = try Self.parseSizes(size)
         let machine = MachineInfo.current()
         let device = transport == "rdma" ? (try? probeRDMADevice().get()).map { " (device \($0))" } ?? "" : ""
-        Output.line("lockstep bench: \(members) members (\(inProcess ? "threads of one process" : "processes")), senders \(senders.rawValue), \(mode.rawValue), \(transport)\(device) on 127.0.0.1, relay \(relayThreshold == "off" ? "off" : "from \(relayThreshold)"), commit \(machine.commit)")
+        Output.line("lockstep bench: \(members) members (\(inProcess ? "threads of one process" : "processes")), senders \(senders.rawValue), \(mode.rawValue), \(transport)\(device) on \(host), relay \(relayThreshold == "off" ? "off" : "from \(relayThreshold)"), commit \(machine.commit)")
         Output.line("raw baseline: one TCP stream between two processes, 1 MiB writes, \(baselineSeconds) s ...")
         let raw = try await measureBaseline()
         Output.line("raw baseline: \(format(raw, 1)) MB/s")
@@ -172,7 +178,7 @@ struct Bench: AsyncParsableCommand {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let ports = try (0..<members).map { _ in try RawTCP.freePort() }
-        let peers = ports.map { "127.0.0.1:\($0)" }.joined(separator: ",")
+        let peers = ports.map { "\(host):\($0)" }.joined(separator: ",")
         let logPaths = (0..<members).map { directory.appendingPathComponent("member-\($0).log").path }
         let messageBytesMax = max(bytes, Configuration().messageBytesMax)
 
@@ -205,6 +211,7 @@ struct Bench: AsyncParsableCommand {
                     "--transport", transport,
                 ]
                 if let count { arguments += ["--count", "\(count)"] }
+                if let failureTimeoutMilliseconds { arguments += ["--failure-timeout-ms", "\(failureTimeoutMilliseconds)"] }
                 if let rdmaRingBytes { arguments += ["--rdma-ring-bytes", "\(rdmaRingBytes)"] }
                 if let rdmaRowSlots { arguments += ["--rdma-row-slots", "\(rdmaRowSlots)"] }
                 var environment: [String: String] = [:]
