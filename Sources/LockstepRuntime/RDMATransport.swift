@@ -110,14 +110,13 @@ final class RDMATransport: Transport, @unchecked Sendable {
     }
 
     func start(eventLoop: EventLoop, delegate: TransportDelegate) async throws {
-        let rdma = settings.rdma
-        try rdma.validate()
-        let poller = try RDMAPoller(settings: settings, limits: limits, logger: logger, eventLoop: eventLoop, delegate: delegate)
-        self.poller = poller
-        poller.start()
+        try settings.rdma.validate()
         guard !settings.dialsEveryone else {
             throw RuntimeError("joining a running group is not supported over RDMA yet: use --transport tcp")
         }
+        let poller = try RDMAPoller(settings: settings, limits: limits, logger: logger, eventLoop: eventLoop, delegate: delegate)
+        self.poller = poller
+        poller.start()
         // Rank r dials every lower rank, as on TCP; refused dials are retried until connectTimeout.
         for rank in 0..<settings.memberRank {
             try await poller.dial(rank: rank, deadline: ContinuousClock.now + settings.connectTimeout)

@@ -72,7 +72,9 @@ struct Bench: AsyncParsableCommand {
 
     func validate() throws {
         guard (2...16).contains(members) else { throw ValidationError("--members must be in 2...16, got \(members)") }
-        if case .failure(let error) = TransportKind.choose(transport) { throw ValidationError(error.description) }
+        for name in transport.split(separator: ",") {
+            if case .failure(let error) = TransportKind.choose(String(name)) { throw ValidationError(error.description) }
+        }
         guard duration > 0, duration <= 3_600 else { throw ValidationError("--duration must be in (0, 3600] seconds") }
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
         if let window, !(1...(1 << 22)).contains(window) { throw ValidationError("--window must be in 1...4194304") }
@@ -112,32 +114,32 @@ struct Bench: AsyncParsableCommand {
     }
 
     func run() async throws {
-        var bench = self
-        // "auto" is decided once here, so every member uses the same transport.
-        bench.transport = try TransportKind.choose(transport).get().rawValue
-        try await bench.runChosen()
-    }
-
-    private func runChosen() async throws {
+        // "auto" is decided once here, so every member uses the same transport. A list
+        // ("rdma,tcp") runs every size on each, against one baseline, into one report.
+        let transports = try transport.split(separator: ",").map { try TransportKind.choose(String($0)).get().rawValue }
         let sizes = try Self.parseSizes(size)
         let machine = MachineInfo.current()
-        let device = transport == "rdma" ? (try? probeRDMADevice().get()).map { " (device \($0))" } ?? "" : ""
-        Output.line("lockstep bench: \(members) members (\(inProcess ? "threads of one process" : "processes")), senders \(senders.rawValue), \(mode.rawValue), \(transport)\(device) on \(host), relay \(relayThreshold == "off" ? "off" : "from \(relayThreshold)"), commit \(machine.commit)")
+        let device = transports.contains("rdma") ? (try? probeRDMADevice().get()).map { " (RDMA device \($0))" } ?? "" : ""
+        Output.line("lockstep bench: \(members) members (\(inProcess ? "threads of one process" : "processes")), senders \(senders.rawValue), \(mode.rawValue), \(transports.joined(separator: " then "))\(device) on \(host), relay \(relayThreshold == "off" ? "off" : "from \(relayThreshold)"), commit \(machine.commit)")
         Output.line("raw baseline: one TCP stream between two processes, 1 MiB writes, \(baselineSeconds) s ...")
         let raw = try await measureBaseline()
         Output.line("raw baseline: \(format(raw, 1)) MB/s")
         var results: [BenchResult] = []
-        for workload in mix ? [sizes] : sizes.map({ [$0] }) {
+        for chosen in transports {
+          for workload in mix ? [sizes] : sizes.map({ [$0] }) {
             let bytes = workload.max() ?? 0
             let window = self.window ?? min(1_024, max(4, (16 * 1_024 * 1_024) / bytes))
-            Output.line("size \(workload.map(sizeLabel).joined(separator: "+")), window \(window): streaming \(count.map { "\($0) messages per sender" } ?? "for \(duration) s") ...")
-            var result = try await runSize(sizes: workload, window: window)
+            Output.line("\(transports.count > 1 ? "\(chosen), " : "")size \(workload.map(sizeLabel).joined(separator: "+")), window \(window): streaming \(count.map { "\($0) messages per sender" } ?? "for \(duration) s") ...")
+            var one = self
+            one.transport = chosen
+            var result = try await one.runSize(sizes: workload, window: window)
             result.efficiency = raw > 0 ? result.megabytesPerSecond * Double(members - 1) / raw : 0
             results.append(result)
             Output.line("size \(sizeLabel(bytes)): \(format(result.messagesPerSecond, 0)) msg/s, \(format(result.megabytesPerSecond, 1)) MB/s, checker \(result.checker)")
             if let operations = result.rdmaOperations {
                 Output.line("  RDMA on \(result.rdmaDevice ?? "?"): \(operations.dataWrites) data writes, \(operations.rowWrites) row writes, \(operations.creditWrites) credit writes, \(operations.receives) receives, \(format(Double(operations.bytesWritten) / 1e6, 1)) MB written, \(operations.errorCompletions) error completions")
             }
+          }
         }
         let report = BenchReport(
             commit: machine.commit, createdAt: machine.now, machine: machine,

@@ -185,12 +185,15 @@ struct BenchReport: Codable, Sendable {
 
     /// The result table, as printed at the end of a run (and as Markdown by `lockstep report`).
     func table(markdown: Bool = false) -> String {
-        let header = [
+        // Several transports in one report: a column says which.
+        let transports = results.map(\.transport).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        let perRow = transports.count > 1
+        let header = (perRow ? ["transport"] : []) + [
             "size", "senders", "mode", "window", "msg/s", "MB/s", "efficiency", "p50 us", "p99 us", "p999 us",
             "CPU s (per member)", "RSS MB max", "checker",
         ]
         let rows = results.map { r in
-            [
+            (perRow ? [r.transport] : []) + [
                 (r.sizes ?? [r.sizeBytes]).map(sizeLabel).joined(separator: "+"), r.senders, r.mode, "\(r.window)", format(r.messagesPerSecond, 0),
                 format(r.megabytesPerSecond, 1), format(r.efficiency, 2), "\(r.latencyUs.p50)", "\(r.latencyUs.p99)",
                 "\(r.latencyUs.p999)", r.cpuSeconds.map { format($0, 1) }.joined(separator: "/"),
@@ -198,7 +201,7 @@ struct BenchReport: Codable, Sendable {
             ]
         }
         var lines: [String] = []
-        let title = "raw TCP baseline \(format(baseline.rawTcpMegabytesPerSecond, 1)) MB/s; \(results.first.map { "\($0.members) members, \($0.transport)\($0.inProcess ? ", in one process" : ", one process each")" } ?? ""); commit \(commit); \(machine.cores) cores"
+        let title = "raw TCP baseline \(format(baseline.rawTcpMegabytesPerSecond, 1)) MB/s; \(results.first.map { "\($0.members) members, \(transports.joined(separator: " and "))\($0.inProcess ? ", in one process" : ", one process each")" } ?? ""); commit \(commit); \(machine.cores) cores"
         if markdown {
             lines.append(title)
             lines.append("")
