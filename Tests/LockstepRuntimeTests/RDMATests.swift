@@ -11,21 +11,8 @@ import Testing
 /// Runs `lockstep` under the emulated fabric, with extra environment.
 func runLockstepEmulated(_ arguments: [String], environment: [String: String] = [:]) async throws -> (status: Int32, output: String) {
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    let process = Process()
-    process.executableURL = root.appendingPathComponent("tools/with-emulated-rdma")
-    process.arguments = [try lockstepExecutable().path] + arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    return await withCheckedContinuation { continuation in
-        DispatchQueue.global().async {
-            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            continuation.resume(returning: (process.terminationStatus, text))
-        }
-    }
+    return try await runProcess(
+        root.appendingPathComponent("tools/with-emulated-rdma"), [try lockstepExecutable().path] + arguments, environment: environment)
 }
 
 /// The first result of a bench report.

@@ -15,28 +15,16 @@ struct RxeTests {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let report = root.appendingPathComponent(".build/rxe-vm/report-\(getpid()).json")
         defer { try? FileManager.default.removeItem(at: report) }
-        let process = Process()
-        process.executableURL = root.appendingPathComponent("tools/with-rxe-vm")
-        process.currentDirectoryURL = root
-        process.arguments = [
-            try lockstepExecutable().path, "bench", "--transport", "rdma", "--host", "10.47.0.1", "--mix",
-            "--size", "16,1K,64K", "--count", "300", "--relay-threshold", "64K", "--baseline-seconds", "0.2",
-            // TCG is slow and shares the machine with the other suites: no false suspicions.
-            "--failure-timeout-ms", "10000", "--output", report.path,
-        ]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let (status, text) = await withCheckedContinuation { continuation in
-            DispatchQueue.global().async {
-                let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                process.waitUntilExit()
-                continuation.resume(returning: (process.terminationStatus, text))
-            }
-        }
+        let (status, text) = try await runProcess(
+            root.appendingPathComponent("tools/with-rxe-vm"),
+            [
+                try lockstepExecutable().path, "bench", "--transport", "rdma", "--host", "10.47.0.1", "--mix",
+                "--size", "16,1K,64K", "--count", "300", "--relay-threshold", "64K", "--baseline-seconds", "0.2",
+                // TCG is slow and may share the machine with other work: no false suspicions.
+                "--failure-timeout-ms", "10000", "--output", report.path,
+            ], directory: root)
         #expect(status == 0, "\(text)")
-        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any]
+        let json = (try? Data(contentsOf: report)).flatMap { try? JSONSerialization.jsonObject(with: $0) } as? [String: Any]
         let result = try #require((json?["results"] as? [[String: Any]])?.first, "\(text)")
         #expect(result["checker"] as? String == "passed", "\(text)")
         #expect(result["delivered_per_member"] as? [Int] == [900, 900, 900])

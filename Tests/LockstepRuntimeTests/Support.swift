@@ -129,21 +129,35 @@ func lockstepExecutable() throws -> URL {
     throw TestError("the lockstep executable was not built (looked in \(candidates.map(\.path)))")
 }
 
-/// Runs `lockstep` with `arguments` and returns its exit status and output. The wait happens on
-/// a dispatch thread, not on the cooperative pool the in-process members run on.
+/// Runs `lockstep` with `arguments` and returns its exit status and output.
 func runLockstep(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+    try await runProcess(try lockstepExecutable(), arguments)
+}
+
+/// Runs a program to its end and returns its exit status and output (stdout and stderr). The
+/// blocking read and wait happen on a thread of their own: not on the cooperative pool the
+/// tests run on, nor on Dispatch's global queues (which share that pool's threads on Linux).
+func runProcess(
+    _ executable: URL, _ arguments: [String], environment: [String: String] = [:], directory: URL? = nil
+) async throws -> (status: Int32, output: String) {
     let process = Process()
-    process.executableURL = try lockstepExecutable()
+    process.executableURL = executable
     process.arguments = arguments
+    if !environment.isEmpty {
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    }
+    if let directory { process.currentDirectoryURL = directory }
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = pipe
+    process.standardInput = FileHandle.nullDevice
     try process.run()
     return await withCheckedContinuation { continuation in
-        DispatchQueue.global().async {
+        let waiter = Thread {
             let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             process.waitUntilExit()
             continuation.resume(returning: (process.terminationStatus, text))
         }
+        waiter.start()
     }
 }
