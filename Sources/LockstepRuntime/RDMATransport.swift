@@ -50,7 +50,7 @@ public struct RDMASettings: Sendable {
     /// A link with a write outstanding (or waiting for credit) this long is failed.
     public var peerTimeout: Duration = .seconds(2)
     /// How long the poller spins after its last work before it sleeps on the completion channel.
-    public var spinMicroseconds = 50
+    public var spinMicroseconds = 20
     /// Bytes queued on a link above which it reports not writable (rows then coalesce).
     public var queuedBytesHighWater = 8 * 1_024 * 1_024
 

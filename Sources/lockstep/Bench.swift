@@ -58,8 +58,8 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "With --kill-after: instead of killing the highest-ranked member, give it this environment variable (NAME=VALUE) from the start, and take it as the failed member at --kill-after. For fault injection, e.g. LOCKSTEP_EMULATED_RDMA_FAULT=rkey@500 under tools/with-emulated-rdma.")
     var faultEnvironment: String?
 
-    @Option(help: "Address the members listen on (RDMA needs one of the device's: under tools/with-rxe-vm, 10.47.0.1).")
-    var host: String = "127.0.0.1"
+    @Option(help: "Address the members listen on (RDMA needs one of the device's; default 127.0.0.1, or $LOCKSTEP_RXE_ADDRESS, which tools/with-rxe-vm sets to rxe0's).")
+    var host: String = ProcessInfo.processInfo.environment["LOCKSTEP_RXE_ADDRESS"] ?? "127.0.0.1"
 
     @Option(name: .customLong("failure-timeout-ms"), help: "Suspect a member not heard from for this many milliseconds (default 500; raise it on slow emulators).")
     var failureTimeoutMilliseconds: Int?
