@@ -324,22 +324,19 @@ int lsv_cm_poll(lsv_fabric *f, lsv_cm_result *out) {
         c->cm_id = id;
         id->context = c;
         const struct rdma_conn_param *asked = &event->param.conn;
-        if (setup_conn(c, reason, n) || take_private(c, asked->private_data, asked->private_data_len, reason, n)) {
-            out->kind = LSV_CM_REFUSED;
+        int refused = setup_conn(c, reason, n) || take_private(c, asked->private_data, asked->private_data_len, reason, n);
+        if (refused) {
             p_rdma_reject(id, NULL, 0);
-            c->cm_id = NULL;  // the event's id is destroyed after the acknowledgement below
-            if (id->qp) p_rdma_destroy_qp(id);
-            p_rdma_ack_cm_event(event);
-            p_rdma_destroy_id(id);
-            destroy_conn(c);
-            return 0;
+        } else {
+            lsv_private data = own_private(c);
+            struct rdma_conn_param param;
+            connection_parameters(&param, &data);
+            refused = p_rdma_accept(id, &param);
+            if (refused) fail(reason, n, "rdma_accept failed: %s", strerror(errno));
         }
-        lsv_private data = own_private(c);
-        struct rdma_conn_param param;
-        connection_parameters(&param, &data);
-        if (p_rdma_accept(id, &param)) {
+        if (refused) {
+            // The request's id goes after the event's acknowledgement, as rdma_cm requires.
             out->kind = LSV_CM_REFUSED;
-            fail(reason, n, "rdma_accept failed: %s", strerror(errno));
             c->cm_id = NULL;
             if (id->qp) p_rdma_destroy_qp(id);
             p_rdma_ack_cm_event(event);

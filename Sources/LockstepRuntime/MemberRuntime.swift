@@ -185,7 +185,15 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             throw RuntimeError("\(error)")
         }
         let runtime = MemberRuntime(settings: settings, core: core, eventLoop: eventLoop, logger: logger, onDeliver: onDeliver)
-        try await runtime.transport.start(eventLoop: eventLoop, delegate: runtime)
+        do {
+            try await runtime.transport.start(eventLoop: eventLoop, delegate: runtime)
+        } catch {
+            // Nobody will wait for readiness now: settle it (an unsettled promise is a leak), and
+            // let the transport let go of what it opened.
+            runtime.readyPromise.fail(error)
+            await runtime.transport.close()
+            throw error
+        }
         let deadline = NIODeadline.now() + .nanoseconds(Int64(settings.connectTimeout.nanosecondsClamped))
         let timeout = eventLoop.scheduleTask(deadline: deadline) {
             runtime.readyPromise.fail(RuntimeError("not every member connected within \(settings.connectTimeout)"))

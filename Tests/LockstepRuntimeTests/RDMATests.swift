@@ -112,6 +112,25 @@ struct RDMATests {
         #expect(carried, "RDMA operations: \(operations)")
     }
 
+    @Test("Members with other ring sizes are refused at connect (rdma_cm reject, with the reason logged): no link, no traffic")
+    func mismatchedSizesAreRefused() async throws {
+        let ports = try (0..<2).map { _ in try freePort() }
+        let peers = ports.map { "127.0.0.1:\($0)" }.joined(separator: ",")
+        func node(_ rank: Int, ring: Int) async throws -> (Int32, String) {
+            try await runLockstepEmulated([
+                "node", "--transport", "rdma", "--rank", "\(rank)", "--peers", peers, "--rdma-ring-bytes", "\(ring)",
+                "--size", "64", "--duration", "1",
+            ], environment: ["LOCKSTEP_LOG_LEVEL": "warning"])
+        }
+        async let acceptor = node(0, ring: 1 << 20)
+        try await Task.sleep(for: .milliseconds(300))
+        let (dialerStatus, dialerText) = try await node(1, ring: 2 << 20)
+        let (acceptorStatus, acceptorText) = try await acceptor
+        #expect(dialerStatus != 0 && acceptorStatus != 0)
+        #expect(dialerText.contains("RDMA_CM_EVENT_REJECTED"), "\(dialerText)")
+        #expect(acceptorText.contains("other ring sizes"), "\(acceptorText)")
+    }
+
     @Test("--transport auto takes RDMA when a device is present")
     func autoTakesRDMA() async throws {
         defer { try? FileManager.default.removeItem(at: report) }
