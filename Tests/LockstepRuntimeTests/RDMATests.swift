@@ -95,6 +95,26 @@ struct RDMATests {
         #expect(result["delivered_per_member"] as? [Int] != nil)
     }
 
+    @Test("A peer that falls silent (its writes neither land nor complete, as on rxe): the transport's own timeout fails its links long before the 10 s failure timeout would; the others install a view without it")
+    func silentPeerTimesOut() async throws {
+        defer { try? FileManager.default.removeItem(at: report) }
+        let (status, text) = try await runLockstepEmulated([
+            "bench", "--transport", "rdma", "--size", "1K", "--duration", "6", "--kill-after", "1.5",
+            "--failure-timeout-ms", "10000", "--fault-environment", "LOCKSTEP_EMULATED_RDMA_FAULT=silent@300",
+            "--baseline-seconds", "0.2", "--output", report.path,
+        ])
+        #expect(status == 0, "\(text)")
+        let result = try firstResult(report)
+        #expect(result["checker"] as? String == "passed (safety only)", "\(text)")
+        let viewChange = result["view_change_ms"] as? [String: Any]
+        // Times are from --kill-after (1.5 s); the fault struck earlier. The transport's timeout
+        // is 2 s, the protocol's failure timeout 10 s: a view within 5 s is the transport's doing.
+        let installation = try #require(viewChange?["installation_max"] as? Double, "\(text)")
+        #expect(installation < 5_000, "\(text)")
+        let (carried, operations) = rdmaCarried(result)
+        #expect(carried, "RDMA operations: \(operations)")
+    }
+
     @Test("A peer that dies (SIGKILL) over RDMA: the survivors detect it and install a view without it within 3 x failureTimeout")
     func peerDies() async throws {
         defer { try? FileManager.default.removeItem(at: report) }

@@ -25,7 +25,9 @@
 //   reuses a buffer before its completion, or overruns the receiver's window, is caught.
 // - LOCKSTEP_EMULATED_RDMA_FAULT=rkey@K or rnr@K: from the K-th write with immediate of this
 //   process on, every one fails as if its rkey were wrong, or as if the receiver had no receive
-//   posted (so every queue pair of the process breaks, one after the other).
+//   posted (so every queue pair of the process breaks, one after the other). silent@K: from the
+//   K-th on, nothing this process posts is placed or completes (a peer that stops answering,
+//   with no completion at all, as rxe behaves for a dead peer).
 // Anything else of the verbs API aborts loudly (it is not emulated).
 #define _GNU_SOURCE
 #include <errno.h>
@@ -206,7 +208,8 @@ struct work {
 };
 
 static long fault_at = -1;
-static int fault_kind;  // 1 rkey, 2 rnr
+static int fault_kind;  // 1 rkey, 2 rnr, 3 silent
+static int fallen_silent;
 static long imm_writes;
 
 static void complete_locally(struct e_qp *qp, uint64_t wr_id, int status, int opcode, uint32_t len) {
@@ -259,6 +262,10 @@ static void execute(struct e_qp *qp, struct ibv_send_wr *wr) {
     int consumes = with_imm || wr->opcode == IBV_WR_SEND;
     int injected = 0;
     if (with_imm && fault_at > 0 && ++imm_writes >= fault_at) injected = fault_kind;
+    // A peer that stops answering: from then on nothing this process posts is placed or
+    // completes, on either side (what rxe does for a dead peer: no completion at all).
+    if (injected == 3) __atomic_store_n(&fallen_silent, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&fallen_silent, __ATOMIC_SEQ_CST)) return;
     struct segment *peer = segment_of(qp->peer_pid);
     int status = IBV_WC_SUCCESS;
     char channel[64];
@@ -351,7 +358,8 @@ static void read_modes(void) {
     if (f) {
         if (sscanf(f, "rkey@%ld", &fault_at) == 1) fault_kind = 1;
         else if (sscanf(f, "rnr@%ld", &fault_at) == 1) fault_kind = 2;
-        else die("LOCKSTEP_EMULATED_RDMA_FAULT=%s: expected rkey@K or rnr@K", f);
+        else if (sscanf(f, "silent@%ld", &fault_at) == 1) fault_kind = 3;
+        else die("LOCKSTEP_EMULATED_RDMA_FAULT=%s: expected rkey@K, rnr@K or silent@K", f);
     }
 }
 
