@@ -124,7 +124,7 @@ final class RDMATransport: Transport, @unchecked Sendable {
     }
 
     func close() async {
-        poller?.stop()
+        await poller?.stop()
     }
 
     var statistics: RDMAStatistics? { poller?.statistics }
@@ -275,6 +275,8 @@ final class RDMAPoller: @unchecked Sendable {
     private let wakeFD: Int32
     private let stats = Mutex(RDMAStatistics())
     private let finished = DispatchSemaphore(value: 0)
+    /// Event loop only: set by `stop` before the poller frees memory; arrivals are ignored after.
+    private var stoppedOnLoop = false
 
     // Poller thread only.
     private var connections: [UInt32: Connection] = [:]
@@ -328,10 +330,18 @@ final class RDMAPoller: @unchecked Sendable {
         thread.start()
     }
 
-    func stop() {
+    /// Stops the poller and frees every connection's memory. First the event loop is told (and
+    /// waited for), so no decoding of registered memory is under way or starts afterwards.
+    func stop() async {
+        try? await eventLoop.submit { self.stoppedOnLoop = true }.get()
         guard running.exchange(false, ordering: .sequentiallyConsistent) else { return }
         wake()
-        finished.wait()
+        await withCheckedContinuation { continuation in
+            Thread {
+                self.finished.wait()
+                continuation.resume()
+            }.start()
+        }
     }
 
     func dial(rank: Int, deadline: ContinuousClock.Instant) async throws {
@@ -387,7 +397,7 @@ final class RDMAPoller: @unchecked Sendable {
             sleeping.store(false, ordering: .sequentiallyConsistent)
             publishStatistics()
         }
-        // The event loop reads registered memory only while `running` (checked on it): free all.
+        // The event loop no longer reads registered memory (`stoppedOnLoop`): free all.
         for connection in connections.values { lsv_conn_close(connection.conn) }
         connections.removeAll()
         for conn in graveyard.values { lsv_conn_free(conn) }
@@ -772,7 +782,7 @@ final class RDMAPoller: @unchecked Sendable {
             guard !link.isClosed else { return }
             delegate.linkUp(link, peerRank: rank)
         case .arrived(let link, let arrival):
-            guard !link.isClosed, running.load(ordering: .sequentiallyConsistent) else { return }
+            guard !link.isClosed, !stoppedOnLoop else { return }
             if link.reading && link.waiting.isEmpty {
                 consume(arrival, on: link, delegate)
             } else {
@@ -840,7 +850,7 @@ final class RDMAPoller: @unchecked Sendable {
 
     /// Resumes reading a link (event loop): what waited is decoded now.
     fileprivate func resume(_ link: RDMALink) {
-        guard let delegate else { return }
+        guard let delegate, !stoppedOnLoop else { return }
         while link.reading, !link.isClosed, !link.waiting.isEmpty {
             consume(link.waiting.removeFirst(), on: link, delegate)
         }
