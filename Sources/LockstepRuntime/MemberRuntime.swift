@@ -418,8 +418,13 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         case .relayedData(let batch, let relayed):
             receivedRelayedData(batch, relayed: relayed, from: rank)
         case .block(let block):
-            guard let raw = frame.raw else { return }
-            receivedBlock(block, raw: raw, bytesAt: frame.blockBytesAt, from: rank, link: link)
+            if let raw = frame.raw {
+                raw.withUnsafeReadableBytes { bytes in
+                    receivedBlock(block, frameBytes: bytes, raw: raw, bytesAt: frame.blockBytesAt, from: rank, link: link)
+                }
+            } else if let lent = frame.lent {
+                receivedBlock(block, frameBytes: lent, raw: nil, bytesAt: frame.blockBytesAt, from: rank, link: link)
+            }
         case .control(let body):
             control(body, link: link, peerRank: rank)
         }
@@ -591,7 +596,11 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         releaseWaitingBatches(of: rank)
     }
 
-    func receivedBlock(_ block: Block, raw: ByteBuffer, bytesAt: Int, from rank: Int, link: TransportLink) {
+    /// A relay block: `frameBytes` is the whole frame, `raw` the same bytes as a buffer when the
+    /// transport has one (else a buffer is made only if the block is forwarded).
+    func receivedBlock(
+        _ block: Block, frameBytes: UnsafeRawBufferPointer, raw: ByteBuffer?, bytesAt: Int, from rank: Int, link: TransportLink
+    ) {
         guard isFirstView else {
             stats.staleMessagesDropped += 1
             return
@@ -607,7 +616,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         }
         // Bound what a peer can make this member hold: a window's worth of messages, twice.
         let assembliesMax = 2 * settings.configuration.windowMessagesMax
-        let blockBytes = raw.readableBytes - bytesAt
+        let blockBytes = frameBytes.count - bytesAt
         // Blocks of a message arrive in order along the chain, so each continues where the last
         // ended and a complete payload has no gap (its storage starts uninitialized).
         var assembly = assemblies[origin].removeValue(forKey: block.index)
@@ -619,10 +628,8 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             return
         }
         assembly.bytes.withUnsafeMutableBytes { target in
-            raw.withUnsafeReadableBytes { source in
-                if let from = source.baseAddress, let to = target.baseAddress {
-                    (to + block.offset).copyMemory(from: from + bytesAt, byteCount: blockBytes)
-                }
+            if let from = frameBytes.baseAddress, let to = target.baseAddress {
+                (to + block.offset).copyMemory(from: from + bytesAt, byteCount: blockBytes)
             }
         }
         assembly.filled += blockBytes
@@ -630,10 +637,11 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         // Pass it on at once (the pipeline), unless the next member is the origin.
         let successor = (settings.memberRank + 1) % count
         if successor != origin {
+            let forwarded = raw ?? ByteBuffer(bytes: frameBytes)
             if isReady, let next = links[successor] {
-                next.write(raw)
+                next.write(forwarded)
             } else {
-                forwardBacklog.append(raw)
+                forwardBacklog.append(forwarded)
             }
             stats.blocksForwarded += 1
         }

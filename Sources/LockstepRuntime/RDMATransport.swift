@@ -823,10 +823,15 @@ final class RDMAPoller: @unchecked Sendable {
                 let chunk = UnsafeRawBufferPointer(start: memory + offset, count: length)
                 if link.cumulation.readableBytes == 0 {
                     var used = 0
-                    while used < length, !link.isClosed,
-                        let (frame, bytes) = try FrameDecoder.nextFrame(
-                            in: UnsafeRawBufferPointer(rebasing: chunk[used...]), allocator: allocator, limits: limits)
-                    {
+                    while used < length, !link.isClosed {
+                        let rest = UnsafeRawBufferPointer(rebasing: chunk[used...])
+                        // A relay block is lent to the runtime in place (no copy unless it forwards it).
+                        if let (block, bytesAt, bytes) = try FrameDecoder.blockFrame(in: rest, limits: limits) {
+                            used += bytes
+                            deliver(ReceivedFrame(block: block, lent: UnsafeRawBufferPointer(rebasing: rest[0..<bytes]), blockBytesAt: bytesAt), on: link, delegate)
+                            continue
+                        }
+                        guard let (frame, bytes) = try FrameDecoder.nextFrame(in: rest, allocator: allocator, limits: limits) else { break }
                         used += bytes
                         deliver(frame, on: link, delegate)
                     }

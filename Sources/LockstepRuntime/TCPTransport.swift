@@ -172,18 +172,26 @@ struct FrameDecoder: ByteToMessageDecoder {
         // A relay block is not decoded into a copy: its header is checked and the frame's bytes
         // are handed on as they are (copied once, out of the stream's buffer, to be forwarded and assembled).
         if bytes.count >= Wire.headerBytes, bytes[5] == Wire.FrameType.block.rawValue {
-            // The header alone: checks magic, version and the length limit (nil: body to come).
-            _ = try Wire.decode(UnsafeRawBufferPointer(rebasing: bytes[0..<Wire.headerBytes]), limits: limits)
-            let length = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-            let frameBytes = Wire.headerBytes + Int(length)
-            guard bytes.count >= frameBytes else { return nil }
+            guard let (block, bytesAt, frameBytes) = try blockFrame(in: bytes, limits: limits) else { return nil }
             var raw = allocator.buffer(capacity: frameBytes)
             raw.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[0..<frameBytes]))
-            let header = try raw.withUnsafeReadableBytes { raw in try Wire.decodeBlockHeader(raw, limits: limits) }
-            return (ReceivedFrame(frame: .block(header.block), raw: raw, blockBytesAt: header.bytesAt), frameBytes)
+            return (ReceivedFrame(frame: .block(block), raw: raw, blockBytesAt: bytesAt), frameBytes)
         }
         guard let (frame, used) = try Wire.decode(bytes, limits: limits) else { return nil }
         return (ReceivedFrame(frame: frame), used)
+    }
+
+    /// A whole relay block frame at the start of `bytes`: its header, where its payload bytes
+    /// start, and its length (nil: not a block, or not all there yet). Checked, not copied.
+    static func blockFrame(in bytes: UnsafeRawBufferPointer, limits: WireLimits) throws -> (Block, bytesAt: Int, frameBytes: Int)? {
+        guard bytes.count >= Wire.headerBytes, bytes[5] == Wire.FrameType.block.rawValue else { return nil }
+        // The header alone: checks magic, version and the length limit (nil: body to come).
+        _ = try Wire.decode(UnsafeRawBufferPointer(rebasing: bytes[0..<Wire.headerBytes]), limits: limits)
+        let length = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+        let frameBytes = Wire.headerBytes + Int(length)
+        guard bytes.count >= frameBytes else { return nil }
+        let header = try Wire.decodeBlockHeader(UnsafeRawBufferPointer(rebasing: bytes[0..<frameBytes]), limits: limits)
+        return (header.block, header.bytesAt, frameBytes)
     }
 
     mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws

@@ -23,16 +23,26 @@ public protocol TransportLink: AnyObject, Sendable {
 }
 
 /// A frame as a transport hands it over.
-public struct ReceivedFrame: Sendable {
+public struct ReceivedFrame: @unchecked Sendable {
     public var frame: Frame
     /// For a relay block: the whole frame as received (forwarded unchanged); its bytes start at
     /// `blockBytesAt`.
     public var raw: ByteBuffer?
+    /// For a relay block, instead of `raw`: the whole frame in the transport's own memory (the
+    /// RDMA ring), lent for the duration of the `received` call only (hence `@unchecked
+    /// Sendable`: it never leaves the event loop). The runtime copies what it keeps.
+    public var lent: UnsafeRawBufferPointer?
     public var blockBytesAt: Int
 
     public init(frame: Frame, raw: ByteBuffer? = nil, blockBytesAt: Int = 0) {
         self.frame = frame
         self.raw = raw
+        self.blockBytesAt = blockBytesAt
+    }
+
+    public init(block: Block, lent: UnsafeRawBufferPointer, blockBytesAt: Int) {
+        self.frame = .block(block)
+        self.lent = lent
         self.blockBytesAt = blockBytesAt
     }
 }
