@@ -283,6 +283,10 @@ final class RDMAPoller: @unchecked Sendable {
     /// Disconnected connections whose memory the event loop may still read, until it releases them.
     private var graveyard: [UInt32: OpaquePointer] = [:]
     private var dials: [UInt32: (rank: Int, deadline: ContinuousClock.Instant, CheckedContinuation<Void, Error>)] = [:]
+    /// When each dial started: a connect request nobody answers (a peer exiting, a lost request)
+    /// is given up after `dialAttemptTimeout` and retried, so no dial waits forever.
+    private var dialStarted: [UInt32: ContinuousClock.Instant] = [:]
+    private let dialAttemptTimeout = Duration.seconds(5)
     private var redials: [(at: ContinuousClock.Instant, rank: Int, deadline: ContinuousClock.Instant, CheckedContinuation<Void, Error>)] = []
     private var events: [LinkEvent] = []
     private var local = RDMAStatistics()
@@ -465,6 +469,21 @@ final class RDMAPoller: @unchecked Sendable {
         connection.dialedRank = rank
         connections[connection.id] = connection
         dials[connection.id] = (rank, deadline, continuation)
+        dialStarted[connection.id] = .now
+    }
+
+    /// A dial failed (`reason`): retried in 50 ms, or given up past its deadline.
+    private func dialFailed(_ id: UInt32, conn: OpaquePointer, reason: String) {
+        connections.removeValue(forKey: id)
+        dialStarted.removeValue(forKey: id)
+        lsv_conn_close(conn)
+        guard let dial = dials.removeValue(forKey: id) else { return }
+        if ContinuousClock.now > dial.deadline {
+            let address = settings.addresses[dial.rank]
+            dial.2.resume(throwing: RuntimeError("cannot connect to member rank \(dial.rank) at \(address) over RDMA: \(reason)"))
+        } else {
+            redials.append((ContinuousClock.now + .milliseconds(50), dial.rank, dial.deadline, dial.2))
+        }
     }
 
     // MARK: - rdma_cm
@@ -481,6 +500,7 @@ final class RDMAPoller: @unchecked Sendable {
                 guard let conn = result.conn else { continue }
                 let id = lsv_conn_id(conn)
                 guard let connection = connections[id] else { continue }
+                dialStarted.removeValue(forKey: id)
                 connection.established = true
                 if connection.dialedRank != nil { connection.link.memory = connection.memory }
                 if let dial = dials.removeValue(forKey: id) {
@@ -499,16 +519,7 @@ final class RDMAPoller: @unchecked Sendable {
                 connections[connection.id] = connection
             case LSV_CM_FAILED:
                 guard let conn = result.conn else { continue }
-                let id = lsv_conn_id(conn)
-                connections.removeValue(forKey: id)
-                lsv_conn_close(conn)
-                guard let dial = dials.removeValue(forKey: id) else { continue }
-                if ContinuousClock.now > dial.deadline {
-                    let address = settings.addresses[dial.rank]
-                    dial.2.resume(throwing: RuntimeError("cannot connect to member rank \(dial.rank) at \(address) over RDMA: \(reason)"))
-                } else {
-                    redials.append((ContinuousClock.now + .milliseconds(50), dial.rank, dial.deadline, dial.2))
-                }
+                dialFailed(lsv_conn_id(conn), conn: conn, reason: reason)
             case LSV_CM_DISCONNECTED:
                 guard let conn = result.conn, let connection = connections.removeValue(forKey: lsv_conn_id(conn)) else { continue }
                 bury(connection)
@@ -741,6 +752,13 @@ final class RDMAPoller: @unchecked Sendable {
         guard now - lastTimeoutCheck > .milliseconds(10) else { return }
         lastTimeoutCheck = now
         publishStatistics()
+        for (id, started) in dialStarted where now - started > dialAttemptTimeout {
+            if let connection = connections[id] {
+                dialFailed(id, conn: connection.conn, reason: "no answer to the connect request within \(dialAttemptTimeout)")
+            } else {
+                dialStarted.removeValue(forKey: id)
+            }
+        }
         for connection in connections.values where connection.established && !connection.failed {
             if let since = connection.stalledSince, now - since > rdma.peerTimeout {
                 fail(connection, "the peer stopped answering: no completion or credit for \(rdma.peerTimeout)")
