@@ -176,10 +176,15 @@ final class RDMALink: TransportLink, @unchecked Sendable {
 
     func flush() {
         guard !unflushed.isEmpty, !isClosed else { return }
-        let frames = unflushed
+        // One flush command covers every frame queued before the poller takes them: submit only
+        // when the queue was empty (otherwise a command is pending and will take these too).
+        let wasEmpty = outbound.withLock { queue in
+            let wasEmpty = queue.isEmpty
+            queue.append(contentsOf: unflushed)
+            return wasEmpty
+        }
         unflushed.removeAll(keepingCapacity: true)
-        outbound.withLock { $0.append(contentsOf: frames) }
-        poller.submit(.flush(connectionID))
+        if wasEmpty { poller.submit(.flush(connectionID)) }
     }
 
     func close() {
@@ -282,10 +287,9 @@ final class RDMAPoller: @unchecked Sendable {
     private var connections: [UInt32: Connection] = [:]
     /// Disconnected connections whose memory the event loop may still read, until it releases them.
     private var graveyard: [UInt32: OpaquePointer] = [:]
-    private var dials: [UInt32: (rank: Int, deadline: ContinuousClock.Instant, CheckedContinuation<Void, Error>)] = [:]
-    /// When each dial started: a connect request nobody answers (a peer exiting, a lost request)
-    /// is given up after `dialAttemptTimeout` and retried, so no dial waits forever.
-    private var dialStarted: [UInt32: ContinuousClock.Instant] = [:]
+    /// Dials in progress, with when each attempt started: a connect request nobody answers (a
+    /// peer exiting, a lost request) is given up after `dialAttemptTimeout` and retried.
+    private var dials: [UInt32: (rank: Int, deadline: ContinuousClock.Instant, CheckedContinuation<Void, Error>, started: ContinuousClock.Instant)] = [:]
     private let dialAttemptTimeout = Duration.seconds(5)
     private var redials: [(at: ContinuousClock.Instant, rank: Int, deadline: ContinuousClock.Instant, CheckedContinuation<Void, Error>)] = []
     private var events: [LinkEvent] = []
@@ -421,11 +425,8 @@ final class RDMAPoller: @unchecked Sendable {
     }
 
     private func runCommands() -> Bool {
-        let taken = commands.withLock { list -> [Command] in
-            let taken = list
-            list.removeAll(keepingCapacity: true)
-            return taken
-        }
+        var taken: [Command] = []
+        commands.withLock { swap(&taken, &$0) }
         for command in taken {
             switch command {
             case .flush(let id):
@@ -433,11 +434,8 @@ final class RDMAPoller: @unchecked Sendable {
                     // Closed or failed: what it held is dropped, like a closed socket's buffer.
                     continue
                 }
-                let frames = connection.link.outbound.withLock { list -> [ByteBuffer] in
-                    let frames = list
-                    list.removeAll(keepingCapacity: true)
-                    return frames
-                }
+                var frames: [ByteBuffer] = []
+                connection.link.outbound.withLock { swap(&frames, &$0) }
                 for frame in frames { connection.pending.append(frame) }
             case .close(let id):
                 guard let connection = connections.removeValue(forKey: id) else { continue }
@@ -468,14 +466,12 @@ final class RDMAPoller: @unchecked Sendable {
         let connection = Connection(conn: conn, link: link)
         connection.dialedRank = rank
         connections[connection.id] = connection
-        dials[connection.id] = (rank, deadline, continuation)
-        dialStarted[connection.id] = .now
+        dials[connection.id] = (rank, deadline, continuation, .now)
     }
 
     /// A dial failed (`reason`): retried in 50 ms, or given up past its deadline.
     private func dialFailed(_ id: UInt32, conn: OpaquePointer, reason: String) {
         connections.removeValue(forKey: id)
-        dialStarted.removeValue(forKey: id)
         lsv_conn_close(conn)
         guard let dial = dials.removeValue(forKey: id) else { return }
         if ContinuousClock.now > dial.deadline {
@@ -500,7 +496,6 @@ final class RDMAPoller: @unchecked Sendable {
                 guard let conn = result.conn else { continue }
                 let id = lsv_conn_id(conn)
                 guard let connection = connections[id] else { continue }
-                dialStarted.removeValue(forKey: id)
                 connection.established = true
                 if connection.dialedRank != nil { connection.link.memory = connection.memory }
                 if let dial = dials.removeValue(forKey: id) {
@@ -640,8 +635,10 @@ final class RDMAPoller: @unchecked Sendable {
     }
 
     private func released(_ connection: Connection, bytes: Int) {
-        let before = connection.link.queuedBytes.subtract(bytes, ordering: .relaxed).oldValue
-        if before >= highWater, before - bytes < highWater / 2,
+        // `reportWritable` says the event loop found the link unwritable: tell it once the queue
+        // is below half the high-water mark (however many steps it took to get there).
+        let after = connection.link.queuedBytes.subtract(bytes, ordering: .relaxed).newValue
+        if after < highWater / 2, connection.link.reportWritable.load(ordering: .relaxed),
             connection.link.reportWritable.exchange(false, ordering: .relaxed)
         {
             events.append(.writable(connection.link))
@@ -752,12 +749,9 @@ final class RDMAPoller: @unchecked Sendable {
         guard now - lastTimeoutCheck > .milliseconds(10) else { return }
         lastTimeoutCheck = now
         publishStatistics()
-        for (id, started) in dialStarted where now - started > dialAttemptTimeout {
-            if let connection = connections[id] {
-                dialFailed(id, conn: connection.conn, reason: "no answer to the connect request within \(dialAttemptTimeout)")
-            } else {
-                dialStarted.removeValue(forKey: id)
-            }
+        for (id, dial) in dials where now - dial.started > dialAttemptTimeout {
+            guard let connection = connections[id] else { continue }
+            dialFailed(id, conn: connection.conn, reason: "no answer to the connect request within \(dialAttemptTimeout)")
         }
         for connection in connections.values where connection.established && !connection.failed {
             if let since = connection.stalledSince, now - since > rdma.peerTimeout {
