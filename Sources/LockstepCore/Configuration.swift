@@ -19,6 +19,13 @@ public struct Configuration: Sendable, Equatable {
     /// delivered minimum. It bounds every receive buffer too: a member buffers at most this many
     /// undelivered messages per sender.
     public var windowMessagesMax: Int = 1_024
+    /// The window in bytes, beside the message count: a sender's messages in flight (sent and not
+    /// yet released by the window) carry at most this many payload bytes, so a member's memory
+    /// is bounded by about senders x windowBytesMax whatever the message size (one message is
+    /// always admitted into an empty window, so a larger message still goes, alone). 16 MiB: at
+    /// 1 MiB it is 16 messages, at 64 KiB 256, and below 16 KiB the message count binds; it fills
+    /// a 1 Gbit/s link for 130 ms (docs/PROTOCOL.md, "Window", has the measurements).
+    public var windowBytesMax: Int = 16 * 1_024 * 1_024
     /// The largest payload a message may carry.
     public var messageBytesMax: Int = 16 * 1_024 * 1_024
     /// At most this many messages (a run of nulls counts as one) in one data batch.
@@ -48,6 +55,7 @@ public struct Configuration: Sendable, Equatable {
     /// Rejects values that cannot work, naming the field and the reason.
     public func validate() throws(ConfigurationError) {
         try Self.check(windowMessagesMax, "windowMessagesMax", in: 1...(1 << 22))
+        try Self.check(windowBytesMax, "windowBytesMax", in: 1_024...(1 << 40))
         try Self.check(messageBytesMax, "messageBytesMax", in: 1...(1 << 30))
         try Self.check(batchMessagesMax, "batchMessagesMax", in: 1...(1 << 16))
         try Self.check(batchBytesMax, "batchBytesMax", in: 1...(1 << 30))

@@ -53,6 +53,13 @@ public struct OrderingCore: Sendable {
     private var transmittedCount: UInt64 = 0
     /// This member may assign indices below this (the window's upper edge), cached.
     private var sendLimit: UInt64
+    /// The window in bytes: payload bytes of own messages at or above `ownBytesBase` (the
+    /// window's lower edge as last seen), and each one's size by index (mask as in SlotRing;
+    /// zeroed once released, so a slot later taken by a null counts nothing).
+    private var ownWindowBytes = 0
+    private var ownBytesBase: UInt64 = 0
+    private var ownSizes: [Int]
+    private let ownSizesMask: UInt64
     /// Bumped on every change of this member's row; compared with the last row sent.
     var rowVersion: UInt64 = 1
     private var sentRowVersion: UInt64 = 0
@@ -108,6 +115,10 @@ public struct OrderingCore: Sendable {
             repeating: SlotRing(capacity: configuration.windowMessagesMax), count: view.senderCount)
         self.unorderedDelivered = Array(repeating: 0, count: view.senderCount)
         self.sendLimit = UInt64(configuration.windowMessagesMax)
+        var sizes = 1
+        while sizes < configuration.windowMessagesMax { sizes <<= 1 }
+        self.ownSizes = view.senderRank(ofMemberRank: memberRank) == nil ? [0] : Array(repeating: 0, count: sizes)
+        self.ownSizesMask = view.senderRank(ofMemberRank: memberRank) == nil ? 0 : UInt64(sizes - 1)
     }
 
     // MARK: - Observation
@@ -117,7 +128,23 @@ public struct OrderingCore: Sendable {
     public var sendCapacity: Int {
         guard let own = senderRank, !wedged, removedReason == nil else { return 0 }
         let next = rows[memberRank].received[own]
-        return sendLimit > next ? Int(sendLimit - next) : 0
+        guard sendLimit > next, admits(bytes: 1) else { return 0 }
+        return Int(sendLimit - next)
+    }
+
+    /// Payload bytes the window admits right now besides its message count: a message of up to
+    /// this many bytes may be sent (one message is always admitted into an empty window, however
+    /// large, so a message above windowBytesMax still goes, alone).
+    public var sendCapacityBytes: Int {
+        ownWindowBytes == 0 ? Int.max : max(0, configuration.windowBytesMax - ownWindowBytes)
+    }
+
+    /// Payload bytes of this member's own messages in flight (sent, not yet released by the window).
+    public var windowBytesInFlight: Int { ownWindowBytes }
+
+    @inline(__always)
+    private func admits(bytes: Int) -> Bool {
+        ownWindowBytes == 0 || ownWindowBytes + bytes <= configuration.windowBytesMax
     }
 
     /// The stability frontier: every global sequence below it is held by every member.
@@ -190,7 +217,14 @@ public struct OrderingCore: Sendable {
         guard index < sendLimit else {
             throw CoreError(.windowFull, "index \(index) reaches the window's edge \(sendLimit)")
         }
+        guard admits(bytes: payload.count) else {
+            throw CoreError(
+                .windowFull,
+                "\(payload.count) bytes would pass windowBytesMax \(configuration.windowBytesMax) (\(ownWindowBytes) in flight)")
+        }
         rings[own][index] = payload
+        ownSizes[Int(truncatingIfNeeded: index & ownSizesMask)] = payload.count
+        ownWindowBytes += payload.count
         rows[memberRank].received[own] = index + 1
         rowVersion &+= 1
         statistics.messagesSubmitted += 1
@@ -548,6 +582,15 @@ public struct OrderingCore: Sendable {
             base = minimumReceived(sender: own)
         }
         sendLimit = base + windowWide
+        // Own messages below the window's lower edge are released everywhere: their bytes leave
+        // the window.
+        while ownBytesBase < base {
+            let slot = Int(truncatingIfNeeded: ownBytesBase & ownSizesMask)
+            ownWindowBytes -= ownSizes[slot]
+            ownSizes[slot] = 0
+            ownBytesBase += 1
+        }
+        precondition(ownWindowBytes >= 0, "window bytes went negative (\(ownWindowBytes)) at base \(base)")
     }
 
     /// How many of sender `senderRank`'s indices have a global sequence below `global`.

@@ -17,7 +17,8 @@ import NIOPosix
 
 /// A control message (Frame.control), as JSON.
 struct ControlMessage: Codable, Sendable {
-    enum Kind: String, Codable, Sendable { case join, redirect, refused, welcome, address }
+    /// `done`: a member finished its workload and leaves with the group (MemberRuntime.finish).
+    enum Kind: String, Codable, Sendable { case join, redirect, refused, welcome, address, done }
     struct Member: Codable, Sendable {
         var id: UInt64
         var host: String
@@ -92,7 +93,7 @@ extension MemberRuntime {
                 return Welcome(
                     view: view, memberRank: rank, addresses: members.map { PeerAddress(host: $0.host, port: $0.port) },
                     snapshot: answer.snapshot.map { [UInt8]($0) } ?? [])
-            case .join, .address:
+            case .join, .address, .done:
                 throw RuntimeError("unexpected \(answer.kind) from \(target)")
             }
         }

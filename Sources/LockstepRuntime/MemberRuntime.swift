@@ -74,8 +74,9 @@ public struct RuntimeSettings: Sendable {
 /// (the benchmark's workload uses this: no hop between threads per message).
 /// Implementations are used only on the member's event loop (hence `@unchecked Sendable` is fine there).
 public protocol MessageSource: AnyObject, Sendable {
-    /// Appends at most `limit` payloads to `payloads`.
-    func nextPayloads(limit: Int, into payloads: inout [Payload])
+    /// Appends at most `limit` payloads, of at most `bytesLimit` bytes together, to `payloads`
+    /// (the window's room in messages and in bytes).
+    func nextPayloads(limit: Int, bytesLimit: Int, into payloads: inout [Payload])
 }
 
 /// Why a runtime could not start or a send was refused.
@@ -110,6 +111,29 @@ public struct RuntimeStatistics: Sendable {
     /// Messages of a view not installed yet, held until it is; stale ones dropped.
     public var futureMessagesHeld: UInt64 = 0
     public var staleMessagesDropped: UInt64 = 0
+    /// Occupancy now (filled in by `statistics()`): the window (own messages in flight, their
+    /// payload bytes, the room left in messages), application sends waiting for it, frames of
+    /// the next view held, batches waiting for relayed payloads, payloads being assembled, and
+    /// relay blocks waiting for a link.
+    public var windowMessagesFree = 0
+    public var windowBytesInFlight = 0
+    public var sendQueueMessages = 0
+    public var futureFramesHeld = 0
+    public var futureBytesHeld = 0
+    public var relayBatchesWaiting = 0
+    public var relayAssemblies = 0
+    public var relayAssemblyBytes = 0
+    public var relayBlocksBacklogged = 0
+    /// Members of the view with a link up, and the members that said they are done (`finish`).
+    public var linksUp = 0
+    public var membersDone = 0
+
+    /// Holds a suspicion in its current view (it wedged after the last install).
+    public var isWedgedNow: Bool {
+        guard let wedged = wedgedAtUptimeNanoseconds else { return false }
+        guard let installed = viewInstalledAtUptimeNanoseconds else { return true }
+        return wedged > installed
+    }
 }
 
 public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
@@ -136,9 +160,9 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
     private var isClosed = false
     private let readyPromise: EventLoopPromise<Void>
     private var stats = RuntimeStatistics()
-    // The relay (see `sendThroughRelay`): per origin member rank, data batches waiting for
-    // relayed payloads (kept in arrival order, so per-sender FIFO holds), payloads being
-    // assembled from blocks, and blocks waiting for a link to the next member.
+    // The relay (see `sendThroughRelay`): per origin slot, data batches waiting for relayed
+    // payloads (kept in arrival order, so per-sender FIFO holds), payloads being assembled from
+    // blocks, and blocks waiting for a link to the next member.
     private var waitingBatches: [CircularBuffer<(DataBatch, [RelayedEntry])>]
     private var assemblies: [[UInt64: Assembly]]
     private var forwardBacklog: [ByteBuffer] = []
@@ -146,9 +170,11 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
     // identified at connect time). Ranks change with every view; these map between the two.
     private var slotOfRank: [Int]
     private var rankOfSlot: [Int?]
-    /// Traffic of a view not installed yet, by slot, in arrival order (bounded).
-    private var future: [(Int, Message)] = []
+    /// Traffic of a view not installed yet, by slot, in arrival order (bounded in frames and bytes).
+    private var future: [(Int, HeldFrame)] = []
     private var futureMessagesMax: Int
+    private var futureBytes = 0
+    private var futureBytesMax: Int
     private var replayPending = false
     // Joins. Slots grow as joiners connect: `slotMembers[slot]` is who it is, `slotAddresses`
     // where it listens (for welcomes). Joiners this member accepted as leader wait on their join
@@ -163,6 +189,33 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
     private var effectView: View
     private var ledBeforePoll = false
     private var snapshotProvider: (@Sendable () -> [UInt8])?
+    // Finishing together (`finish`): the members that said they are done, this member's own
+    // word, and who waits for everyone's. Once a peer is done (or this member closes), its link
+    // going down is expected: logged at info level, not suspected.
+    private var membersDone: Set<MemberID> = []
+    private var saidDone = false
+    private var allDone: EventLoopPromise<Void>?
+
+    /// A frame of a view this member has not installed yet, kept until it does.
+    private enum HeldFrame {
+        case message(Message)
+        case relayed(DataBatch, [RelayedEntry])
+        /// A relay block: the whole frame, its payload bytes starting at the offset.
+        case block(Block, ByteBuffer, Int)
+
+        var bytes: Int {
+            switch self {
+            case .message(.data(let batch)):
+                return batch.entries.reduce(64) { total, entry in
+                    if case .message(let payload) = entry { return total + 5 + payload.count }
+                    return total + 9
+                }
+            case .message(.row): return 256
+            case .relayed(let batch, _): return 64 + 16 * batch.entries.count
+            case .block(_, let buffer, _): return buffer.readableBytes
+            }
+        }
+    }
 
     private struct Assembly {
         var bytes: [UInt8]
@@ -226,6 +279,9 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         self.slotAddresses = settings.addresses
         self.effectView = settings.view
         self.futureMessagesMax = 4 * settings.configuration.windowMessagesMax * settings.view.memberCount + 1_024
+        // What peers can send ahead of an install: their windows (data re-sent in the next view)
+        // and the relay's blocks of them, with room for rows.
+        self.futureBytesMax = 2 * settings.configuration.windowBytesMax * settings.view.memberCount + 16 * 1_024 * 1_024
         effects.reserveCapacity(4_096)
     }
 
@@ -286,6 +342,19 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             var stats = self.stats
             stats.core = self.core.statistics
             stats.viewID = self.core.view.id.rawValue
+            stats.windowMessagesFree = self.core.sendCapacity
+            stats.windowBytesInFlight = self.core.windowBytesInFlight
+            stats.sendQueueMessages = self.sendQueue.count
+            stats.futureFramesHeld = self.future.count
+            stats.futureBytesHeld = self.futureBytes
+            stats.relayBatchesWaiting = self.waitingBatches.reduce(0) { $0 + $1.count }
+            stats.relayAssemblies = self.assemblies.reduce(0) { $0 + $1.count }
+            stats.relayAssemblyBytes = self.assemblies.reduce(0) { total, byIndex in
+                byIndex.values.reduce(total) { $0 + $1.bytes.count }
+            }
+            stats.relayBlocksBacklogged = self.forwardBacklog.count
+            stats.linksUp = self.slotOfRank.filter { $0 >= 0 && $0 != self.settings.memberRank && self.links[$0] != nil }.count
+            stats.membersDone = self.membersDone.count
             return stats
         }.get()
     }
@@ -297,6 +366,49 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
     public var sendCapacityOnLoop: Int {
         eventLoop.preconditionInEventLoop()
         return core.sendCapacity
+    }
+
+    /// Ends this member together with the rest of the view, quietly: says it is done (a control
+    /// frame to every member, after everything it sent), waits until every member of the current
+    /// view has said so too, or `timeout` passes, then closes. A peer that is done and closes is
+    /// not a failure: nobody suspects it or logs an error. Returns the members not heard to be
+    /// done (empty when everyone was).
+    public func finish(timeout: Duration) async -> [MemberID] {
+        let waited: EventLoopFuture<Void> = eventLoop.flatSubmit {
+            let promise = self.eventLoop.makePromise(of: Void.self)
+            self.allDone = promise
+            self.saidDone = true
+            self.membersDone.insert(self.settings.view.members[self.settings.memberRank])
+            let done = ControlMessage(kind: .done, id: self.settings.view.members[self.settings.memberRank].rawValue).encoded()
+            self.forEachPeerLink { _, link in
+                link.write(done)
+                link.flush()
+            }
+            self.checkAllDone()
+            return promise.futureResult
+        }
+        let timer = eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.nanosecondsClamped))) {
+            self.allDone?.succeed(())
+            self.allDone = nil
+        }
+        try? await waited.get()
+        timer.cancel()
+        let missing = (try? await eventLoop.submit { self.core.view.members.filter { !self.membersDone.contains($0) } }.get()) ?? []
+        await close()
+        return missing
+    }
+
+    private func checkAllDone() {
+        guard saidDone, let promise = allDone, core.view.members.allSatisfy(membersDone.contains) else { return }
+        allDone = nil
+        promise.succeed(())
+    }
+
+    /// A link to this member going down is expected: it said it is done, or this member closes.
+    private func isExpectedDown(slot: Int?) -> Bool {
+        if isClosed { return true }
+        guard let slot, slotMembers.indices.contains(slot) else { return false }
+        return membersDone.contains(slotMembers[slot])
     }
 
     public func close() async {
@@ -381,6 +493,14 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
                 link.write(ControlMessage(kind: .refused, reason: reason).encoded())
                 link.flush()
             }
+        case .done:
+            guard let slot, message.id == slotMembers[slot].rawValue else {
+                closeLink(link, reason: "a done frame from an unidentified link or for another member")
+                return
+            }
+            membersDone.insert(slotMembers[slot])
+            logger.info("member \(slotMembers[slot]) is done")
+            checkAllDone()
         case .redirect, .refused, .welcome:
             closeLink(link, reason: "unexpected control frame \(message.kind) from a peer")
         }
@@ -416,7 +536,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         case .message(let message):
             received(message, from: rank, link: link)
         case .relayedData(let batch, let relayed):
-            receivedRelayedData(batch, relayed: relayed, from: rank)
+            receivedRelayedData(batch, relayed: relayed, from: rank, link: link)
         case .block(let block):
             if let raw = frame.raw {
                 raw.withUnsafeReadableBytes { bytes in
@@ -433,6 +553,10 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
     public func readsComplete() { poll() }
 
     public func linkFailed(_ link: TransportLink, reason: String) {
+        if isExpectedDown(slot: links.firstIndex { $0 === link }) {
+            logger.info("closing the link of a member that is done: \(reason)")
+            return
+        }
         stats.linksClosedWithError += 1
         logger.error("closing link: \(reason)")
     }
@@ -442,8 +566,9 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         for rank in links.indices where rank != settings.memberRank && links[rank] == nil { return }
         isReady = true
         readyPromise.succeed(())
-        let successor = (settings.memberRank + 1) % links.count
-        for block in forwardBacklog { links[successor]?.write(block) }
+        if let successor = relaySuccessorSlot(in: core.view) {
+            for block in forwardBacklog { links[successor]?.write(block) }
+        }
         forwardBacklog = []
         poll()
     }
@@ -453,12 +578,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         if viewID != core.view.id {
             if viewID > core.view.id {
                 // A peer installed the next view first: hold its traffic until this member does.
-                guard future.count < futureMessagesMax else {
-                    closeLink(link, reason: "member slot \(slot) sent more than \(futureMessagesMax) messages of \(viewID) ahead of this member's \(core.view.id)")
-                    return
-                }
-                future.append((slot, message))
-                stats.futureMessagesHeld += 1
+                guard hold(.message(message), from: slot, viewID: viewID, link: link) else { return }
                 // Its sender is alive even if this member is slow to install the view.
                 if let rank = rankOfSlot[slot] { try? core.handle(.heard(fromMemberRank: rank)) }
             } else {
@@ -478,7 +598,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             stats.staleMessagesDropped += 1
             return
         }
-        if case .data(let batch) = message, isFirstView, !waitingBatches[slot].isEmpty {
+        if case .data(let batch) = message, !waitingBatches[slot].isEmpty {
             // Behind a batch that waits for relayed payloads: keep the sender's order.
             waitingBatches[slot].append((batch, []))
             return
@@ -490,9 +610,19 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         }
     }
 
-    /// The relay runs in the first view only (its chain is by first-view rank); after a view
-    /// change large payloads go directly (see docs/MEMBERSHIP.md, "Not built").
-    private var isFirstView: Bool { core.view.id.rawValue == 1 && settings.view.id.rawValue == 1 }
+    /// Holds a frame of a view not installed yet; false if that would pass the bound (the link
+    /// is then closed: a peer this far ahead is not one this member can catch up with).
+    private func hold(_ frame: HeldFrame, from slot: Int, viewID: ViewID, link: TransportLink) -> Bool {
+        let bytes = frame.bytes
+        guard future.count < futureMessagesMax, futureBytes + bytes <= futureBytesMax else {
+            closeLink(link, reason: "member slot \(slot) sent more than \(futureMessagesMax) frames or \(futureBytesMax) bytes of \(viewID) ahead of this member's \(core.view.id)")
+            return false
+        }
+        future.append((slot, frame))
+        futureBytes += bytes
+        stats.futureMessagesHeld += 1
+        return true
+    }
 
     /// Links of the other members of the view the effects being carried out belong to. Not
     /// `core.view`: after a poll that installs a view the core is already in the next one, while
@@ -528,6 +658,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             assemblies[slot].removeAll()
         }
         forwardBacklog.removeAll()
+        futureBytes = 0
         stats.viewInstalledAtUptimeNanoseconds = NIODeadline.now().uptimeNanoseconds
         stats.wedgedAtUptimeNanoseconds = stats.wedgedAtUptimeNanoseconds ?? stats.viewInstalledAtUptimeNanoseconds
         logger.warning("installed \(view) at rank \(core.memberRank)")
@@ -539,9 +670,19 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         replayPending = false
         let held = future
         future = []
-        for (slot, message) in held {
+        futureBytes = 0
+        for (slot, frame) in held {
             guard let link = links[slot] else { continue }
-            received(message, from: slot, link: link)
+            switch frame {
+            case .message(let message):
+                received(message, from: slot, link: link)
+            case .relayed(let batch, let relayed):
+                receivedRelayedData(batch, relayed: relayed, from: slot, link: link)
+            case .block(let block, let buffer, let bytesAt):
+                buffer.withUnsafeReadableBytes { bytes in
+                    receivedBlock(block, frameBytes: bytes, raw: buffer, bytesAt: bytesAt, from: slot, link: link)
+                }
+            }
         }
     }
 
@@ -549,22 +690,44 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
     //
     // Large payloads do not go from their sender to every member: the data batch (with each
     // large payload replaced by its length) goes to everyone, as the order needs, while the
-    // payload's bytes go in blocks along a chain, sender rank r -> r+1 -> r+2 ... (mod N), each
-    // member passing a block on as soon as it has it. The sender's link and CPU then carry each
-    // byte once instead of N-1 times, and the copies spread over the group (Derecho's RDMC
-    // does the same with a binomial pipeline). A receiver holds a batch until its relayed
-    // payloads are complete, then hands it to the core; later batches of the same sender wait
-    // behind it, so per-sender FIFO holds. The core is unchanged: it sees whole batches.
+    // payload's bytes go in blocks along a chain of the current view's ranks, sender rank
+    // r -> r+1 -> r+2 ... (mod N), each member passing a block on as soon as it has it. The
+    // sender's link and CPU then carry each byte once instead of N-1 times, and the copies spread
+    // over the group (Derecho's RDMC does the same with a binomial pipeline). A receiver holds a
+    // batch until its relayed payloads are complete, then hands it to the core; later batches of
+    // the same sender wait behind it, so per-sender FIFO holds. The core is unchanged: it sees
+    // whole batches.
+    //
+    // When: a member's egress carries (N-1) x its stream without the relay, and about S streams
+    // with it (it forwards every sender's blocks). So the relay is used in a view with S < N-1
+    // senders, where it lowers the busiest egress, and not when (nearly) everyone sends, where
+    // both carry the same bytes and the relay only adds a hop and a copy (measured:
+    // bench-results/README.md). Every member decides from the view alone, so all agree.
+
+    /// Whether payloads of at least the threshold travel through the relay in `view`.
+    private func relayThreshold(in view: View) -> Int? {
+        guard let threshold = settings.relayThresholdBytes, view.memberCount > 2, view.senderCount < view.memberCount - 1
+        else { return nil }
+        return threshold
+    }
+
+    /// The slot of the next member of the chain in `view` (nil: this member is not in it).
+    private func relaySuccessorSlot(in view: View) -> Int? {
+        guard let rank = view.rank(of: settings.view.members[settings.memberRank]) else { return nil }
+        let slot = slotOfRank[(rank + 1) % view.memberCount]
+        return slot >= 0 ? slot : nil
+    }
 
     /// Sends a batch with large payloads: the batch to everyone, the payloads to the next member.
     private func sendThroughRelay(_ batch: DataBatch, threshold: Int) {
         let direct = encode(.data(batch), relayingFrom: threshold)
-        for rank in links.indices where rank != settings.memberRank {
-            links[rank]?.write(direct)
+        forEachPeerLink(holding: direct) { _, link in
+            link.write(direct)
             stats.framesSent += 1
             stats.bytesSent += UInt64(direct.readableBytes)
         }
-        let successor = (settings.memberRank + 1) % links.count
+        guard let ownRank = effectView.rank(of: settings.view.members[settings.memberRank]) else { return }
+        let successor = relaySuccessorSlot(in: effectView)
         var index = batch.firstIndex
         for entry in batch.entries {
             defer { index += entry.indexCount }
@@ -574,12 +737,12 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
                 let end = min(offset + settings.relayBlockBytes, payload.count)
                 let startIndex = payload.startIndex
                 let block = Block(
-                    originMemberRank: settings.memberRank, index: index, totalBytes: payload.count, offset: offset,
+                    viewID: batch.viewID, originMemberRank: ownRank, index: index, totalBytes: payload.count, offset: offset,
                     bytes: payload[(startIndex + offset)..<(startIndex + end)])
                 let size = Wire.encodedBytes(block)
                 var buffer = ByteBufferAllocator().buffer(capacity: size)
                 buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { Wire.encode(block, into: $0) }
-                links[successor]?.write(buffer)
+                if let successor { links[successor]?.write(buffer) }
                 stats.blocksSent += 1
                 stats.bytesSent += UInt64(size)
                 offset = end
@@ -587,44 +750,59 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         }
     }
 
-    func receivedRelayedData(_ batch: DataBatch, relayed: [RelayedEntry], from rank: Int) {
-        guard batch.viewID == settings.view.id, isFirstView else {
+    func receivedRelayedData(_ batch: DataBatch, relayed: [RelayedEntry], from slot: Int, link: TransportLink) {
+        if batch.viewID != core.view.id {
+            if batch.viewID > core.view.id {
+                _ = hold(.relayed(batch, relayed), from: slot, viewID: batch.viewID, link: link)
+            } else {
+                stats.staleMessagesDropped += 1
+            }
+            return
+        }
+        guard rankOfSlot[slot] != nil else {
             stats.staleMessagesDropped += 1
             return
         }
-        waitingBatches[rank].append((batch, relayed))
-        releaseWaitingBatches(of: rank)
+        waitingBatches[slot].append((batch, relayed))
+        releaseWaitingBatches(ofSlot: slot)
     }
 
     /// A relay block: `frameBytes` is the whole frame, `raw` the same bytes as a buffer when the
-    /// transport has one (else a buffer is made only if the block is forwarded).
+    /// transport has one (else a buffer is made only if the block is forwarded or held).
     func receivedBlock(
-        _ block: Block, frameBytes: UnsafeRawBufferPointer, raw: ByteBuffer?, bytesAt: Int, from rank: Int, link: TransportLink
+        _ block: Block, frameBytes: UnsafeRawBufferPointer, raw: ByteBuffer?, bytesAt: Int, from slot: Int, link: TransportLink
     ) {
-        guard isFirstView else {
-            stats.staleMessagesDropped += 1
+        let view = core.view
+        if block.viewID != view.id {
+            if block.viewID > view.id {
+                _ = hold(.block(block, raw ?? ByteBuffer(bytes: frameBytes), bytesAt), from: slot, viewID: block.viewID, link: link)
+            } else {
+                stats.staleMessagesDropped += 1
+            }
             return
         }
-        let count = links.count
+        let count = view.memberCount
         let origin = block.originMemberRank
-        let predecessor = (settings.memberRank + count - 1) % count
-        guard origin < count, origin != settings.memberRank, settings.view.senderRank(ofMemberRank: origin) != nil,
-            rank == predecessor
+        let ownRank = core.memberRank
+        let predecessor = slotOfRank[(ownRank + count - 1) % count]
+        guard origin < count, origin != ownRank, view.senderRank(ofMemberRank: origin) != nil, slot == predecessor,
+            relayThreshold(in: view) != nil, slotOfRank[origin] >= 0
         else {
-            closeLink(link, reason: "member rank \(rank) relayed a block of member rank \(origin) out of the chain")
+            closeLink(link, reason: "member slot \(slot) relayed a block of member rank \(origin) out of the chain of \(view.id)")
             return
         }
+        let originSlot = slotOfRank[origin]
         // Bound what a peer can make this member hold: a window's worth of messages, twice.
         let assembliesMax = 2 * settings.configuration.windowMessagesMax
         let blockBytes = frameBytes.count - bytesAt
         // Blocks of a message arrive in order along the chain, so each continues where the last
         // ended and a complete payload has no gap (its storage starts uninitialized).
-        var assembly = assemblies[origin].removeValue(forKey: block.index)
+        var assembly = assemblies[originSlot].removeValue(forKey: block.index)
             ?? Assembly(bytes: [UInt8](unsafeUninitializedCapacity: block.totalBytes) { $1 = block.totalBytes }, filled: 0)
         guard assembly.bytes.count == block.totalBytes, block.offset == assembly.filled,
-            assembly.filled + blockBytes <= block.totalBytes, assemblies[origin].count < assembliesMax
+            assembly.filled + blockBytes <= block.totalBytes, assemblies[originSlot].count < assembliesMax
         else {
-            closeLink(link, reason: "member rank \(rank) relayed an inconsistent block \(block.index)@\(block.offset) of member rank \(origin)")
+            closeLink(link, reason: "member slot \(slot) relayed an inconsistent block \(block.index)@\(block.offset) of member rank \(origin)")
             return
         }
         assembly.bytes.withUnsafeMutableBytes { target in
@@ -633,10 +811,9 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             }
         }
         assembly.filled += blockBytes
-        assemblies[origin][block.index] = assembly
+        assemblies[originSlot][block.index] = assembly
         // Pass it on at once (the pipeline), unless the next member is the origin.
-        let successor = (settings.memberRank + 1) % count
-        if successor != origin {
+        if (ownRank + 1) % count != origin, let successor = relaySuccessorSlot(in: view) {
             let forwarded = raw ?? ByteBuffer(bytes: frameBytes)
             if isReady, let next = links[successor] {
                 next.write(forwarded)
@@ -645,11 +822,11 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             }
             stats.blocksForwarded += 1
         }
-        if assembly.isComplete { releaseWaitingBatches(of: origin) }
+        if assembly.isComplete { releaseWaitingBatches(ofSlot: originSlot) }
     }
 
     /// Hands the origin's waiting batches to the core, in order, while their payloads are complete.
-    private func releaseWaitingBatches(of origin: Int) {
+    private func releaseWaitingBatches(ofSlot origin: Int) {
         while let (batch, relayed) = waitingBatches[origin].first {
             for entry in relayed where assemblies[origin][entry.index]?.isComplete != true { return }
             waitingBatches[origin].removeFirst()
@@ -657,17 +834,18 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             for entry in relayed {
                 guard let assembly = assemblies[origin].removeValue(forKey: entry.index), assembly.bytes.count == entry.bytes
                 else {
-                    if let link = links[origin] { closeLink(link, reason: "relayed payload \(entry.index) of member rank \(origin) has the wrong length") }
+                    if let link = links[origin] { closeLink(link, reason: "relayed payload \(entry.index) of member slot \(origin) has the wrong length") }
                     return
                 }
                 entries[entry.position] = .message(assembly.bytes[...])
                 stats.relayedMessagesAssembled += 1
             }
+            guard let rank = rankOfSlot[origin] else { return }
             let whole = DataBatch(viewID: batch.viewID, senderRank: batch.senderRank, firstIndex: batch.firstIndex, entries: entries)
             do {
-                try core.handle(.received(.data(whole), fromMemberRank: origin))
+                try core.handle(.received(.data(whole), fromMemberRank: rank))
             } catch {
-                if let link = links[origin] { closeLink(link, reason: "member rank \(origin) broke the protocol: \(error)") }
+                if let link = links[origin] { closeLink(link, reason: "member rank \(rank) broke the protocol: \(error)") }
             }
         }
     }
@@ -690,6 +868,10 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
     public func linkDown(_ link: TransportLink, peerRank slot: Int?) {
         guard let slot, links[slot] === link else { return }
         links[slot] = nil
+        if isExpectedDown(slot: slot) {
+            if !isClosed { logger.info("link to \(slotMembers[slot]), which is done, closed") }
+            return
+        }
         if !isClosed, let rank = rankOfSlot[slot] {
             // A failed link is a suspicion (shared through the rows): the member wedges and the
             // view change removes the peer.
@@ -706,7 +888,8 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         var rounds = 0
         while true {
             rounds += 1
-            while core.sendCapacity > 0, let (payload, promise) = sendQueue.popFirst() {
+            while core.sendCapacity > 0, let first = sendQueue.first, first.0.count <= core.sendCapacityBytes {
+                let (payload, promise) = sendQueue.removeFirst()
                 do {
                     try core.send(payload)
                     promise.succeed(())
@@ -719,7 +902,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             let capacity = core.sendCapacity
             if capacity > 0, let source {
                 pulled.removeAll(keepingCapacity: true)
-                source.nextPayloads(limit: capacity, into: &pulled)
+                source.nextPayloads(limit: capacity, bytesLimit: core.sendCapacityBytes, into: &pulled)
                 for payload in pulled {
                     do { try core.send(payload) } catch { logger.error("source message refused: \(error)") }
                 }
@@ -736,7 +919,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             }
             // Deliveries in this poll may have opened the window: go round again while there is
             // something to send and room for it. After a few rounds, yield to reads and come back.
-            let moreToSend = !sendQueue.isEmpty || !sourceDrained
+            let moreToSend = (sendQueue.first.map { $0.0.count <= core.sendCapacityBytes } ?? false) || !sourceDrained
             guard moreToSend, core.sendCapacity > 0 else { break }
             if rounds == 4 {
                 eventLoop.execute { self.poll() }
@@ -750,7 +933,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         for effect in effects {
             switch effect {
             case .sendData(let batch):
-                if let threshold = settings.relayThresholdBytes, links.count > 2, isFirstView,
+                if let threshold = relayThreshold(in: effectView),
                     batch.entries.contains(where: { if case .message(let p) = $0 { return p.count >= threshold } else { return false } })
                 {
                     sendThroughRelay(batch, threshold: threshold)
@@ -816,6 +999,11 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         timer?.cancel()
         timer = eventLoop.scheduleTask(deadline: .uptimeNanoseconds(at.nanoseconds)) {
             self.timerAt = nil
+            // A member that is done may close before this one has heard from everyone: its
+            // silence is not a failure.
+            for member in self.membersDone {
+                if let rank = self.core.view.rank(of: member) { try? self.core.handle(.heard(fromMemberRank: rank)) }
+            }
             self.core.tick(Timestamp(nanoseconds: NIODeadline.now().uptimeNanoseconds))
             self.poll()
         }

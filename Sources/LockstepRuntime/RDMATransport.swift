@@ -220,6 +220,11 @@ private final class Connection {
     var failed = false
     // Sending.
     var pending = CircularBuffer<ByteBuffer>()
+    /// Row frames waiting for a row slot: posted before any pending data (strict priority).
+    var pendingRows = CircularBuffer<ByteBuffer>()
+    /// The hello is first in `pending` and not posted yet: rows wait for it (a peer refuses any
+    /// frame before the hello).
+    var helloPending = false
     var sendHead: UInt64 = 0
     var immediatesSent: UInt64 = 0
     var rowsSent: UInt64 = 0
@@ -436,7 +441,11 @@ final class RDMAPoller: @unchecked Sendable {
                 }
                 var frames: [ByteBuffer] = []
                 connection.link.outbound.withLock { swap(&frames, &$0) }
-                for frame in frames { connection.pending.append(frame) }
+                // Rows jump the queue: they go one-sided into their own slots, not into the data
+                // ring, so they wait behind no data that is not yet posted (docs/WIRE.md, "Lanes").
+                for frame in frames {
+                    if isWholeRow(frame) { connection.pendingRows.append(frame) } else { connection.pending.append(frame) }
+                }
             case .close(let id):
                 guard let connection = connections.removeValue(forKey: id) else { continue }
                 bury(connection)
@@ -535,6 +544,7 @@ final class RDMAPoller: @unchecked Sendable {
         var buffer = allocator.buffer(capacity: Wire.encodedHelloBytes)
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Wire.encodedHelloBytes) { Wire.encode(hello, into: $0) }
         connection.pending.prepend(buffer)
+        connection.helloPending = true
     }
 
     // MARK: - Sending
@@ -563,8 +573,8 @@ final class RDMAPoller: @unchecked Sendable {
     /// A buffer that is exactly one row frame, small enough for a row slot.
     private func isWholeRow(_ frame: ByteBuffer) -> Bool {
         guard frame.readableBytes <= rdma.rowSlotBytes, frame.readableBytes >= Wire.headerBytes,
-            frame.getInteger(at: frame.readerIndex + 5, as: UInt8.self) == Wire.FrameType.row.rawValue,
-            let length = frame.getInteger(at: frame.readerIndex + 8, endianness: .little, as: UInt32.self)
+            frame.getInteger(at: frame.readerIndex + Wire.headerTypeOffset, as: UInt8.self) == Wire.FrameType.row.rawValue,
+            let length = frame.getInteger(at: frame.readerIndex + Wire.headerLengthOffset, endianness: .little, as: UInt32.self)
         else { return false }
         return Int(length) + Wire.headerBytes == frame.readableBytes
     }
@@ -572,13 +582,30 @@ final class RDMAPoller: @unchecked Sendable {
     /// Moves queued frames into registered memory and posts them, as far as credit allows.
     /// Returns whether it posted anything and whether it waits for credit.
     private func pump(_ connection: Connection) -> (Bool, Bool) {
-        guard !connection.pending.isEmpty else { return (false, false) }
+        guard !connection.pending.isEmpty || !connection.pendingRows.isEmpty else { return (false, false) }
         readCredit(connection)
         var posted = false
         let ring = UInt64(rdma.ringBytes)
         let sendQueueMax = 2 * rdma.rowSlots
         var copiedBytes = 0
         defer { if copiedBytes > 0 { released(connection, bytes: copiedBytes) } }
+        // Rows first: one-sided into the next row slot each, ahead of any data not yet posted.
+        while !connection.helloPending, let first = connection.pendingRows.first {
+            guard connection.writesOutstanding < sendQueueMax,
+                connection.immediatesSent - connection.peerConsumedImmediates < UInt64(rdma.rowSlots)
+            else { return blocked(connection, posted) }
+            let slot = Int(connection.rowsSent % UInt64(rdma.rowSlots))
+            let offset = Int(layout.row_send) + slot * rdma.rowSlotBytes
+            let length = first.readableBytes
+            first.withUnsafeReadableBytes { (connection.memory + offset).copyMemory(from: $0.baseAddress!, byteCount: length) }
+            let remote = Int(layout.row_recv) + slot * rdma.rowSlotBytes
+            guard post(connection, local: offset, remote: remote, length: length, imm: Self.rowFlag | UInt32(length), tag: Self.tagRow)
+            else { return (posted, false) }
+            connection.rowsSent += 1
+            connection.pendingRows.removeFirst()
+            copiedBytes += length
+            posted = true
+        }
         while let first = connection.pending.first {
             guard connection.writesOutstanding < sendQueueMax,
                 connection.immediatesSent - connection.peerConsumedImmediates < UInt64(rdma.rowSlots)
@@ -624,6 +651,7 @@ final class RDMAPoller: @unchecked Sendable {
                 length: length, imm: UInt32(length), tag: Self.tagData)
             else { return (posted, false) }
             connection.sendHead += UInt64(length)
+            connection.helloPending = false
             posted = true
         }
         return (posted, false)

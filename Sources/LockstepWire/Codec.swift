@@ -104,6 +104,7 @@ extension Wire {
         writer.u64(hello.viewID.rawValue)
         writer.u32(UInt32(truncatingIfNeeded: hello.memberRank))
         writer.u32(UInt32(truncatingIfNeeded: hello.senderCount))
+        writer.u32(hello.lane.rawValue)
         return writer.offset
     }
 
@@ -115,6 +116,7 @@ extension Wire {
         precondition(buffer.count >= total, "buffer of \(buffer.count) bytes for a \(total)-byte block")
         var writer = RawWriter(buffer)
         writer.header(.block, bodyBytes: total - headerBytes)
+        writer.u64(block.viewID.rawValue)
         writer.u32(UInt32(truncatingIfNeeded: block.originMemberRank))
         writer.u64(block.index)
         writer.u32(UInt32(truncatingIfNeeded: block.totalBytes))
@@ -211,9 +213,13 @@ extension Wire {
     private static func decodeHello(_ body: UnsafeRawBufferPointer) throws(WireError) -> Hello {
         guard body.count == helloBytes else { throw WireError(.truncatedBody, "hello of \(body.count) bytes, expected \(helloBytes)") }
         var reader = RawReader(body)
-        return Hello(
-            member: MemberID(reader.u64()), viewID: ViewID(reader.u64()), memberRank: Int(reader.u32()),
-            senderCount: Int(reader.u32()))
+        let member = MemberID(reader.u64())
+        let viewID = ViewID(reader.u64())
+        let memberRank = Int(reader.u32())
+        let senderCount = Int(reader.u32())
+        let laneValue = reader.u32()
+        guard let lane = Lane(rawValue: laneValue) else { throw WireError(.valueOutOfRange, "hello for lane \(laneValue)") }
+        return Hello(member: member, viewID: viewID, memberRank: memberRank, senderCount: senderCount, lane: lane)
     }
 
     private static func decodeRow(_ body: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) -> Row {
@@ -288,6 +294,7 @@ extension Wire {
     private static func checkBlock(_ body: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) -> (Block, Int) {
         guard body.count >= blockFixedBytes else { throw WireError(.truncatedBody, "block of \(body.count) bytes") }
         var reader = RawReader(body)
+        let viewID = ViewID(reader.u64())
         let origin = Int(reader.u32())
         let index = reader.u64()
         let total = Int(reader.u32())
@@ -300,7 +307,7 @@ extension Wire {
         guard count > 0, offset <= total, count <= total - offset else {
             throw WireError(.badBlock, "block of \(count) bytes at \(offset) of a \(total)-byte message")
         }
-        return (Block(originMemberRank: origin, index: index, totalBytes: total, offset: offset, bytes: []), count)
+        return (Block(viewID: viewID, originMemberRank: origin, index: index, totalBytes: total, offset: offset, bytes: []), count)
     }
 
     private static func decodeBlock(_ body: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) -> Block {

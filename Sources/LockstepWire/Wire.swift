@@ -4,8 +4,8 @@
 //
 // Every frame: a 12-byte header, then `length` bytes of body. All integers little-endian.
 //   magic u32 = 0x4C4B5354 ("TSKL" in memory order; "LKST" as a number)
-//   version u8 = 1
-//   type u8: 1 hello, 2 data, 3 row
+//   version u8 (Wire.version)
+//   type u8: 1 hello, 2 data, 3 row, 4 relay block, 5 control
 //   reserved u16 = 0
 //   length u32: body bytes
 //
@@ -15,8 +15,9 @@ import LockstepCore
 
 public enum Wire {
     public static let magic: UInt32 = 0x4C4B_5354
-    /// 2: rows carry suspicions (failure detection).
-    public static let version: UInt8 = 3
+    /// 2: rows carry suspicions (failure detection); 3: membership columns; 4: the hello names
+    /// its lane (control or data connection) and relay blocks carry their view.
+    public static let version: UInt8 = 4
     public static let headerBytes = 12
 
     public enum FrameType: UInt8, Sendable {
@@ -39,24 +40,58 @@ public enum Wire {
     /// Row body: view u64, seq u64, delivered u64, sender count u32, suspicion word count u32,
     /// then u64 per sender, then u64 per suspicion word.
     static let rowFixedBytes = 32
-    /// Hello body: member id u64, view id u64, member rank u32, sender count u32.
-    static let helloBytes = 24
-    /// Block body before its bytes: origin member rank u32, message index u64, total bytes u32,
-    /// offset u32.
-    static let blockFixedBytes = 20
+    /// Hello body: member id u64, view id u64, member rank u32, sender count u32, lane u32.
+    static let helloBytes = 28
+    /// Block body before its bytes: view u64, origin member rank u32, message index u64, total
+    /// bytes u32, offset u32.
+    static let blockFixedBytes = 28
+    /// Where a frame header keeps its type and its body length (for transports that route or
+    /// split frames without decoding them).
+    public static let headerTypeOffset = 5
+    public static let headerLengthOffset = 8
 }
 
-/// The first frame on every connection: who is calling.
+/// Which connection of a member pair a hello opens. TCP keeps two per pair so that control
+/// traffic (rows, heartbeats, membership) never queues behind megabytes of data (docs/WIRE.md,
+/// "Lanes"); RDMA keeps one queue pair and gives rows their own slots.
+public enum Lane: UInt32, Sendable, Equatable, CustomStringConvertible {
+    /// The only connection of the pair: it carries every frame.
+    case all = 0
+    /// Rows, hellos and control frames.
+    case control = 1
+    /// Data batches and relay blocks.
+    case data = 2
+
+    /// The lane a frame of `type` travels on when the pair has two.
+    public static func of(_ type: Wire.FrameType) -> Lane {
+        switch type {
+        case .data, .block: return .data
+        case .hello, .row, .control: return .control
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .all: return "all"
+        case .control: return "control"
+        case .data: return "data"
+        }
+    }
+}
+
+/// The first frame on every connection: who is calling, and for which lane.
 public struct Hello: Sendable, Equatable {
     public var member: MemberID
     public var viewID: ViewID
     public var memberRank: Int
     public var senderCount: Int
-    public init(member: MemberID, viewID: ViewID, memberRank: Int, senderCount: Int) {
+    public var lane: Lane
+    public init(member: MemberID, viewID: ViewID, memberRank: Int, senderCount: Int, lane: Lane = .all) {
         self.member = member
         self.viewID = viewID
         self.memberRank = memberRank
         self.senderCount = senderCount
+        self.lane = lane
     }
 }
 
@@ -89,14 +124,18 @@ public struct RelayedEntry: Sendable, Equatable {
 }
 
 /// A piece of a relayed payload: bytes `offset..<offset + bytes.count` of message `index` of the
-/// sender at member rank `originMemberRank`, whose payload has `totalBytes`.
+/// sender at member rank `originMemberRank` of view `viewID`, whose payload has `totalBytes`.
 public struct Block: Sendable, Equatable {
+    public var viewID: ViewID
     public var originMemberRank: Int
     public var index: UInt64
     public var totalBytes: Int
     public var offset: Int
     public var bytes: ArraySlice<UInt8>
-    public init(originMemberRank: Int, index: UInt64, totalBytes: Int, offset: Int, bytes: ArraySlice<UInt8>) {
+    public init(
+        viewID: ViewID, originMemberRank: Int, index: UInt64, totalBytes: Int, offset: Int, bytes: ArraySlice<UInt8>
+    ) {
+        self.viewID = viewID
         self.originMemberRank = originMemberRank
         self.index = index
         self.totalBytes = totalBytes

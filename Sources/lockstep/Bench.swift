@@ -25,8 +25,17 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "Run the --size list as one workload of mixed sizes (message i has the i-th size, cyclically) instead of a sweep.")
     var mix = false
 
-    @Option(help: "The window (default: 16 MiB / size, clamped to 4...1024, so memory stays bounded).")
+    @Option(help: "The window in messages (default 1024, as node and the library).")
     var window: Int?
+
+    @Option(help: "The window in bytes (K/M suffixes; default 16M, as node and the library): a member's memory stays within about 64 MiB + senders x this.")
+    var windowBytes: String?
+
+    @Option(help: "Seconds without a delivery anywhere, while messages are outstanding, after which the run stops, prints every member's state and fails (default: 10, or 3 x the failure timeout if larger).")
+    var stallTimeout: Double?
+
+    @Flag(help: "Run the members in the network namespaces of tools/with-netns (run bench under it: tools/with-netns --members N --rate 1gbit -- lockstep bench --netns ...); the baseline is its iperf3 figure through the same shaping.")
+    var netns = false
 
     @Option(help: "Seconds of sending per size.")
     var duration: Double = 5
@@ -78,6 +87,23 @@ struct Bench: AsyncParsableCommand {
         guard duration > 0, duration <= 3_600 else { throw ValidationError("--duration must be in (0, 3600] seconds") }
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
         if let window, !(1...(1 << 22)).contains(window) { throw ValidationError("--window must be in 1...4194304") }
+        if let windowBytes {
+            guard let sizes = try? Self.parseSizes(windowBytes), sizes.count == 1, sizes[0] >= 1_024 else {
+                throw ValidationError("--window-bytes '\(windowBytes)' is not a size like 16M (at least 1K)")
+            }
+        }
+        if let stallTimeout, !(stallTimeout > 0 && stallTimeout <= 3_600) {
+            throw ValidationError("--stall-timeout must be in (0, 3600] seconds")
+        }
+        if netns {
+            guard let environment = NetnsEnvironment.current else {
+                throw ValidationError("--netns: run bench under tools/with-netns (LOCKSTEP_NETNS_PREFIX and LOCKSTEP_NETNS_ADDRESSES are not set)")
+            }
+            guard environment.addresses.count >= members else {
+                throw ValidationError("--netns: tools/with-netns made \(environment.addresses.count) namespaces for \(members) members")
+            }
+            guard !inProcess else { throw ValidationError("--netns needs member processes (not --in-process)") }
+        }
         _ = try Self.parseSizes(size)
         if relayThreshold != "off" {
             guard let sizes = try? Self.parseSizes(relayThreshold), sizes.count == 1 else {
@@ -121,19 +147,32 @@ struct Bench: AsyncParsableCommand {
         let machine = MachineInfo.current()
         let device = transports.contains("rdma") ? (try? probeRDMADevice().get()).map { " (RDMA device \($0))" } ?? "" : ""
         Output.line("lockstep bench: \(members) members (\(inProcess ? "threads of one process" : "processes")), senders \(senders.rawValue), \(mode.rawValue), \(transports.joined(separator: " then "))\(device) on \(host), relay \(relayThreshold == "off" ? "off" : "from \(relayThreshold)"), commit \(machine.commit)")
-        Output.line("raw baseline: one TCP stream between two processes, 1 MiB writes, \(baselineSeconds) s ...")
-        let raw = try await measureBaseline()
-        Output.line("raw baseline: \(format(raw, 1)) MB/s")
+        let raw: Double
+        if netns, let environment = NetnsEnvironment.current {
+            raw = environment.linkMegabytesPerSecond ?? 0
+            Output.line("raw baseline: iperf3 through the shaped link (\(environment.rate)), measured by tools/with-netns in this run: \(format(raw, 1)) MB/s, rtt \(environment.rttMilliseconds.map { format($0, 2) } ?? "?") ms")
+        } else {
+            Output.line("raw baseline: one TCP stream between two processes, 1 MiB writes, \(baselineSeconds) s ...")
+            raw = try await measureBaseline()
+            Output.line("raw baseline: \(format(raw, 1)) MB/s")
+        }
         var results: [BenchResult] = []
         for chosen in transports {
           for workload in mix ? [sizes] : sizes.map({ [$0] }) {
             let bytes = workload.max() ?? 0
-            let window = self.window ?? min(1_024, max(4, (16 * 1_024 * 1_024) / bytes))
-            Output.line("\(transports.count > 1 ? "\(chosen), " : "")size \(workload.map(sizeLabel).joined(separator: "+")), window \(window): streaming \(count.map { "\($0) messages per sender" } ?? "for \(duration) s") ...")
+            let window = self.window ?? Configuration().windowMessagesMax
+            let windowBytesMax = try windowBytes.map { try Self.parseSizes($0)[0] } ?? Configuration().windowBytesMax
+            Output.line("\(transports.count > 1 ? "\(chosen), " : "")size \(workload.map(sizeLabel).joined(separator: "+")), window \(window) messages / \(sizeLabel(windowBytesMax)): streaming \(count.map { "\($0) messages per sender" } ?? "for \(duration) s") ...")
             var one = self
             one.transport = chosen
-            var result = try await one.runSize(sizes: workload, window: window)
+            var result = try await one.runSize(sizes: workload, window: window, windowBytesMax: windowBytesMax)
             result.efficiency = raw > 0 ? result.megabytesPerSecond * Double(members - 1) / raw : 0
+            if netns {
+                // On shaped links the reference is the link itself: what each member receives
+                // against what one stream gets through the same shaping.
+                result.linkMegabytesPerSecond = raw
+                result.ratioToLink = raw > 0 ? result.receivedFromOthersMegabytesPerSecond / raw : nil
+            }
             results.append(result)
             Output.line("size \(sizeLabel(bytes)): \(format(result.messagesPerSecond, 0)) msg/s, \(format(result.megabytesPerSecond, 1)) MB/s, checker \(result.checker)")
             if let operations = result.rdmaOperations {
@@ -173,14 +212,15 @@ struct Bench: AsyncParsableCommand {
 
     // MARK: - One size
 
-    private func runSize(sizes: [Int], window: Int) async throws -> BenchResult {
+    private func runSize(sizes: [Int], window: Int, windowBytesMax: Int) async throws -> BenchResult {
         let bytes = sizes.max() ?? 0
         let sizeList = sizes.map(String.init).joined(separator: ",")
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-bench-\(getpid())-\(bytes)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let ports = try (0..<members).map { _ in try RawTCP.freePort() }
-        let peers = ports.map { "\(host):\($0)" }.joined(separator: ",")
+        let namespaces = netns ? NetnsEnvironment.current : nil
+        let ports = try (0..<members).map { _ in namespaces == nil ? try RawTCP.freePort() : 7_000 }
+        let peers = (0..<members).map { rank in "\(namespaces?.addresses[rank] ?? host):\(ports[rank])" }.joined(separator: ",")
         let logPaths = (0..<members).map { directory.appendingPathComponent("member-\($0).log").path }
         let messageBytesMax = max(bytes, Configuration().messageBytesMax)
 
@@ -191,6 +231,7 @@ struct Bench: AsyncParsableCommand {
             for rank in 0..<members {
                 var options = try MemberOptions.parse([
                     "--rank", "\(rank)", "--peers", peers, "--senders", senders.rawValue, "--window", "\(window)",
+                    "--window-bytes", "\(windowBytesMax)",
                     "--mode", mode.rawValue, "--message-bytes-max", "\(messageBytesMax)", "--relay-threshold", relayThreshold,
                     "--transport", transport,
                 ])
@@ -208,9 +249,10 @@ struct Bench: AsyncParsableCommand {
             for rank in 0..<members {
                 var arguments = [
                     "node", "--rank", "\(rank)", "--peers", peers, "--senders", senders.rawValue, "--window", "\(window)",
+                    "--window-bytes", "\(windowBytesMax)",
                     "--mode", mode.rawValue, "--message-bytes-max", "\(messageBytesMax)", "--size", sizeList,
                     "--duration", "\(duration)", "--log", logPaths[rank], "--relay-threshold", relayThreshold,
-                    "--transport", transport,
+                    "--transport", transport, "--stop-on-eof",
                 ]
                 if let count { arguments += ["--count", "\(count)"] }
                 if let failureTimeoutMilliseconds { arguments += ["--failure-timeout-ms", "\(failureTimeoutMilliseconds)"] }
@@ -222,7 +264,7 @@ struct Bench: AsyncParsableCommand {
                 }
                 let child = try ChildProcess(
                     arguments: arguments, stderrPath: directory.appendingPathComponent("member-\(rank).err").path,
-                    environment: environment)
+                    environment: environment, namespace: namespaces.map { "\($0.prefix)\(rank)" })
                 children.append(child)
                 handles.append(child)
             }
@@ -237,6 +279,12 @@ struct Bench: AsyncParsableCommand {
         var complete = false
         var kill: KillRecord? = nil
         var lastRate = 0.0
+        // The stall watchdog: the slowest member's deliveries, and when they last moved.
+        let failureSeconds = Double(failureTimeoutMilliseconds ?? 500) / 1_000
+        let stallSeconds = stallTimeout ?? max(10, 3 * failureSeconds)
+        var watched: UInt64 = 0
+        var watchedSince = ContinuousClock.now
+        var stopReason: String? = nil
         while true {
             try await Task.sleep(for: .milliseconds(kill == nil ? 200 : 20))
             let progress = try await handles.asyncMap { try await $0.progress() }
@@ -292,6 +340,25 @@ struct Bench: AsyncParsableCommand {
             }
             let sent = everyone.reduce(0) { $0 + $1.sent }
             let minimumDelivered = everyone.map(\.delivered).min() ?? 0
+            if minimumDelivered != watched || everyone.count < members {
+                watched = minimumDelivered
+                watchedSince = ContinuousClock.now
+            }
+            if let removed = everyone.first(where: { $0.removed == true }) {
+                stopReason = "member rank \(removed.rank) was removed from the group: the run cannot complete"
+                Output.line("  [\(sizeLabel(bytes))] \(stopReason ?? "")")
+                for member in everyone { Output.line("    member rank \(member.rank): \(member.stallSentence(seconds: 0))") }
+                break
+            }
+            if ContinuousClock.now - watchedSince >= .milliseconds(Int64(stallSeconds * 1_000)) {
+                stopReason = "stalled: no member delivered anything for \(format(stallSeconds, 1)) s"
+                Output.line("  [\(sizeLabel(bytes))] \(stopReason ?? ""); every member's state:")
+                for member in everyone { Output.line("    member rank \(member.rank): \(member.stallSentence(seconds: stallSeconds))") }
+                if failureTimeoutMilliseconds == nil, everyone.contains(where: { $0.minority == true || $0.wedged == true }) {
+                    Output.line("    (members suspected each other: on a slow machine or emulator raise --failure-timeout-ms)")
+                }
+                break
+            }
             if everyone.count == members, everyone.allSatisfy(\.sendingDone), sent > 0,
                 everyone.allSatisfy({ $0.delivered == sent })
             {
@@ -319,6 +386,7 @@ struct Bench: AsyncParsableCommand {
             if let final = try await handle.finish() { finals.append(final) }
         }
         var checker = complete ? "passed" : "failed: the run did not complete (not every message was delivered everywhere)"
+        if let stopReason { checker = "failed: \(stopReason)" }
         if let record = kill {
             // Safety only (the run is stopped mid-stream): no creation, no duplication, FIFO, one
             // order; the victim's log a prefix of the survivors'.
@@ -338,6 +406,7 @@ struct Bench: AsyncParsableCommand {
             transport: transport, members: members, senders: senders.rawValue, mode: mode.rawValue, sizeBytes: bytes, sizes: sizes,
             relayThreshold: relayThreshold,
             window: window, inProcess: inProcess, finals: finals, checker: checker)
+        result.windowBytesMax = windowBytesMax
         if let record = kill {
             let sorted = record.detectionMilliseconds.sorted()
             let installed = record.installationMilliseconds.sorted()
@@ -489,9 +558,19 @@ final class ChildProcess: MemberHandle, @unchecked Sendable {
         var final: MemberFinal?
     }
 
-    init(arguments: [String], stderrPath: String?, environment: [String: String] = [:]) throws {
-        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        process.arguments = arguments
+    /// Runs this `lockstep` binary with `arguments`; in network namespace `namespace` if given
+    /// (through `ip netns exec`, which execs the binary: the child's pid is the member's).
+    init(arguments: [String], stderrPath: String?, environment: [String: String] = [:], namespace: String? = nil) throws {
+        let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        if let namespace {
+            let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].first { FileManager.default.isExecutableFile(atPath: $0) }
+            guard let ip else { throw RawTCPError("--netns: the ip command (iproute2) is not installed") }
+            process.executableURL = URL(fileURLWithPath: ip)
+            process.arguments = ["netns", "exec", namespace, binary.path] + arguments
+        } else {
+            process.executableURL = binary
+            process.arguments = arguments
+        }
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
@@ -574,5 +653,27 @@ final class ChildProcess: MemberHandle, @unchecked Sendable {
     func waitUntilExit() {
         process.waitUntilExit()
         stdoutPipe.fileHandleForReading.readabilityHandler = nil
+    }
+}
+
+/// The network namespaces `tools/with-netns` made for this run, from its environment variables:
+/// member k runs in `prefix + k` at `addresses[k]`; the link's iperf3 rate and round trip were
+/// measured through the same shaping just before.
+struct NetnsEnvironment {
+    var prefix: String
+    var addresses: [String]
+    var rate: String
+    var linkMegabytesPerSecond: Double?
+    var rttMilliseconds: Double?
+
+    static var current: NetnsEnvironment? {
+        let environment = ProcessInfo.processInfo.environment
+        guard let prefix = environment["LOCKSTEP_NETNS_PREFIX"], !prefix.isEmpty,
+            let addresses = environment["LOCKSTEP_NETNS_ADDRESSES"]?.split(separator: ",").map(String.init), !addresses.isEmpty
+        else { return nil }
+        return NetnsEnvironment(
+            prefix: prefix, addresses: addresses, rate: environment["LOCKSTEP_NETNS_RATE"] ?? "?",
+            linkMegabytesPerSecond: environment["LOCKSTEP_NETNS_LINK_MBPS"].flatMap(Double.init),
+            rttMilliseconds: environment["LOCKSTEP_NETNS_RTT_MS"].flatMap(Double.init))
     }
 }

@@ -67,6 +67,14 @@ struct BenchResult: Codable, Sendable {
     /// Every size of the workload (one, unless --mix). Absent in reports older than --mix.
     var sizes: [Int]?
     var window: Int
+    /// The window in bytes (absent in older reports).
+    var windowBytesMax: Int?
+    /// The slowest receiver's payload bytes per second from the other members (MB = 10^6 bytes):
+    /// what a link carries into it. Members that are the only sender are not receivers.
+    var receivedFromOthersMegabytesPerSecond: Double = 0
+    /// With --netns: the shaped link's iperf3 rate in the same run, and the figure above against it.
+    var linkMegabytesPerSecond: Double?
+    var ratioToLink: Double?
     /// Payloads of at least this size went through the relay ("off": none). Absent in older reports.
     var relayThreshold: String?
     var inProcess: Bool
@@ -112,6 +120,10 @@ struct BenchResult: Codable, Sendable {
         let sorted = finals.sorted { $0.rank < $1.rank }
         messagesPerSecond = sorted.map { Double($0.delivered) / max($0.seconds, 1e-9) }.min() ?? 0
         megabytesPerSecond = sorted.map { Double($0.deliveredBytes) / max($0.seconds, 1e-9) / 1e6 }.min() ?? 0
+        let receivers = sorted.filter { !(senders == "one" && $0.rank == 0) }
+        receivedFromOthersMegabytesPerSecond = receivers.map {
+            Double($0.deliveredBytesFromOthers ?? 0) / max($0.seconds, 1e-9) / 1e6
+        }.min() ?? 0
         latencyUs = Percentiles(
             p50: sorted.map(\.latencyMicroseconds.p50).max() ?? 0, p99: sorted.map(\.latencyMicroseconds.p99).max() ?? 0,
             p999: sorted.map(\.latencyMicroseconds.p999).max() ?? 0)

@@ -70,7 +70,7 @@ struct Chaos: AsyncParsableCommand {
         for rank in 0..<members {
             let arguments = [
                 "node", "--rank", "\(rank)", "--peers", peers, "--senders", "all", "--window", "256", "--size", "\(size)",
-                "--duration", "\(duration)", "--log", logPath(rank), "--failure-timeout-ms", "\(failureTimeoutMilliseconds)",
+                "--duration", "\(duration)", "--log", logPath(rank), "--failure-timeout-ms", "\(failureTimeoutMilliseconds)", "--stop-on-eof",
             ]
             let child = try ChildProcess(arguments: arguments, stderrPath: directory.appendingPathComponent("member-\(rank).err").path)
             procs.append(Proc(id: UInt64(rank) + 1, port: ports[rank], child: child, logPath: logPath(rank), state: .live, startedAt: 0))
@@ -149,7 +149,7 @@ struct Chaos: AsyncParsableCommand {
                         let arguments = [
                             "node", "--join", "127.0.0.1:\(procs[victim].port)", "--id", "\(id)", "--listen", "127.0.0.1:\(port)",
                             "--window", "256", "--size", "\(size)", "--duration", "\(max(1, duration - now))", "--log", logPath(index),
-                            "--failure-timeout-ms", "\(failureTimeoutMilliseconds)",
+                            "--failure-timeout-ms", "\(failureTimeoutMilliseconds)", "--stop-on-eof",
                         ]
                         let child = try ChildProcess(arguments: arguments, stderrPath: directory.appendingPathComponent("member-\(index).err").path)
                         procs.append(Proc(id: id, port: port, child: child, logPath: logPath(index), state: .live, startedAt: now))
@@ -223,6 +223,12 @@ struct Chaos: AsyncParsableCommand {
         results.append((
             "progress: the newest view (v\(newest), \(inNewest.count) members) delivered new messages after the faults",
             inNewest.count >= 3 ? (stalled.isEmpty ? nil : "\(stalled.map { "m\(procs[$0].id)" }) delivered nothing after \(format(settleAt, 1)) s") : "only \(inNewest.count) members in the newest view"))
+        // A group that stopped making progress says what each member waits for.
+        for index in stalled {
+            if let progress = lastProgress[index] {
+                Output.line("  m\(procs[index].id) stalled: \(progress.stallSentence(seconds: elapsed() - settleAt))")
+            }
+        }
         let outside = lastProgress.filter { $0.value.currentView != newest }.map { "m\(procs[$0.key].id)" }.sorted()
         if !outside.isEmpty {
             Output.line("  members outside the newest view (removed after a long pause, as designed): \(outside)")

@@ -1,6 +1,9 @@
 // `lockstep node`: runs one member. Interactive by default (each stdin line is sent, each
 // delivery printed); with --size it runs the benchmark workload instead and reports JSON lines
-// on stdout for `lockstep bench`.
+// on stdout (`ready`, `progress`, `stalled`, `final`: an interface scripts read, README "JSON
+// lines"). On its own, a workload ends when every sender's last message is delivered and every
+// member says it is done; under `lockstep bench` and `chaos` (--stop-on-eof) it ends when its
+// stdin closes.
 
 import ArgumentParser
 import Foundation
@@ -19,7 +22,11 @@ struct Node: AsyncParsableCommand {
             Every member is given every member's address, in rank order, and its own rank:
               lockstep node --rank 0 --peers 10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000
             Without --size, each line read from stdin is sent and every delivery is printed.
-            With --size, the member runs the benchmark workload (as `lockstep bench` does).
+            With --size, the member runs the benchmark workload (as `lockstep bench` does): it sends
+            for --duration seconds (or --count messages), then ends once every sender's last message
+            is delivered and every member said it is done; stdin is not read, unless --stop-on-eof
+            makes its end stop the member (how bench and chaos stop members). A workload that
+            delivers nothing for --stall-timeout seconds prints its state and exits with status 1.
             """)
 
     @OptionGroup var member: MemberOptions
@@ -44,6 +51,15 @@ struct Node: AsyncParsableCommand {
 
     @Option(help: "With --join: the host:port this member listens on.")
     var listen: String?
+
+    @Flag(help: "Benchmark workload: stop when stdin closes (what bench and chaos use), instead of ending with the group after --duration.")
+    var stopOnEof = false
+
+    @Option(help: "Benchmark workload: seconds without a delivery, while messages are outstanding, after which the member prints its state and exits with status 1 (default: 10, or 3 x the failure timeout if larger).")
+    var stallTimeout: Double?
+
+    @Option(help: "Benchmark workload: seconds to wait, after the last delivery, for every member to say it is done.")
+    var finishTimeout: Double = 10
 
     func run() async throws {
         let settings: RuntimeSettings
@@ -81,8 +97,16 @@ struct Node: AsyncParsableCommand {
             }
             guard duration > 0, duration <= 3_600 else { throw ValidationError("--duration must be in (0, 3600] seconds") }
             if let count, count < 1 { throw ValidationError("--count must be at least 1") }
-            try await BenchMember(settings: settings, sizes: sizes, duration: duration, count: count, logPath: log, snapshot: snapshot)
-                .runAsProcess()
+            let failureSeconds = Double(settings.configuration.failureTimeout.nanosecondsClamped) / 1e9
+            let stall = stallTimeout ?? max(10, 3 * failureSeconds)
+            guard stall > 0, stall <= 3_600 else { throw ValidationError("--stall-timeout must be in (0, 3600] seconds") }
+            guard finishTimeout > 0, finishTimeout <= 3_600 else { throw ValidationError("--finish-timeout must be in (0, 3600] seconds") }
+            let member = BenchMember(settings: settings, sizes: sizes, duration: duration, count: count, logPath: log, snapshot: snapshot)
+            if stopOnEof {
+                try await member.runUntilStdinCloses()
+            } else {
+                try await member.runToTheEnd(stallSeconds: stall, finishSeconds: finishTimeout)
+            }
         } else {
             try await runInteractive(settings)
         }
@@ -113,11 +137,15 @@ struct Node: AsyncParsableCommand {
 /// derived from both so the receiver can check the content without a copy of what was sent.
 enum BenchPayload {
     static let headerBytes = 16
+    /// Set in the send-time word of a sender's last message (uptimes never reach bit 63): a
+    /// receiver that delivered it has everything that sender sent.
+    static let lastFlag: UInt64 = 1 << 63
 
-    static func make(size: Int, sequence: UInt64, now: UInt64) -> Payload {
+    static func make(size: Int, sequence: UInt64, now: UInt64, last: Bool = false) -> Payload {
+        let stamp = last ? now | lastFlag : now
         let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
             let raw = UnsafeMutableRawBufferPointer(buffer)
-            raw.storeBytes(of: now.littleEndian, toByteOffset: 0, as: UInt64.self)
+            raw.storeBytes(of: stamp.littleEndian, toByteOffset: 0, as: UInt64.self)
             raw.storeBytes(of: sequence.littleEndian, toByteOffset: 8, as: UInt64.self)
             let fill = filler(sequence)
             for k in headerBytes..<size { buffer[k] = fill }
@@ -128,16 +156,17 @@ enum BenchPayload {
 
     static func filler(_ sequence: UInt64) -> UInt8 { UInt8(truncatingIfNeeded: sequence &* 31 &+ 7) }
 
-    /// (send time, sequence, content intact).
-    static func read(_ payload: Payload) -> (UInt64, UInt64, Bool) {
-        guard payload.count >= headerBytes else { return (0, 0, false) }
+    /// (send time, sequence, content intact, the sender's last message).
+    static func read(_ payload: Payload) -> (UInt64, UInt64, Bool, Bool) {
+        guard payload.count >= headerBytes else { return (0, 0, false, false) }
         return payload.withUnsafeBytes { raw in
-            let sent = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+            let stamp = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+            let sent = stamp & ~lastFlag
             let sequence = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
             // Checking the first and last filler bytes catches misplaced or mixed payloads cheaply.
             let fill = filler(sequence)
             let intact = raw.count == headerBytes || (raw[headerBytes] == fill && raw[raw.count - 1] == fill)
-            return (sent, sequence, intact)
+            return (sent, sequence, intact, stamp & lastFlag != 0)
         }
     }
 }
@@ -157,6 +186,7 @@ final class BenchMember: MessageSource, @unchecked Sendable {
     private var sendDeadline: UInt64 = 0
     private var delivered: UInt64 = 0
     private var deliveredBytes: UInt64 = 0
+    private var deliveredBytesFromOthers: UInt64 = 0
     private var corrupt: UInt64 = 0
     private var fifoViolations: UInt64 = 0
     private var expected: [UInt64]
@@ -169,6 +199,9 @@ final class BenchMember: MessageSource, @unchecked Sendable {
     /// the digest at each install: the checker's virtual-synchrony evidence.
     private var digest: UInt64 = 0xcbf2_9ce4_8422_2325
     private var views: [ViewSummary] = []
+    /// Members (by id) whose last message this member delivered, and the view it is in.
+    private var lastDelivered: Set<UInt64> = []
+    private var currentView: View
 
     /// Origins (member id - 1) this workload tracks: membersMax of the default configuration.
     static let originsMax = 64
@@ -188,6 +221,7 @@ final class BenchMember: MessageSource, @unchecked Sendable {
             digest = state.digest
         }
         initialCounts = expected
+        currentView = settings.view
         // The first view, with the state it starts from (before any delivery can happen).
         views = [ViewSummary(id: settings.view.id.rawValue, members: settings.view.members.map(\.rawValue), stateDigest: digest)]
     }
@@ -221,6 +255,7 @@ final class BenchMember: MessageSource, @unchecked Sendable {
             [UInt8]((try? JSONEncoder().encode(WorkloadState(expected: self.expected, digest: self.digest))) ?? Data())
         }
         runtime.setViewObserver { [self] view in
+            self.currentView = view
             self.views.append(ViewSummary(id: view.id.rawValue, members: view.members.map(\.rawValue), stateDigest: self.digest))
         }
         try await runtime.eventLoop.submit {
@@ -238,12 +273,26 @@ final class BenchMember: MessageSource, @unchecked Sendable {
         runtime.wake()
         let statistics = try await runtime.statistics()
         return try await runtime.eventLoop.submit {
-            MemberProgress(
+            var progress = MemberProgress(
                 rank: self.settings.memberRank, sent: self.sent, sendingDone: self.sendingDone, delivered: self.delivered,
                 deliveredBytes: self.deliveredBytes, rssMegabytes: residentMegabytes(), inFlight: self.ownInFlight,
                 wedgedAtUptimeNanoseconds: statistics.wedgedAtUptimeNanoseconds, suspectedRanks: statistics.suspectedRanks,
                 currentView: statistics.viewID, viewInstalledAtUptimeNanoseconds: statistics.viewInstalledAtUptimeNanoseconds)
+            progress.member = self.settings.view.members[self.settings.memberRank].rawValue
+            progress.wedged = statistics.isWedgedNow
+            progress.minority = statistics.minority
+            progress.removed = statistics.removed
+            progress.complete = self.isComplete
+            progress.queues = QueueOccupancy(statistics)
+            return progress
         }.get()
+    }
+
+    /// This member sent everything it will, and delivered the last message of every sender of
+    /// its view (so, by per-sender FIFO, everything they sent).
+    private var isComplete: Bool {
+        guard sendingDone else { return false }
+        return currentView.senderMemberRanks.allSatisfy { lastDelivered.contains(currentView.members[$0].rawValue) }
     }
 
     /// Stops the member and returns its figures.
@@ -261,8 +310,8 @@ final class BenchMember: MessageSource, @unchecked Sendable {
         return final
     }
 
-    /// As a process of `lockstep bench`: JSON lines on stdout; stops when stdin closes.
-    func runAsProcess() async throws {
+    /// As a process of `lockstep bench` or `chaos`: JSON lines on stdout; stops when stdin closes.
+    func runUntilStdinCloses() async throws {
         try await start()
         Output.line(try jsonLine(["event": "ready"]))
         let reporter = Task {
@@ -276,18 +325,78 @@ final class BenchMember: MessageSource, @unchecked Sendable {
         Output.line(try jsonLine(try await finish()))
     }
 
-    func nextPayloads(limit: Int, into payloads: inout [Payload]) {
+    /// On its own: sends for the duration (or count), runs until every sender's last message is
+    /// delivered here, then ends with the group (`MemberRuntime.finish`: no member takes the
+    /// others' departure for a failure). A member that delivers nothing for `stallSeconds` while
+    /// incomplete prints its state (a `stalled` line and a sentence on stderr) and exits 1.
+    func runToTheEnd(stallSeconds: Double, finishSeconds: Double) async throws {
+        try await start()
+        Output.line(try jsonLine(["event": "ready"]))
+        var lastCount: UInt64 = 0
+        var lastChange = ContinuousClock.now
+        while true {
+            try await Task.sleep(for: .milliseconds(250))
+            let now = try await progress()
+            Output.line(try jsonLine(now))
+            if now.complete == true { break }
+            if now.delivered != lastCount {
+                lastCount = now.delivered
+                lastChange = ContinuousClock.now
+            }
+            if now.removed == true {
+                Output.error("member rank \(now.rank): removed from the group; the workload cannot finish here")
+                _ = try await finish()
+                throw ExitCode(1)
+            }
+            if ContinuousClock.now - lastChange >= .milliseconds(Int64(stallSeconds * 1_000)) {
+                var stalled = now
+                stalled.event = "stalled"
+                Output.line(try jsonLine(stalled))
+                Output.error("member rank \(now.rank): \(now.stallSentence(seconds: stallSeconds))")
+                _ = try await finish()
+                throw ExitCode(1)
+            }
+        }
+        guard let runtime else { throw ValidationError("member not started") }
+        let missing = await runtime.finish(timeout: .milliseconds(Int64(finishSeconds * 1_000)))
+        Output.line(try jsonLine(try await finalAfterFinish()))
+        if !missing.isEmpty {
+            let names = missing.map(\.description).joined(separator: ", ")
+            Output.error("member rank \(settings.memberRank): \(names) did not say they were done within \(finishSeconds) s")
+            throw ExitCode(1)
+        }
+    }
+
+    /// The final figures once the runtime has finished (and closed).
+    private func finalAfterFinish() async throws -> MemberFinal {
+        guard let runtime, let group else { throw ValidationError("member not started") }
+        let final = try await runtime.eventLoop.submit { self.finalReport() }.get()
+        try await group.shutdownGracefully()
+        flushLog()
+        try logFile?.close()
+        return final
+    }
+
+    func nextPayloads(limit: Int, bytesLimit: Int, into payloads: inout [Payload]) {
         guard !sendingDone else { return }
         let now = NIODeadline.now().uptimeNanoseconds
-        var allowed = min(limit, 1_024)
+        // Past the deadline one more message goes: the last, marked (receivers know from it that
+        // they have everything this sender sent).
+        let pastDeadline = count == nil && now >= sendDeadline
+        var allowed = min(limit, pastDeadline ? 1 : 1_024)
         if let count { allowed = min(allowed, count - Int(sent)) }
-        if now >= sendDeadline && count == nil { allowed = 0 }
+        var bytes = 0
         for _ in 0..<max(0, allowed) {
-            payloads.append(BenchPayload.make(size: sizes[Int(sent % UInt64(sizes.count))], sequence: sent, now: now))
+            let size = sizes[Int(sent % UInt64(sizes.count))]
+            guard bytes + size <= bytesLimit else { break }
+            bytes += size
+            let last = pastDeadline || count.map { sent + 1 == UInt64($0) } ?? false
+            payloads.append(BenchPayload.make(size: size, sequence: sent, now: now, last: last))
             sent += 1
-        }
-        if (count.map { sent >= UInt64($0) } ?? false) || (count == nil && now >= sendDeadline) {
-            sendingDone = true
+            if last {
+                sendingDone = true
+                break
+            }
         }
     }
 
@@ -298,8 +407,9 @@ final class BenchMember: MessageSource, @unchecked Sendable {
 
     private func delivered(_ delivery: Delivery) {
         let now = NIODeadline.now().uptimeNanoseconds
-        let (sentAt, sequence, intact) = BenchPayload.read(delivery.payload)
+        let (sentAt, sequence, intact, last) = BenchPayload.read(delivery.payload)
         if !intact { corrupt += 1 }
+        if last { lastDelivered.insert(delivery.sender.rawValue) }
         // By the sender's first-view rank (its id - 1): sender ranks change with views.
         let origin = Int(delivery.sender.rawValue &- 1)
         guard expected.indices.contains(origin) else {
@@ -311,6 +421,7 @@ final class BenchMember: MessageSource, @unchecked Sendable {
         for value in [UInt64(origin), sequence] { digest = (digest ^ value) &* 0x0000_0100_0000_01B3 }
         delivered += 1
         deliveredBytes += UInt64(delivery.payload.count)
+        if origin != ownOrigin { deliveredBytesFromOthers += UInt64(delivery.payload.count) }
         lastDeliveryAt = now
         if now > sentAt { _ = latency.record((now - sentAt) / 1_000) }
         if logFile != nil {
@@ -334,7 +445,8 @@ final class BenchMember: MessageSource, @unchecked Sendable {
             + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
         let seconds = Double(max(lastDeliveryAt, startedAt + 1) - startedAt) / 1e9
         return MemberFinal(
-            rank: settings.memberRank, sent: sent, delivered: delivered, deliveredBytes: deliveredBytes, seconds: seconds,
+            rank: settings.memberRank, sent: sent, delivered: delivered, deliveredBytes: deliveredBytes,
+            deliveredBytesFromOthers: deliveredBytesFromOthers, seconds: seconds,
             latencyMicroseconds: Percentiles(
                 p50: latency.valueAtPercentile(50), p99: latency.valueAtPercentile(99),
                 p999: latency.valueAtPercentile(99.9)),
@@ -387,6 +499,63 @@ struct MemberProgress: Codable, Sendable {
     /// The view the member is in, and when it installed it (CLOCK_MONOTONIC nanoseconds).
     var currentView: UInt64 = 1
     var viewInstalledAtUptimeNanoseconds: UInt64?
+    /// This member's id; wedged (holds a suspicion in its current view), in a minority, removed;
+    /// the workload complete here (sent everything, delivered every sender's last message); and
+    /// its window and queues. Optional in decoding: older members do not send them.
+    var member: UInt64? = nil
+    var wedged: Bool? = nil
+    var minority: Bool? = nil
+    var removed: Bool? = nil
+    var complete: Bool? = nil
+    var queues: QueueOccupancy? = nil
+
+    /// What a stall watchdog says about this member.
+    func stallSentence(seconds: Double) -> String {
+        var state: [String] = ["view \(currentView)"]
+        if !suspectedRanks.isEmpty { state.append("suspects ranks \(suspectedRanks)") }
+        if wedged == true { state.append("wedged") }
+        if minority == true { state.append("in a minority (partition safety: it forms no view)") }
+        if removed == true { state.append("removed") }
+        state.append("sent \(sent)\(sendingDone ? " (done sending)" : ""), delivered \(delivered), \(inFlight) own in flight")
+        if let queues { state.append(queues.description) }
+        return "no delivery for \(format(seconds, 1)) s: " + state.joined(separator: ", ")
+    }
+}
+
+/// A member's window and queues, from its runtime's statistics.
+struct QueueOccupancy: Codable, Sendable, CustomStringConvertible {
+    var windowMessagesFree = 0
+    var windowBytesInFlight = 0
+    var sendQueueMessages = 0
+    var futureFramesHeld = 0
+    var futureBytesHeld = 0
+    var relayBatchesWaiting = 0
+    var relayAssemblies = 0
+    var relayAssemblyBytes = 0
+    var relayBlocksBacklogged = 0
+    var linksUp = 0
+    var membersDone = 0
+
+    init(_ statistics: RuntimeStatistics) {
+        windowMessagesFree = statistics.windowMessagesFree
+        windowBytesInFlight = statistics.windowBytesInFlight
+        sendQueueMessages = statistics.sendQueueMessages
+        futureFramesHeld = statistics.futureFramesHeld
+        futureBytesHeld = statistics.futureBytesHeld
+        relayBatchesWaiting = statistics.relayBatchesWaiting
+        relayAssemblies = statistics.relayAssemblies
+        relayAssemblyBytes = statistics.relayAssemblyBytes
+        relayBlocksBacklogged = statistics.relayBlocksBacklogged
+        linksUp = statistics.linksUp
+        membersDone = statistics.membersDone
+    }
+
+    var description: String {
+        "window \(windowMessagesFree) messages free, \(windowBytesInFlight) bytes in flight; send queue \(sendQueueMessages); "
+            + "next-view frames held \(futureFramesHeld) (\(futureBytesHeld) bytes); relay: \(relayBatchesWaiting) batches "
+            + "waiting, \(relayAssemblies) payloads assembling (\(relayAssemblyBytes) bytes), \(relayBlocksBacklogged) blocks "
+            + "backlogged; links up \(linksUp); members done \(membersDone)"
+    }
 }
 
 /// A member's final figures. CPU and memory are the whole process's (one member per process,
@@ -397,6 +566,8 @@ struct MemberFinal: Codable, Sendable {
     var sent: UInt64
     var delivered: UInt64
     var deliveredBytes: UInt64
+    /// Payload bytes delivered here from other members (absent in older reports).
+    var deliveredBytesFromOthers: UInt64? = nil
     /// From the start of sending to the last delivery.
     var seconds: Double
     var latencyMicroseconds: Percentiles

@@ -21,7 +21,7 @@ enum SenderChoice: String, ExpressibleByArgument, Codable, Sendable {
 
 /// Options of one member, shared by `node` and the benchmark.
 struct MemberOptions: ParsableArguments {
-    @Option(help: "JSON file with any of: rank, peers, senders, window, mode, messageBytesMax, batchMessagesMax, batchBytesMax, heartbeatMilliseconds, failureTimeoutMilliseconds, relayThreshold. Flags override it.")
+    @Option(help: "JSON file with any of: rank, peers, senders, window, windowBytes, mode, messageBytesMax, batchMessagesMax, batchBytesMax, heartbeatMilliseconds, failureTimeoutMilliseconds, relayThreshold. Flags override it.")
     var config: String?
 
     @Option(help: "This member's rank (its position in --peers).")
@@ -33,8 +33,11 @@ struct MemberOptions: ParsableArguments {
     @Option(help: "Which members send: all, half (the lower ranks) or one (rank 0).")
     var senders: SenderChoice?
 
-    @Option(help: "The window: most messages a sender has beyond the group's delivered minimum.")
+    @Option(help: "The window: most messages a sender has beyond the group's delivered minimum (default 1024).")
     var window: Int?
+
+    @Option(help: "The window in bytes: most payload bytes a sender has in flight (K/M suffixes; default 16M). Bounds each member's memory to about senders x this.")
+    var windowBytes: String?
 
     @Option(help: "Delivery mode: ordered or unordered.")
     var mode: DeliveryMode?
@@ -62,6 +65,7 @@ struct MemberOptions: ParsableArguments {
         var peers: [String]?
         var senders: SenderChoice?
         var window: Int?
+        var windowBytes: String?
         var mode: String?
         var messageBytesMax: Int?
         var batchMessagesMax: Int?
@@ -85,6 +89,12 @@ struct MemberOptions: ParsableArguments {
         let file = try file ?? loadFile()
         var configuration = Configuration()
         if let window = window ?? file.window { configuration.windowMessagesMax = window }
+        if let text = windowBytes ?? file.windowBytes {
+            guard let sizes = try? Bench.parseSizes(text), sizes.count == 1 else {
+                throw ValidationError("--window-bytes '\(text)' is not a size like 16M")
+            }
+            configuration.windowBytesMax = sizes[0]
+        }
         if let modeText = file.mode {
             guard let parsed = DeliveryMode(rawValue: modeText) else {
                 throw ValidationError("config mode '\(modeText)' is not ordered or unordered")
@@ -167,7 +177,7 @@ extension RuntimeSettings {
             member rank \(memberRank) of \(view.memberCount) (\(view.members[memberRank])), listening on \(addresses[memberRank])
             view \(view.id): members \(zip(view.members, addresses).map { "\($0)@\($1)" }.joined(separator: " "))
             senders: \(view.senderMemberRanks.map { "rank \($0)" }.joined(separator: ", "))
-            mode \(c.deliveryMode.rawValue), windowMessagesMax \(c.windowMessagesMax), messageBytesMax \(c.messageBytesMax), \
+            mode \(c.deliveryMode.rawValue), windowMessagesMax \(c.windowMessagesMax), windowBytesMax \(c.windowBytesMax), messageBytesMax \(c.messageBytesMax), \
             batchMessagesMax \(c.batchMessagesMax), batchBytesMax \(c.batchBytesMax), heartbeatInterval \(c.heartbeatInterval), \
             failureTimeout \(c.failureTimeout)
             relay: \(relayThresholdBytes.map { "payloads of \($0) bytes or more, in blocks of \(relayBlockBytes) bytes, along the chain" } ?? "off")

@@ -27,7 +27,7 @@ struct WireTests {
         viewID: ViewID(3), senderRank: 2, firstIndex: 40,
         entries: [.message([1, 2, 3]), .nulls(5), .message([]), .message(Array(repeating: 9, count: 300)[...])])
     let row = Row(viewID: ViewID(3), received: [5, 0, 77], seq: 9, delivered: 8, suspected: [0b101])
-    let hello = Hello(member: MemberID(11), viewID: ViewID(3), memberRank: 1, senderCount: 3)
+    let hello = Hello(member: MemberID(11), viewID: ViewID(3), memberRank: 1, senderCount: 3, lane: .data)
 
     @Test("Every frame type round-trips, and the sizes match the layout in docs/WIRE.md")
     func roundTrip() throws {
@@ -43,7 +43,7 @@ struct WireTests {
             #expect(decoded.bytes == bytes.count)
         }
         #expect(Wire.encode(.message(.row(row))).count == 12 + 32 + 3 * 8 + 8 + (8 + 16 + 16 + 8))
-        #expect(Wire.encode(.hello(hello)).count == 12 + 24)
+        #expect(Wire.encode(.hello(hello)).count == 12 + 28)
         #expect(Wire.encode(.message(.data(batch))).count == 12 + 24 + (5 + 3) + 9 + 5 + (5 + 300))
     }
 
@@ -64,21 +64,21 @@ struct WireTests {
         #expect(batch.entries[0] == .message([1]))
         #expect(Wire.encode(decoded.frame) == encoded)
 
-        let block = Block(originMemberRank: 2, index: 13, totalBytes: 500, offset: 100, bytes: big[0..<50])
+        let block = Block(viewID: ViewID(1), originMemberRank: 2, index: 13, totalBytes: 500, offset: 100, bytes: big[0..<50])
         let blockBytes = Wire.encode(.block(block))
-        #expect(try decode(blockBytes)?.frame == .block(Block(originMemberRank: 2, index: 13, totalBytes: 500, offset: 100, bytes: Array(big[0..<50])[...])))
+        #expect(try decode(blockBytes)?.frame == .block(Block(viewID: ViewID(1), originMemberRank: 2, index: 13, totalBytes: 500, offset: 100, bytes: Array(big[0..<50])[...])))
     }
 
     @Test("A block that would run past its message is refused")
     func badBlock() {
-        let block = Block(originMemberRank: 2, index: 0, totalBytes: 10, offset: 5, bytes: Array(repeating: 1, count: 8)[...])
+        let block = Block(viewID: ViewID(1), originMemberRank: 2, index: 0, totalBytes: 10, offset: 5, bytes: Array(repeating: 1, count: 8)[...])
         expectMalformed(Wire.encode(.block(block)), .badBlock)
     }
 
     @Test("The header is fixed-layout little-endian: magic, version, type, reserved, length")
     func headerLayout() {
         let bytes = Wire.encode(.message(.row(row)))
-        #expect(Array(bytes[0..<12]) == [0x54, 0x53, 0x4B, 0x4C, 3, 3, 0, 0, 112, 0, 0, 0])
+        #expect(Array(bytes[0..<12]) == [0x54, 0x53, 0x4B, 0x4C, 4, 3, 0, 0, 112, 0, 0, 0])
     }
 
     @Test("Bytes split anywhere decode once complete, never before")
