@@ -238,11 +238,24 @@ public struct OrderingCore: Sendable {
         // itself was stalled (a pause, a starved thread): what peers sent meanwhile is still
         // unread, so their silence proves nothing. Start their timeouts afresh.
         let stall = configuration.failureTimeout.nanosecondsClamped / 2
-        if !clockStarted || now.nanoseconds &- previousTick.nanoseconds > stall {
+        let gap = now.nanoseconds &- previousTick.nanoseconds
+        if !clockStarted || gap > stall {
             if clockStarted { statistics.localStalls += 1 }
             clockStarted = true
             for rank in lastHeard.indices { lastHeard[rank] = now }
             return
+        }
+        // A shorter stall of this member (a tick later than the heartbeat interval asks for: a
+        // starved thread, a long burst of work on its event loop) is credited too: for that long it
+        // could not read what peers sent, so their silence is shortened by as much. Without it a
+        // starved receiver (200 ms) and a starved sender (200 ms) add up to a false suspicion
+        // that neither alone would raise.
+        let expected = configuration.heartbeatInterval.nanosecondsClamped
+        if gap > expected {
+            let credit = gap - expected
+            for rank in lastHeard.indices where lastHeard[rank] < now {
+                lastHeard[rank] = Timestamp(nanoseconds: min(now.nanoseconds, lastHeard[rank].nanoseconds &+ credit))
+            }
         }
         // Failure detection: silence longer than failureTimeout raises a suspicion.
         let timeout = configuration.failureTimeout.nanosecondsClamped

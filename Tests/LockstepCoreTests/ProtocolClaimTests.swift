@@ -94,6 +94,34 @@ struct ProtocolClaimTests {
         for rank in 0..<3 { #expect(group.deliveries[rank].count == 8) }
     }
 
+    @Test("Window in bytes: a sender's messages in flight carry at most windowBytesMax payload bytes; a larger message goes alone into an empty window; delivery releases the bytes")
+    func windowBytesBackPressure() throws {
+        let group = try DirectGroup(memberCount: 3, senders: [0]) { $0.windowBytesMax = 1_024 }
+        let kilobyte = [UInt8](repeating: 1, count: 400)
+        try group.send(0, kilobyte)
+        try group.send(0, kilobyte)
+        #expect(group.cores[0].windowBytesInFlight == 800)
+        #expect(group.cores[0].sendCapacityBytes == 224)
+        do {
+            try group.send(0, kilobyte)
+            Issue.record("a third 400-byte message passed a 1024-byte window")
+        } catch {
+            #expect(error.code == .windowFull)
+        }
+        // The message count still admits more; the bytes do not.
+        #expect(group.cores[0].sendCapacity > 0)
+        try group.settle()
+        #expect(group.cores[0].windowBytesInFlight == 0, "delivered everywhere: the bytes left the window")
+        // Into an empty window, a message above windowBytesMax still goes, alone.
+        let large = [UInt8](repeating: 2, count: 5_000)
+        try group.send(0, large)
+        #expect(group.cores[0].sendCapacityBytes == 0)
+        #expect(throws: CoreError.self) { try group.send(0, [3]) }
+        try group.settle()
+        for rank in 0..<3 { #expect(group.deliveries[rank].map(\.payload.count) == [400, 400, 5_000]) }
+        #expect(group.cores[0].sendCapacityBytes == Int.max, "an empty window admits any one message")
+    }
+
     @Test("Stability needs every member: nothing is delivered until the last member holds it")
     func stabilityNeedsEveryMember() throws {
         let group = try DirectGroup(memberCount: 3, senders: [0])
@@ -281,6 +309,32 @@ struct ProtocolClaimTests {
         #expect(group.cores[0].statistics.localStalls == 1)
         // But if member 1 then stays silent past the timeout, it is suspected.
         for step in 1...8 { try group.cores[0].handle(.tick(Timestamp(nanoseconds: 2_001_000_000 + UInt64(step) * 10_000_000))) }
+        #expect(group.cores[0].suspectedRanks == [1])
+    }
+
+    /// Regression (issue 10, item 5): stalls shorter than half the failure timeout were not
+    /// credited, so a receiver starved for 200 ms and a sender starved for 200 ms added up to a
+    /// false suspicion on a loaded machine.
+    @Test("A shorter stall of this member (a late tick) is credited: the peer's silence is shortened by the tick's lateness, and a silent peer is still suspected after")
+    func shortStallIsCredited() throws {
+        func tick(_ group: DirectGroup, _ milliseconds: UInt64) throws {
+            try group.cores[0].handle(.tick(Timestamp(nanoseconds: milliseconds * 1_000_000)))
+        }
+        let group = try DirectGroup(memberCount: 2) {
+            $0.heartbeatInterval = .milliseconds(100)
+            $0.failureTimeout = .milliseconds(500)
+        }
+        // Member 1 is last heard at the first tick (0 ms of the clock: 1 ms).
+        for milliseconds: UInt64 in [1, 101, 201] { try tick(group, milliseconds) }
+        // Member 0 is starved: its next tick comes 250 ms after the last (150 ms late, below the
+        // 250 ms that counts as a full stall).
+        try tick(group, 451)
+        #expect(group.cores[0].statistics.localStalls == 0)
+        // 650 ms of silence, 150 of them this member's own: not suspected yet.
+        for milliseconds: UInt64 in [551, 651] { try tick(group, milliseconds) }
+        #expect(!group.cores[0].isWedged, "the late tick's 150 ms are not member 1's silence")
+        // Past 500 ms of silence net of the stall, member 1 is suspected.
+        for milliseconds: UInt64 in [751, 851] { try tick(group, milliseconds) }
         #expect(group.cores[0].suspectedRanks == [1])
     }
 

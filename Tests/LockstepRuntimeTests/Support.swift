@@ -137,8 +137,15 @@ func runLockstep(_ arguments: [String]) async throws -> (status: Int32, output: 
 /// Runs a program to its end and returns its exit status and output (stdout and stderr). The
 /// blocking read and wait happen on a thread of their own: not on the cooperative pool the
 /// tests run on, nor on Dispatch's global queues (which share that pool's threads on Linux).
+///
+/// Nothing outlives the test: Foundation starts the program as the leader of a process group of
+/// its own, and when `timeoutSeconds` pass or the test's task is cancelled (its time limit) the
+/// whole group is killed. The members bench and chaos start lead groups of their own; they stop
+/// when their parent is gone (their stdin closes, and they run with --stop-on-eof). The output
+/// then ends with a line that says so, and the status is that of the SIGKILL.
 func runProcess(
-    _ executable: URL, _ arguments: [String], environment: [String: String] = [:], directory: URL? = nil
+    _ executable: URL, _ arguments: [String], environment: [String: String] = [:], directory: URL? = nil,
+    timeoutSeconds: Double = 240
 ) async throws -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = executable
@@ -152,12 +159,35 @@ func runProcess(
     process.standardError = pipe
     process.standardInput = FileHandle.nullDevice
     try process.run()
-    return await withCheckedContinuation { continuation in
-        let waiter = Thread {
-            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            continuation.resume(returning: (process.terminationStatus, text))
+    let pid = process.processIdentifier
+    let timedOut = Atomic<Bool>(false)
+    let leadsGroup = getpgid(pid) == pid
+    let killAll: @Sendable () -> Void = {
+        if leadsGroup { _ = kill(-pid, SIGKILL) }
+        _ = kill(pid, SIGKILL)
+    }
+    let watchdog = Thread {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while Date() < deadline {
+            if !process.isRunning { return }
+            usleep(50_000)
         }
-        waiter.start()
+        timedOut.store(true, ordering: .relaxed)
+        killAll()
+    }
+    watchdog.start()
+    return await withTaskCancellationHandler {
+        await withCheckedContinuation { continuation in
+            let waiter = Thread {
+                let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                process.waitUntilExit()
+                let note = timedOut.load(ordering: .relaxed)
+                    ? "\n[test support: killed after \(timeoutSeconds) s, with every process it started]" : ""
+                continuation.resume(returning: (process.terminationStatus, text + note))
+            }
+            waiter.start()
+        }
+    } onCancel: {
+        killAll()
     }
 }

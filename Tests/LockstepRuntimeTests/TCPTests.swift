@@ -182,7 +182,7 @@ struct TCPTests {
         try await link.stop()
     }
 
-    @Test("A multi-process group: 3 `lockstep node` processes stream 100,000 messages of mixed sizes each (4 KiB ones through the relay) and pass the checker")
+    @Test("A multi-process group: 3 `lockstep node` processes stream 100,000 messages of mixed sizes each and pass the checker")
     func multiProcess() async throws {
         let report = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-test-\(getpid()).json")
         defer { try? FileManager.default.removeItem(at: report) }
@@ -295,6 +295,139 @@ struct DeliveryStreamTests {
         #expect(slow.readPauses > 0, "the slow consumer should have made its member stop reading")
         for (runtime, _) in started { await runtime.close() }
         try await group.shutdownGracefully()
+    }
+
+    /// Regression (issue 10): rows and heartbeats shared the data's byte stream, so a member
+    /// whose reads were paused (or whose link was full of data) stopped hearing its peers, and a
+    /// healthy group suspected itself apart. Rows now travel on the control lane, which is read
+    /// whatever the data lane does.
+    @Test("A consumer that reads nothing for 4 x the failure timeout costs no suspicion: rows still flow on the control lane while its data lane is paused")
+    func pausedDataLaneKeepsHeartbeats() async throws {
+        let ports = try (0..<3).map { _ in try freePort() }
+        let addresses = ports.map { PeerAddress(host: "127.0.0.1", port: $0) }
+        let view = try View(id: ViewID(1), members: (1...3).map { MemberID(UInt64($0)) }, senders: [MemberID(1)])
+        var configuration = Configuration()
+        configuration.windowMessagesMax = 64
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 3)
+        let started = try await withThrowingTaskGroup(of: (Int, MemberRuntime, DeliverySequence).self) { tasks in
+            for rank in 0..<3 {
+                let settings = RuntimeSettings(configuration: configuration, view: view, memberRank: rank, addresses: addresses)
+                tasks.addTask {
+                    let (runtime, deliveries) = try await MemberRuntime.startStreaming(
+                        settings: settings, eventLoop: group.next(), logger: testLogger(), lowWatermark: 4, highWatermark: 16)
+                    return (rank, runtime, deliveries)
+                }
+            }
+            var result: [(MemberRuntime, DeliverySequence)?] = [nil, nil, nil]
+            for try await (rank, runtime, deliveries) in tasks { result[rank] = (runtime, deliveries) }
+            return result.compactMap { $0 }
+        }
+        let count = 400
+        let pause = Duration.milliseconds(4 * 500)
+        let consumers = started.enumerated().map { rank, member in
+            Task { () -> [UInt64] in
+                if rank == 2 {
+                    // Member 2 reads nothing until its member has stopped reading, then for 2 s more.
+                    let deadline = ContinuousClock.now + .seconds(20)
+                    while (try? await member.0.statistics())?.readPauses == 0, ContinuousClock.now < deadline {
+                        try? await Task.sleep(for: .milliseconds(5))
+                    }
+                    try? await Task.sleep(for: pause)
+                }
+                var indices: [UInt64] = []
+                for await delivery in member.1 {
+                    indices.append(delivery.index)
+                    if indices.count == count { break }
+                }
+                return indices
+            }
+        }
+        let sender = Task {
+            for k in 0..<count { try await started[0].0.send([UInt8](repeating: UInt8(k % 256), count: 2_048)[...]) }
+        }
+        for consumer in consumers {
+            #expect(await consumer.value == (0..<UInt64(count)).map { $0 })
+        }
+        try await sender.value
+        for (rank, (runtime, _)) in started.enumerated() {
+            let statistics = try await runtime.statistics()
+            #expect(statistics.wedgedAtUptimeNanoseconds == nil, "member rank \(rank) suspected \(statistics.suspectedRanks)")
+            #expect(statistics.viewID == 1)
+        }
+        #expect(try await started[2].0.statistics().readPauses > 0)
+        for (runtime, _) in started { await runtime.close() }
+        try await group.shutdownGracefully()
+    }
+}
+
+@Suite("Node workloads end by themselves", .serialized, .timeLimit(.minutes(3)))
+struct NodeEndTests {
+    /// Regression (issue 10, items 4 and 5): `node --duration` waited for stdin to close (and with
+    /// stdin at EOF from the start ended at once with nothing delivered), and every normal end
+    /// logged errors (minority, connection reset, truncated frames): node had no way to leave.
+    @Test("3 `lockstep node --duration 1` processes with stdin at EOF run their workload, end by themselves with equal deliveries and status 0, and log no error")
+    func nodesEndTogether() async throws {
+        let ports = try (0..<3).map { _ in try freePort() }
+        let peers = ports.map { "127.0.0.1:\($0)" }.joined(separator: ",")
+        let results = try await withThrowingTaskGroup(of: (Int, Int32, String).self) { tasks in
+            for rank in 0..<3 {
+                tasks.addTask {
+                    let (status, text) = try await runProcess(
+                        try lockstepExecutable(),
+                        ["node", "--rank", "\(rank)", "--peers", peers, "--size", "1K", "--duration", "1"],
+                        environment: ["LOCKSTEP_LOG_LEVEL": "info"], timeoutSeconds: 90)
+                    return (rank, status, text)
+                }
+            }
+            var all: [(Int, Int32, String)] = []
+            for try await result in tasks { all.append(result) }
+            return all.sorted { $0.0 < $1.0 }
+        }
+        var delivered: [Int] = []
+        for (rank, status, text) in results {
+            #expect(status == 0, "member rank \(rank): \(text.suffix(2_000))")
+            let errors = text.split(separator: "\n").filter { $0.contains("error") && !$0.hasPrefix("{") }
+            #expect(errors.isEmpty, "member rank \(rank) logged errors: \(errors)")
+            let final = text.split(separator: "\n").last { $0.contains("\"final\"") }
+            let json = try final.flatMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            delivered.append(json?["delivered"] as? Int ?? -1)
+            #expect(json?["corrupt"] as? Int == 0)
+            #expect(json?["fifo_violations"] as? Int == 0)
+        }
+        #expect(delivered.count == 3 && delivered[0] > 0 && Set(delivered).count == 1, "\(delivered)")
+    }
+
+    /// Nothing hangs silently: a member left in a minority (its only peer stopped, SIGSTOP) stops
+    /// delivering; its watchdog says so with its state and exits 1.
+    @Test("A node whose group stops delivering (its one peer is SIGSTOPped) prints a stalled line with its state and exits 1 within the stall timeout")
+    func stalledNodeSaysWhy() async throws {
+        let ports = try (0..<2).map { _ in try freePort() }
+        let peers = ports.map { "127.0.0.1:\($0)" }.joined(separator: ",")
+        let peer = Process()
+        peer.executableURL = try lockstepExecutable()
+        peer.arguments = ["node", "--rank", "1", "--peers", peers, "--size", "1K", "--duration", "60"]
+        peer.standardOutput = FileHandle.nullDevice
+        peer.standardError = FileHandle.nullDevice
+        peer.standardInput = FileHandle.nullDevice
+        try peer.run()
+        defer {
+            kill(peer.processIdentifier, SIGCONT)
+            kill(peer.processIdentifier, SIGKILL)
+        }
+        let stopper = Task {
+            try await Task.sleep(for: .seconds(2))
+            kill(peer.processIdentifier, SIGSTOP)
+        }
+        let started = ContinuousClock.now
+        let (status, text) = try await runProcess(
+            try lockstepExecutable(),
+            ["node", "--rank", "0", "--peers", peers, "--size", "1K", "--duration", "60", "--stall-timeout", "3"],
+            timeoutSeconds: 60)
+        try await stopper.value
+        #expect(status == 1, "\(text.suffix(2_000))")
+        #expect(text.contains("\"stalled\""), "\(text.suffix(2_000))")
+        #expect(text.contains("no delivery for 3.0 s") && text.contains("minority"), "\(text.suffix(2_000))")
+        #expect(ContinuousClock.now - started < .seconds(30))
     }
 }
 
