@@ -162,6 +162,12 @@ public struct OrderingCore: Sendable {
     /// Member ranks this member suspects (its own suspicions and those it learned from rows).
     public var suspectedRanks: [Int] { view.members.indices.filter { rows[memberRank].isSuspected($0) } }
 
+    /// How long the member at `rank` has not been heard from, as of the last tick (for logs).
+    public func silenceNanoseconds(ofMemberRank rank: Int) -> UInt64 {
+        guard lastHeard.indices.contains(rank), now > lastHeard[rank] else { return 0 }
+        return now.nanoseconds - lastHeard[rank].nanoseconds
+    }
+
     /// This member's own row (its counters).
     public var ownRow: Row { rows[memberRank] }
 

@@ -148,6 +148,8 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
     private var pendingRows: [ByteBuffer?]
     private var effects: [Effect] = []
     private var pulled: [Payload] = []
+    /// Payloads the source gave beyond what the window admitted, sent first once it has room.
+    private var pulledBack = CircularBuffer<Payload>()
     private var sendQueue = CircularBuffer<(Payload, EventLoopPromise<Void>)>()
     private weak var source: MessageSource?
     private var onDeliver: (Delivery) -> Void
@@ -378,6 +380,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             let promise = self.eventLoop.makePromise(of: Void.self)
             self.allDone = promise
             self.saidDone = true
+            self.logger.info("done: telling the other members at \(NIODeadline.now().uptimeNanoseconds / 1_000_000) ms")
             self.membersDone.insert(self.settings.view.members[self.settings.memberRank])
             let done = ControlMessage(kind: .done, id: self.settings.view.members[self.settings.memberRank].rawValue).encoded()
             self.forEachPeerLink { _, link in
@@ -499,7 +502,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
                 return
             }
             membersDone.insert(slotMembers[slot])
-            logger.info("member \(slotMembers[slot]) is done")
+            logger.info("member \(slotMembers[slot]) is done (heard at \(NIODeadline.now().uptimeNanoseconds / 1_000_000) ms)")
             checkAllDone()
         case .redirect, .refused, .welcome:
             closeLink(link, reason: "unexpected control frame \(message.kind) from a peer")
@@ -899,14 +902,24 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             }
             // Unknown until asked: a source that was not asked (no room) may have more.
             var sourceDrained = source == nil
+            // Pulled earlier and not admitted then: these go first, in their order.
+            while core.sendCapacity > 0, let payload = pulledBack.first, payload.count <= core.sendCapacityBytes {
+                pulledBack.removeFirst()
+                sendPulled(payload)
+            }
             let capacity = core.sendCapacity
-            if capacity > 0, let source {
+            if capacity > 0, pulledBack.isEmpty, let source {
+                // An empty window admits one message of any size (sendCapacityBytes is Int.max):
+                // ask for one, and for the rest with a real byte budget in the next round.
+                let bytesRoom = core.sendCapacityBytes
+                let limit = bytesRoom == Int.max ? 1 : capacity
                 pulled.removeAll(keepingCapacity: true)
-                source.nextPayloads(limit: capacity, bytesLimit: core.sendCapacityBytes, into: &pulled)
-                for payload in pulled {
-                    do { try core.send(payload) } catch { logger.error("source message refused: \(error)") }
-                }
-                sourceDrained = pulled.count < capacity
+                source.nextPayloads(limit: limit, bytesLimit: bytesRoom, into: &pulled)
+                for payload in pulled { sendPulled(payload) }
+                // Fewer than asked for: the source has nothing more now, or its next message
+                // does not fit the bytes left (it comes at a later poll, when the window opens).
+                // Not drained only when it gave all it was asked for: then go round again.
+                sourceDrained = pulled.count < limit
             }
             effects.removeAll(keepingCapacity: true)
             // Only a wedged member can install a view (and welcome joiners) in this poll.
@@ -919,7 +932,8 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             }
             // Deliveries in this poll may have opened the window: go round again while there is
             // something to send and room for it. After a few rounds, yield to reads and come back.
-            let moreToSend = (sendQueue.first.map { $0.0.count <= core.sendCapacityBytes } ?? false) || !sourceDrained
+            let fits = { (payload: Payload) in payload.count <= self.core.sendCapacityBytes }
+            let moreToSend = (sendQueue.first.map { fits($0.0) } ?? false) || (pulledBack.first.map(fits) ?? false) || !sourceDrained
             guard moreToSend, core.sendCapacity > 0 else { break }
             if rounds == 4 {
                 eventLoop.execute { self.poll() }
@@ -927,6 +941,22 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             }
         }
         for link in links { link?.flush() }
+    }
+
+    /// Hands a payload pulled from the source to the core. A source that gave more than the
+    /// window admits loses nothing: the payload waits in `pulledBack` for room.
+    private func sendPulled(_ payload: Payload) {
+        guard pulledBack.isEmpty, core.sendCapacity > 0, payload.count <= core.sendCapacityBytes else {
+            pulledBack.append(payload)
+            return
+        }
+        do {
+            try core.send(payload)
+        } catch {
+            // Not the window (checked above): wedged, removed or too large. The source's message
+            // cannot go in this view; say so once per message.
+            logger.error("source message refused: \(error)")
+        }
     }
 
     private func carryOutEffects() {
@@ -970,7 +1000,8 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             case .wedged(let ranks):
                 stats.wedgedAtUptimeNanoseconds = NIODeadline.now().uptimeNanoseconds
                 stats.suspectedRanks = ranks
-                logger.warning("wedged: member ranks \(ranks) suspected; this member sends nothing new in \(core.view.id)")
+                let silences = ranks.map { "\($0): \(core.silenceNanoseconds(ofMemberRank: $0) / 1_000_000) ms" }
+                logger.warning("wedged: member ranks \(ranks) suspected (silent for \(silences.joined(separator: ", ")); \(core.statistics.localStalls) local stalls); this member sends nothing new in \(core.view.id)")
             case .installView(let view, _):
                 installed(view)
             case .removed(let reason):
