@@ -49,7 +49,8 @@ public struct RuntimeSettings: Sendable {
     public var rdma = RDMASettings()
     /// Payloads of at least this many bytes travel through the relay (nil: never). Every member
     /// must use the same value.
-    public var relayThresholdBytes: Int? = 1_024 * 1_024
+    public var relayThresholdBytes: Int? = RuntimeSettings.defaultRelayThresholdBytes
+    public static let defaultRelayThresholdBytes = 1_024 * 1_024
     /// The relay cuts payloads into blocks of this many bytes, forwarded as each one arrives.
     public var relayBlockBytes = 64 * 1_024
     /// A joiner dials every member (they do not know its address); members of the first view
@@ -127,6 +128,12 @@ public struct RuntimeStatistics: Sendable {
     /// Members of the view with a link up, and the members that said they are done (`finish`).
     public var linksUp = 0
     public var membersDone = 0
+    /// Bytes written to links and not yet handed to the network (NIO's outbound buffers on TCP,
+    /// the queue to registered memory on RDMA), summed over links.
+    public var outboundBytesQueued = 0
+    /// The longest time between two rows from the same peer (nanoseconds): the heartbeat
+    /// interval plus the longest a row waited on its way (docs/WIRE.md, "Lanes").
+    public var rowGapMaxNanoseconds: UInt64 = 0
 
     /// Holds a suspicion in its current view (it wedged after the last install).
     public var isWedgedNow: Bool {
@@ -195,6 +202,8 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
     // word, and who waits for everyone's. Once a peer is done (or this member closes), its link
     // going down is expected: logged at info level, not suspected.
     private var membersDone: Set<MemberID> = []
+    /// When the last row from each slot arrived (uptime nanoseconds; 0 none yet).
+    private var lastRowArrival: [UInt64] = []
     private var saidDone = false
     private var allDone: EventLoopPromise<Void>?
 
@@ -357,6 +366,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             stats.relayBlocksBacklogged = self.forwardBacklog.count
             stats.linksUp = self.slotOfRank.filter { $0 >= 0 && $0 != self.settings.memberRank && self.links[$0] != nil }.count
             stats.membersDone = self.membersDone.count
+            stats.outboundBytesQueued = self.links.reduce(0) { $0 + ($1?.queuedBytes ?? 0) }
             return stats
         }.get()
     }
@@ -578,6 +588,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
 
     func received(_ message: Message, from slot: Int, link: TransportLink) {
         let viewID = message.viewID
+        if case .row = message { noteRowArrival(from: slot) }
         if viewID != core.view.id {
             if viewID > core.view.id {
                 // A peer installed the next view first: hold its traffic until this member does.
@@ -611,6 +622,15 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         } catch {
             closeLink(link, reason: "member rank \(rank) broke the protocol: \(error)")
         }
+    }
+
+    /// The longest gap between two rows from one peer: what the failure detector sees. Rows come
+    /// at least every heartbeat interval, so the gap beyond that is how long a row waited.
+    private func noteRowArrival(from slot: Int) {
+        let now = NIODeadline.now().uptimeNanoseconds
+        if lastRowArrival.count <= slot { lastRowArrival += Array(repeating: 0, count: slot + 1 - lastRowArrival.count) }
+        if lastRowArrival[slot] != 0 { stats.rowGapMaxNanoseconds = max(stats.rowGapMaxNanoseconds, now - lastRowArrival[slot]) }
+        lastRowArrival[slot] = now
     }
 
     /// Holds a frame of a view not installed yet; false if that would pass the bound (the link
@@ -905,7 +925,11 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             // Pulled earlier and not admitted then: these go first, in their order.
             while core.sendCapacity > 0, let payload = pulledBack.first, payload.count <= core.sendCapacityBytes {
                 pulledBack.removeFirst()
-                sendPulled(payload)
+                do {
+                    try core.send(payload)
+                } catch {
+                    logger.error("source message refused: \(error)")
+                }
             }
             let capacity = core.sendCapacity
             if capacity > 0, pulledBack.isEmpty, let source {

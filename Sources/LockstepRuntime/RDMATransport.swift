@@ -139,7 +139,9 @@ final class RDMALink: TransportLink, @unchecked Sendable {
     private var unflushed: [ByteBuffer] = []
     fileprivate let outbound = Mutex<[ByteBuffer]>([])
     /// Bytes written and not yet copied into registered memory (event loop adds, poller subtracts).
-    fileprivate let queuedBytes = Atomic<Int>(0)
+    fileprivate let queuedByteCount = Atomic<Int>(0)
+    /// Bytes written and not yet copied into registered memory.
+    var queuedBytes: Int { queuedByteCount.load(ordering: .relaxed) }
     fileprivate let reportWritable = Atomic<Bool>(false)
     // Event loop only: the peer's rank once known (at once for dialed links, from the hello for
     // accepted ones), and whether the link was closed.
@@ -163,14 +165,14 @@ final class RDMALink: TransportLink, @unchecked Sendable {
     }
 
     var isWritable: Bool {
-        if queuedBytes.load(ordering: .relaxed) < poller.highWater { return true }
+        if queuedByteCount.load(ordering: .relaxed) < poller.highWater { return true }
         reportWritable.store(true, ordering: .relaxed)
         return false
     }
 
     func write(_ frame: ByteBuffer) {
         guard !isClosed else { return }
-        queuedBytes.add(frame.readableBytes, ordering: .relaxed)
+        queuedByteCount.add(frame.readableBytes, ordering: .relaxed)
         unflushed.append(frame)
     }
 
@@ -665,7 +667,7 @@ final class RDMAPoller: @unchecked Sendable {
     private func released(_ connection: Connection, bytes: Int) {
         // `reportWritable` says the event loop found the link unwritable: tell it once the queue
         // is below half the high-water mark (however many steps it took to get there).
-        let after = connection.link.queuedBytes.subtract(bytes, ordering: .relaxed).newValue
+        let after = connection.link.queuedByteCount.subtract(bytes, ordering: .relaxed).newValue
         if after < highWater / 2, connection.link.reportWritable.load(ordering: .relaxed),
             connection.link.reportWritable.exchange(false, ordering: .relaxed)
         {

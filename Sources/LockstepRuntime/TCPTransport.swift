@@ -227,6 +227,14 @@ final class TCPLink: TransportLink, @unchecked Sendable {
         return lane == .control ? control : data
     }
 
+    /// Bytes in NIO's outbound buffers of every lane, and frames waiting for a lane to connect.
+    var queuedBytes: Int {
+        let buffered = [single, control, data].reduce(0) { total, channel in
+            total + ((try? channel?.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0)
+        }
+        return buffered + waiting.reduce(0) { $0 + $1.1.readableBytes }
+    }
+
     /// The control lane's writability: rows coalesce while it is full.
     var isWritable: Bool { (single ?? control)?.isWritable ?? true }
 

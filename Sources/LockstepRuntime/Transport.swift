@@ -13,6 +13,9 @@ import NIOCore
 public protocol TransportLink: AnyObject, Sendable {
     /// False while the link's outbound queue is above its high-water mark (rows then coalesce).
     var isWritable: Bool { get }
+    /// Bytes written to the link and not yet handed to the network (the statistics count them;
+    /// the window bounds them).
+    var queuedBytes: Int { get }
     /// Queues an encoded frame; it goes out at the next `flush`, in order.
     func write(_ frame: ByteBuffer)
     func flush()

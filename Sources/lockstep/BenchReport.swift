@@ -75,6 +75,9 @@ struct BenchResult: Codable, Sendable {
     /// With --netns: the shaped link's iperf3 rate in the same run, and the figure above against it.
     var linkMegabytesPerSecond: Double?
     var ratioToLink: Double?
+    /// The longest gap between two rows from one peer at any member, ms: the heartbeat interval
+    /// (100 ms) plus the longest a row waited behind anything.
+    var rowGapMaxMs: Double?
     /// Payloads of at least this size went through the relay ("off": none). Absent in older reports.
     var relayThreshold: String?
     var inProcess: Bool
@@ -133,6 +136,7 @@ struct BenchResult: Codable, Sendable {
         deliveredPerMember = sorted.map(\.delivered)
         secondsPerMember = sorted.map(\.seconds)
         self.checker = checker
+        rowGapMaxMs = sorted.compactMap(\.rowGapMaxMilliseconds).max()
         let rdma = sorted.compactMap(\.rdma)
         if let first = rdma.first {
             rdmaDevice = first.device
@@ -200,16 +204,22 @@ struct BenchReport: Codable, Sendable {
         // Several transports in one report: a column says which.
         let transports = results.map(\.transport).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
         let perRow = transports.count > 1
+        // On shaped links (--netns) the link is the reference: what the slowest receiver gets
+        // from the others, against it.
+        let shaped = results.contains { $0.ratioToLink != nil }
         let header = (perRow ? ["transport"] : []) + [
-            "size", "senders", "mode", "window", "msg/s", "MB/s", "efficiency", "p50 us", "p99 us", "p999 us",
-            "CPU s (per member)", "RSS MB max", "checker",
+            "size", "senders", "mode", "window", "msg/s", "MB/s", "efficiency",
+        ] + (shaped ? ["from others MB/s", "of link"] : []) + [
+            "p50 us", "p99 us", "p999 us", "CPU s (per member)", "RSS MB max", "row gap ms", "checker",
         ]
         let rows = results.map { r in
             (perRow ? [r.transport] : []) + [
                 (r.sizes ?? [r.sizeBytes]).map(sizeLabel).joined(separator: "+"), r.senders, r.mode, "\(r.window)", format(r.messagesPerSecond, 0),
-                format(r.megabytesPerSecond, 1), format(r.efficiency, 2), "\(r.latencyUs.p50)", "\(r.latencyUs.p99)",
+                format(r.megabytesPerSecond, 1), format(r.efficiency, 2),
+            ] + (shaped ? [format(r.receivedFromOthersMegabytesPerSecond, 1), r.ratioToLink.map { format($0, 2) } ?? "-"] : []) + [
+                "\(r.latencyUs.p50)", "\(r.latencyUs.p99)",
                 "\(r.latencyUs.p999)", r.cpuSeconds.map { format($0, 1) }.joined(separator: "/"),
-                format(r.rssMegabytesMax, 1), r.checker,
+                format(r.rssMegabytesMax, 1), r.rowGapMaxMs.map { format($0, 0) } ?? "-", r.checker,
             ]
         }
         var lines: [String] = []

@@ -83,7 +83,7 @@ struct Node: AsyncParsableCommand {
             }
             try await group.shutdownGracefully()
             var joining = RuntimeSettings(configuration: configuration, joining: welcome)
-            joining.relayThresholdBytes = nil  // the relay runs in the first view only
+            joining.relayThresholdBytes = try member.relayThresholdBytes()  // the same as every member's
             settings = joining
             snapshot = welcome.snapshot
         } else {
@@ -284,6 +284,7 @@ final class BenchMember: MessageSource, @unchecked Sendable {
             progress.removed = statistics.removed
             progress.complete = self.isComplete
             progress.queues = QueueOccupancy(statistics)
+            self.rowGapMaxMilliseconds = Double(statistics.rowGapMaxNanoseconds) / 1e6
             return progress
         }.get()
     }
@@ -438,6 +439,9 @@ final class BenchMember: MessageSource, @unchecked Sendable {
         logBuffer.removeAll(keepingCapacity: true)
     }
 
+    /// Updated on every progress report (the runtime's statistics are asynchronous).
+    private var rowGapMaxMilliseconds: Double = 0
+
     private func finalReport() -> MemberFinal {
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
@@ -453,7 +457,7 @@ final class BenchMember: MessageSource, @unchecked Sendable {
             cpuSeconds: cpu, rssMegabytesMax: peakResidentMegabytes(), corrupt: corrupt,
             fifoViolations: fifoViolations, latencySamples: latency.totalCount, views: views,
             member: settings.view.members[settings.memberRank].rawValue, initialCounts: initialCounts,
-            rdma: runtime?.rdmaStatistics)
+            rdma: runtime?.rdmaStatistics, rowGapMaxMilliseconds: rowGapMaxMilliseconds)
     }
 }
 
@@ -535,6 +539,7 @@ struct QueueOccupancy: Codable, Sendable, CustomStringConvertible {
     var relayBlocksBacklogged = 0
     var linksUp = 0
     var membersDone = 0
+    var outboundBytesQueued = 0
 
     init(_ statistics: RuntimeStatistics) {
         windowMessagesFree = statistics.windowMessagesFree
@@ -548,13 +553,14 @@ struct QueueOccupancy: Codable, Sendable, CustomStringConvertible {
         relayBlocksBacklogged = statistics.relayBlocksBacklogged
         linksUp = statistics.linksUp
         membersDone = statistics.membersDone
+        outboundBytesQueued = statistics.outboundBytesQueued
     }
 
     var description: String {
         "window \(windowMessagesFree) messages free, \(windowBytesInFlight) bytes in flight; send queue \(sendQueueMessages); "
             + "next-view frames held \(futureFramesHeld) (\(futureBytesHeld) bytes); relay: \(relayBatchesWaiting) batches "
             + "waiting, \(relayAssemblies) payloads assembling (\(relayAssemblyBytes) bytes), \(relayBlocksBacklogged) blocks "
-            + "backlogged; links up \(linksUp); members done \(membersDone)"
+            + "backlogged; outbound queued \(outboundBytesQueued) bytes; links up \(linksUp); members done \(membersDone)"
     }
 }
 
@@ -583,6 +589,9 @@ struct MemberFinal: Codable, Sendable {
     var initialCounts: [UInt64] = []
     /// RDMA operations this member's transport completed (nil on TCP).
     var rdma: RDMAStatistics?
+    /// The longest gap between two rows from one peer, ms (heartbeat interval + the longest a row
+    /// waited); absent in older reports.
+    var rowGapMaxMilliseconds: Double? = nil
 }
 
 /// The workload's application state, as a joiner's snapshot.

@@ -113,6 +113,18 @@ struct MemberOptions: ParsableArguments {
         return configuration
     }
 
+    /// The relay threshold from the flags or the file (nil: off; default 1 MiB). Every member,
+    /// joiners included, must use the same.
+    func relayThresholdBytes(file: FileConfig? = nil) throws -> Int? {
+        let file = try file ?? loadFile()
+        guard let text = relayThreshold ?? file.relayThreshold else { return RuntimeSettings.defaultRelayThresholdBytes }
+        if text == "off" { return nil }
+        guard let bytes = try? Bench.parseSizes(text), bytes.count == 1 else {
+            throw ValidationError("--relay-threshold '\(text)' is not a size like 64K, or off")
+        }
+        return bytes[0]
+    }
+
     /// The member's validated settings.
     func settings() throws -> RuntimeSettings {
         let file = try loadFile()
@@ -147,16 +159,7 @@ struct MemberOptions: ParsableArguments {
             case .failure(let error): throw ValidationError(error.description)
             }
         }
-        if let text = relayThreshold ?? file.relayThreshold {
-            if text == "off" {
-                settings.relayThresholdBytes = nil
-            } else {
-                guard let bytes = try? Bench.parseSizes(text), bytes.count == 1 else {
-                    throw ValidationError("--relay-threshold '\(text)' is not a size like 64K, or off")
-                }
-                settings.relayThresholdBytes = bytes[0]
-            }
-        }
+        settings.relayThresholdBytes = try relayThresholdBytes(file: file)
         if let rdmaRingBytes { settings.rdma.ringBytes = rdmaRingBytes }
         if let rdmaRowSlots { settings.rdma.rowSlots = rdmaRowSlots }
         settings.rdma.chunkBytesMax = min(settings.rdma.chunkBytesMax, settings.rdma.ringBytes / 4)

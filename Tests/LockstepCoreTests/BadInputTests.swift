@@ -126,6 +126,7 @@ struct ConfigurationTests {
         return [
             ("windowMessagesMax", with { $0.windowMessagesMax = 0 }),
             ("windowMessagesMax", with { $0.windowMessagesMax = 1 << 23 }),
+            ("windowBytesMax", with { $0.windowBytesMax = 1_000 }),
             ("messageBytesMax", with { $0.messageBytesMax = 0 }),
             ("batchMessagesMax", with { $0.batchMessagesMax = -3 }),
             ("batchBytesMax", with { $0.batchBytesMax = 0 }),

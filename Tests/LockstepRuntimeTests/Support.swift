@@ -52,8 +52,11 @@ final class RawPeer {
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = UInt16(port).bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        // Every blocking call on this socket has a bound: a test can never hang in a read or a
+        // write that no time limit can interrupt.
         var timeout = timeval(tv_sec: 5, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var connected: Int32 = -1
         for attempt in 0..<attempts {
             if attempt > 0 { usleep(20_000) }
@@ -78,14 +81,16 @@ final class RawPeer {
         }
     }
 
-    /// Reads until the other side closes (true) or 5 s pass without data (false).
+    /// Reads until the other side closes (true), or 5 s pass without data or 20 s in all (false).
     func waitForClose() -> Bool {
         var buffer = [UInt8](repeating: 0, count: 65_536)
-        while true {
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
             let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if count == 0 { return true }
             if count < 0 { return errno == ECONNRESET }
         }
+        return false
     }
 
     deinit { close(fd) }
