@@ -286,7 +286,11 @@ extension OrderingCore {
             next.unorderedSkip = Array(repeating: 0, count: next.senderCount)
             for (oldSender, rank) in view.senderMemberRanks.enumerated() where !commit.isRemoved(rank) {
                 if let newSender = nextView.senderRank(ofMemberRank: nextView.rank(of: view.members[rank])!) {
-                    next.unorderedSkip[newSender] = own.received[oldSender] - trim[oldSender]
+                    // What this member holds beyond the trim it delivered (or skipped) here, plus
+                    // the skip of this view not used up yet: re-sends of the previous view still
+                    // on their way (rows overtake data) come again in the next view, first.
+                    let leftover = unorderedSkip.isEmpty ? 0 : unorderedSkip[oldSender]
+                    next.unorderedSkip[newSender] = own.received[oldSender] - trim[oldSender] + leftover
                 }
             }
             next.resentAlreadyDelivered = next.unorderedSkip

@@ -292,7 +292,8 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         self.futureMessagesMax = 4 * settings.configuration.windowMessagesMax * settings.view.memberCount + 1_024
         // What peers can send ahead of an install: their windows (data re-sent in the next view)
         // and the relay's blocks of them, with room for rows.
-        self.futureBytesMax = 2 * settings.configuration.windowBytesMax * settings.view.memberCount + 16 * 1_024 * 1_024
+        self.futureBytesMax = 2 * max(settings.configuration.windowBytesMax, settings.configuration.messageBytesMax)
+            * settings.view.memberCount + 16 * 1_024 * 1_024
         effects.reserveCapacity(4_096)
     }
 
@@ -579,9 +580,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         for rank in links.indices where rank != settings.memberRank && links[rank] == nil { return }
         isReady = true
         readyPromise.succeed(())
-        if let successor = relaySuccessorSlot(in: core.view) {
-            for block in forwardBacklog { links[successor]?.write(block) }
-        }
+        for block in forwardBacklog { relayToSuccessor(block, in: core.view) }
         forwardBacklog = []
         poll()
     }
@@ -741,6 +740,22 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         return slot >= 0 ? slot : nil
     }
 
+    /// Sends a relay block to the next member of the chain in `view`; if that member has not
+    /// connected yet (a joiner), keeps it for it like everything else it must receive (bounded).
+    private func relayToSuccessor(_ buffer: ByteBuffer, in view: View) {
+        guard let rank = view.rank(of: settings.view.members[settings.memberRank]) else { return }
+        let next = (rank + 1) % view.memberCount
+        let slot = slotOfRank[next]
+        if slot >= 0, let link = links[slot] {
+            link.write(buffer)
+            return
+        }
+        let member = view.members[next]
+        if heldForJoiners[member, default: []].count < futureMessagesMax {
+            heldForJoiners[member, default: []].append(buffer)
+        }
+    }
+
     /// Sends a batch with large payloads: the batch to everyone, the payloads to the next member.
     private func sendThroughRelay(_ batch: DataBatch, threshold: Int) {
         let direct = encode(.data(batch), relayingFrom: threshold)
@@ -750,7 +765,6 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             stats.bytesSent += UInt64(direct.readableBytes)
         }
         guard let ownRank = effectView.rank(of: settings.view.members[settings.memberRank]) else { return }
-        let successor = relaySuccessorSlot(in: effectView)
         var index = batch.firstIndex
         for entry in batch.entries {
             defer { index += entry.indexCount }
@@ -765,7 +779,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
                 let size = Wire.encodedBytes(block)
                 var buffer = ByteBufferAllocator().buffer(capacity: size)
                 buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { Wire.encode(block, into: $0) }
-                if let successor { links[successor]?.write(buffer) }
+                relayToSuccessor(buffer, in: effectView)
                 stats.blocksSent += 1
                 stats.bytesSent += UInt64(size)
                 offset = end
@@ -836,10 +850,10 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         assembly.filled += blockBytes
         assemblies[originSlot][block.index] = assembly
         // Pass it on at once (the pipeline), unless the next member is the origin.
-        if (ownRank + 1) % count != origin, let successor = relaySuccessorSlot(in: view) {
+        if (ownRank + 1) % count != origin {
             let forwarded = raw ?? ByteBuffer(bytes: frameBytes)
-            if isReady, let next = links[successor] {
-                next.write(forwarded)
+            if isReady {
+                relayToSuccessor(forwarded, in: view)
             } else {
                 forwardBacklog.append(forwarded)
             }
@@ -900,7 +914,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             // view change removes the peer.
             do { try core.handle(.linkFailed(memberRank: rank)) } catch { logger.error("\(error)") }
             poll()
-            logger.warning("link to member rank \(rank) (\(settings.view.members[slot])) is down")
+            logger.warning("link to member rank \(rank) (\(slotMembers[slot])) is down")
         }
     }
 
@@ -1054,10 +1068,14 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         timer?.cancel()
         timer = eventLoop.scheduleTask(deadline: .uptimeNanoseconds(at.nanoseconds)) {
             self.timerAt = nil
-            // A member that is done may close before this one has heard from everyone: its
-            // silence is not a failure.
+            // A member that is done and has closed may do so before this one has heard from
+            // everyone: its silence is not a failure (it delivered everything; its last row came
+            // before its `done`). One that is done but still connected is watched as usual.
             for member in self.membersDone {
-                if let rank = self.core.view.rank(of: member) { try? self.core.handle(.heard(fromMemberRank: rank)) }
+                guard let slot = self.slotMembers.firstIndex(of: member), self.links[slot] == nil,
+                    let rank = self.core.view.rank(of: member), rank != self.core.memberRank
+                else { continue }
+                try? self.core.handle(.heard(fromMemberRank: rank))
             }
             self.core.tick(Timestamp(nanoseconds: NIODeadline.now().uptimeNanoseconds))
             self.poll()

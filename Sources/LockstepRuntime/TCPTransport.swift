@@ -24,9 +24,6 @@ final class TCPTransport: Transport, @unchecked Sendable {
     /// Reads of up to 1 MiB (NIO's default stops at 64 KiB): large frames then arrive in a few
     /// reads instead of many, each of which the frame decoder appends to its buffer.
     static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2_048, maximum: 1 << 20)
-    /// A link whose second lane has not connected this long after its first is failed (the
-    /// dialer opens both at once; frames written meanwhile wait in the link).
-    static let laneAttachTimeout: TimeAmount = .seconds(5)
     /// Outbound bytes above which a lane's channel reports itself unwritable (rows coalesce on the
     /// control lane). NIO's default, 64 KiB, is kept for the control lane; the data lane's queue
     /// is bounded by the window, not by this.
@@ -85,18 +82,32 @@ final class TCPTransport: Transport, @unchecked Sendable {
         // rank r dials the lower ranks.
         let ranks = settings.dialsEveryone ? Array(settings.view.members.indices.filter { $0 != settings.memberRank }) : Array(0..<settings.memberRank)
         for rank in ranks {
-            let link = try await eventLoop.submit { TCPLink() }.get()
-            for lane in [Lane.control, .data] {
-                let channel = try await dial(rank: rank, lane: lane, link: link, deadline: deadline, on: eventLoop)
-                if lane == .control, settings.dialsEveryone {
-                    // Tell the member where this joiner listens (for the welcomes it may send later).
-                    let own = settings.addresses[settings.memberRank]
-                    let address = ControlMessage(
-                        kind: .address, id: settings.view.members[settings.memberRank].rawValue, host: own.host, port: own.port)
-                    try await channel.writeAndFlush(address.encoded()).get()
+            while true {
+                let link = try await eventLoop.submit { TCPLink() }.get()
+                for lane in [Lane.control, .data] {
+                    let channel = try await dial(rank: rank, lane: lane, link: link, deadline: deadline, on: eventLoop)
+                    if lane == .control, settings.dialsEveryone {
+                        // Tell the member where this joiner listens (for the welcomes it may send later).
+                        let own = settings.addresses[settings.memberRank]
+                        let address = ControlMessage(
+                            kind: .address, id: settings.view.members[settings.memberRank].rawValue, host: own.host, port: own.port)
+                        try? await channel.writeAndFlush(address.encoded()).get()
+                    }
                 }
+                // A lane that closed while the other was being dialed took the link down: dial
+                // the pair again (until connectTimeout) rather than report a dead link as up.
+                let up = try await eventLoop.submit { () -> Bool in
+                    guard !link.isDown else { return false }
+                    self.delegate?.linkUp(link, peerRank: rank)
+                    return true
+                }.get()
+                if up { break }
+                try await eventLoop.submit { link.close() }.get()
+                if ContinuousClock.now > deadline {
+                    throw RuntimeError("cannot connect to member rank \(rank) at \(settings.addresses[rank]): the connection closed while dialing")
+                }
+                try await Task.sleep(for: .milliseconds(50))
             }
-            try await eventLoop.submit { self.delegate?.linkUp(link, peerRank: rank) }.get()
         }
     }
 
@@ -111,8 +122,10 @@ final class TCPTransport: Transport, @unchecked Sendable {
                 .channelOption(ChannelOptions.recvAllocator, value: Self.receiveAllocator)
                 .channelOption(ChannelOptions.writeBufferWaterMark, value: Self.writeBufferWaterMark)
                 .channelInitializer { channel in self.installHandlers(on: channel, link: link, lane: lane, peerRank: rank) }
+            var connected: Channel?
             do {
                 let channel = try await bootstrap.connect(host: address.host, port: address.port).get()
+                connected = channel
                 let hello = Hello(
                     member: settings.view.members[settings.memberRank], viewID: settings.view.id,
                     memberRank: settings.memberRank, senderCount: settings.view.senderCount, lane: lane)
@@ -124,6 +137,8 @@ final class TCPTransport: Transport, @unchecked Sendable {
                 try await eventLoop.submit { link.attach(channel, lane: lane) }.get()
                 return channel
             } catch {
+                // A connection whose hello could not be written is closed before the retry.
+                try? await connected?.close()
                 if ContinuousClock.now > deadline {
                     throw RuntimeError("cannot connect to member rank \(rank) at \(address) (\(lane) lane): \(error)")
                 }
@@ -157,10 +172,14 @@ final class TCPTransport: Transport, @unchecked Sendable {
         // The link is up at its first lane: what is written to the other waits in the link
         // until it connects, which a healthy peer does at once.
         delegate?.linkUp(link, peerRank: slot)
-        channel.eventLoop.scheduleTask(in: Self.laneAttachTimeout) {
+        // A link whose second lane has not connected within connectTimeout of its first is
+        // failed: the dialer opens both at once (and retries a refused connect for as long),
+        // frames written meanwhile wait in the link.
+        let attachTimeout = TimeAmount.nanoseconds(Int64(settings.connectTimeout.nanosecondsClamped))
+        channel.eventLoop.scheduleTask(in: attachTimeout) {
             guard self.halfAccepted[slot] === link else { return }
             self.halfAccepted[slot] = nil
-            self.failed(link, reason: "member \(hello.member) opened its \(hello.lane) lane but not the other within \(Self.laneAttachTimeout)")
+            self.failed(link, reason: "member \(hello.member) opened its \(hello.lane) lane but not the other within \(self.settings.connectTimeout)")
         }
         return (link, slot)
     }
@@ -193,7 +212,9 @@ final class TCPLink: TransportLink, @unchecked Sendable {
     /// Frames written to a lane not connected yet (between a peer's two connections).
     private var waiting: [(Lane, ByteBuffer)] = []
     private var isClosed = false
-    private var isDown = false
+    private(set) var isDown = false
+    /// Reading paused by back-pressure: applies to a data lane that connects later, too.
+    private var readingPaused = false
 
     init() {}
     init(single channel: Channel) { self.single = channel }
@@ -210,6 +231,7 @@ final class TCPLink: TransportLink, @unchecked Sendable {
         case .data: data = channel
         case .all: single = channel
         }
+        if readingPaused, lane != .control { applyReading(false, to: channel) }
         let stillWaiting = waiting.filter { !has($0.0) }
         for (waitingLane, frame) in waiting where has(waitingLane) { channel.write(frame, promise: nil) }
         waiting = stillWaiting
@@ -265,7 +287,12 @@ final class TCPLink: TransportLink, @unchecked Sendable {
     /// Back-pressure stops the data lane only: rows and heartbeats are still read, so a member
     /// whose application is slow is not taken for a dead one.
     func setReading(_ enabled: Bool) {
+        readingPaused = !enabled
         guard let channel = single ?? data else { return }
+        applyReading(enabled, to: channel)
+    }
+
+    private func applyReading(_ enabled: Bool, to channel: Channel) {
         channel.setOption(ChannelOptions.autoRead, value: enabled).whenSuccess {
             if enabled { channel.read() }
         }

@@ -45,7 +45,10 @@ public final class SimulatedGroup {
     private var random: DeterministicRandom
     /// linkDelayBase[from][to], nanoseconds, by slot.
     private var linkDelayBase: [[UInt64]]
-    private var lastArrival: [[UInt64]]
+    /// Per link and lane (0 control, 1 data): the latest arrival scheduled, for FIFO per lane.
+    /// The runtime keeps rows and control frames on a connection of their own beside the data
+    /// (docs/WIRE.md, "Lanes"), so rows may overtake data; the simulator does the same.
+    private var lastArrival: [[[UInt64]]]
     /// linkFailed[from][to]: the link between these slots is down; what was in flight on it and
     /// everything later is lost.
     private var linkFailed: [[Bool]]
@@ -182,7 +185,7 @@ public final class SimulatedGroup {
         let low = linkDelay.lowerBound.nanosecondsClamped
         let high = max(low, linkDelay.upperBound.nanosecondsClamped)
         linkDelayBase = slots.map { _ in slots.map { _ in UInt64.random(in: low...high, using: &random) } }
-        lastArrival = slots.map { _ in slots.map { _ in 0 } }
+        lastArrival = slots.map { _ in slots.map { _ in [0, 0] } }
         linkFailed = slots.map { _ in slots.map { _ in false } }
         self.random = random
         // Every member's clock starts at once (a runtime ticks from the start): heartbeats and
@@ -759,15 +762,18 @@ public final class SimulatedGroup {
         schedule(at: time, .timer(slot))
     }
 
-    private func linkDelay(from: Int, to: Int) -> UInt64 {
+    private func linkDelay(from: Int, to: Int, data: Bool) -> UInt64 {
         let base = linkDelayBase[from][to]
         var delay = base + UInt64.random(in: 0...base, using: &random)
         if random.chance(spikeProbability) {
             delay += UInt64.random(in: 0...spikeDelayMax.nanosecondsClamped, using: &random)
         }
-        // FIFO: never arrive before an earlier message on the same link.
-        let arrival = max(now + delay, lastArrival[from][to])
-        lastArrival[from][to] = arrival
+        // Data queues behind data (a full window on a slow link): often much later than rows.
+        if data, random.chance(0.5) { delay += UInt64.random(in: 0...(7 * base), using: &random) }
+        // FIFO per lane: never arrive before an earlier message on the same lane of the link.
+        let lane = data ? 1 : 0
+        let arrival = max(now + delay, lastArrival[from][to][lane])
+        lastArrival[from][to][lane] = arrival
         return arrival
     }
 
@@ -777,7 +783,12 @@ public final class SimulatedGroup {
             if case .data = message { dataInFlight -= 1 }
             return
         }
-        schedule(at: linkDelay(from: from, to: to), .arrival(to: to, toID: toID, from: from, fromID: slots[from].id, message))
+        let isData: Bool
+        switch message {
+        case .data: isData = true
+        case .row: isData = false
+        }
+        schedule(at: linkDelay(from: from, to: to, data: isData), .arrival(to: to, toID: toID, from: from, fromID: slots[from].id, message))
     }
 
     private func sendControl(_ control: Control, from: Int, to: Int, toID: MemberID?) {
@@ -785,7 +796,7 @@ public final class SimulatedGroup {
             messagesLost += 1
             return
         }
-        schedule(at: linkDelay(from: from, to: to), .control(to: to, toID: toID, from: from, control))
+        schedule(at: linkDelay(from: from, to: to, data: false), .control(to: to, toID: toID, from: from, control))
     }
 
     private func makePayload(sender: MemberID, sequence: UInt64) -> Payload {

@@ -202,6 +202,10 @@ final class BenchMember: MessageSource, @unchecked Sendable {
     /// Members (by id) whose last message this member delivered, and the view it is in.
     private var lastDelivered: Set<UInt64> = []
     private var currentView: View
+    /// Whether this member sent in its first view; if it becomes a sender later, it sends only
+    /// a marked last message (`markerOnly`).
+    private var wasSender = false
+    private var markerOnly = false
 
     /// Origins (member id - 1) this workload tracks: membersMax of the default configuration.
     static let originsMax = 64
@@ -256,12 +260,23 @@ final class BenchMember: MessageSource, @unchecked Sendable {
         }
         runtime.setViewObserver { [self] view in
             self.currentView = view
+            // A view without the old senders makes everyone a sender. A member that did not send
+            // in the workload sends only its marked last message, so that every member can still
+            // tell it has everything (found by review: survivors of a killed lone sender waited
+            // for last messages that never came).
+            if !self.wasSender, let rank = view.rank(of: self.settings.view.members[self.settings.memberRank]),
+                view.senderRank(ofMemberRank: rank) != nil, !self.markerOnly
+            {
+                self.markerOnly = true
+                self.sendingDone = false
+            }
             self.views.append(ViewSummary(id: view.id.rawValue, members: view.members.map(\.rawValue), stateDigest: self.digest))
         }
         try await runtime.eventLoop.submit {
             self.startedAt = NIODeadline.now().uptimeNanoseconds
             self.sendDeadline = self.startedAt + UInt64(self.duration * 1e9)
             let isSender = self.settings.view.senderRank(ofMemberRank: self.settings.memberRank) != nil
+            self.wasSender = isSender
             self.sendingDone = !isSender
         }.get()
         runtime.setSource(self)
@@ -383,7 +398,7 @@ final class BenchMember: MessageSource, @unchecked Sendable {
         let now = NIODeadline.now().uptimeNanoseconds
         // Past the deadline one more message goes: the last, marked (receivers know from it that
         // they have everything this sender sent).
-        let pastDeadline = count == nil && now >= sendDeadline
+        let pastDeadline = markerOnly || count == nil && now >= sendDeadline
         var allowed = min(limit, pastDeadline ? 1 : 1_024)
         if let count { allowed = min(allowed, count - Int(sent)) }
         var bytes = 0
@@ -391,7 +406,7 @@ final class BenchMember: MessageSource, @unchecked Sendable {
             let size = sizes[Int(sent % UInt64(sizes.count))]
             guard bytes + size <= bytesLimit else { break }
             bytes += size
-            let last = pastDeadline || count.map { sent + 1 == UInt64($0) } ?? false
+            let last = pastDeadline || count.map { sent + 1 >= UInt64($0) } ?? false
             payloads.append(BenchPayload.make(size: size, sequence: sent, now: now, last: last))
             sent += 1
             if last {
