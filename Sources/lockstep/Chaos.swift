@@ -108,7 +108,10 @@ struct Chaos: AsyncParsableCommand {
                 // Up: live, or joined and reporting progress.
                 var up: [Int] = []
                 for index in procs.indices where procs[index].state == .live {
-                    if let progress = try await procs[index].child.progress(), progress.currentView >= 1 { up.append(index) }
+                    // Not a member removed from the group (after a long pause): it refuses joins.
+                    if let progress = try await procs[index].child.progress(), progress.currentView >= 1, progress.removed != true {
+                        up.append(index)
+                    }
                 }
                 let canRemove = now >= removalUnderWayUntil && up.count >= 4
                 var choices: [String] = []
