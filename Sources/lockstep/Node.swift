@@ -206,6 +206,8 @@ final class BenchMember: MessageSource, @unchecked Sendable {
     /// a marked last message (`markerOnly`).
     private var wasSender = false
     private var markerOnly = false
+    /// Set by `runToTheEnd` (not under --stop-on-eof).
+    private var endsByItself = false
 
     /// Origins (member id - 1) this workload tracks: membersMax of the default configuration.
     static let originsMax = 64
@@ -264,7 +266,10 @@ final class BenchMember: MessageSource, @unchecked Sendable {
             // in the workload sends only its marked last message, so that every member can still
             // tell it has everything (found by review: survivors of a killed lone sender waited
             // for last messages that never came).
-            if !self.wasSender, let rank = view.rank(of: self.settings.view.members[self.settings.memberRank]),
+            // Only when the workload ends by itself: under bench and chaos (--stop-on-eof) the
+            // members are stopped one by one, and the later views of that shutdown must not
+            // make them send (ShapedLinkTests: a message after the first member's final report).
+            if self.endsByItself, !self.wasSender, let rank = view.rank(of: self.settings.view.members[self.settings.memberRank]),
                 view.senderRank(ofMemberRank: rank) != nil, !self.markerOnly
             {
                 self.markerOnly = true
@@ -346,6 +351,7 @@ final class BenchMember: MessageSource, @unchecked Sendable {
     /// others' departure for a failure). A member that delivers nothing for `stallSeconds` while
     /// incomplete prints its state (a `stalled` line and a sentence on stderr) and exits 1.
     func runToTheEnd(stallSeconds: Double, finishSeconds: Double) async throws {
+        endsByItself = true
         try await start()
         Output.line(try jsonLine(["event": "ready"]))
         var lastCount: UInt64 = 0
