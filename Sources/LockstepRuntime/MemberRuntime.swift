@@ -201,6 +201,8 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
     // Finishing together (`finish`): the members that said they are done, this member's own
     // word, and who waits for everyone's. Once a peer is done (or this member closes), its link
     // going down is expected: logged at info level, not suspected.
+    /// A poll is queued to run after this event-loop iteration's reads (`readsComplete`).
+    private var pollAfterReads = false
     private var membersDone: Set<MemberID> = []
     /// When the last row from each slot arrived (uptime nanoseconds; 0 none yet).
     private var lastRowArrival: [UInt64] = []
@@ -564,7 +566,17 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         }
     }
 
-    public func readsComplete() { poll() }
+    /// One poll for every connection that had reads in this event-loop iteration: NIO reports
+    /// the end of reads per channel, and with two lanes per peer a poll each would double the
+    /// rows written (a system call each); the deferred poll runs right after the loop's reads.
+    public func readsComplete() {
+        guard !pollAfterReads else { return }
+        pollAfterReads = true
+        eventLoop.execute {
+            self.pollAfterReads = false
+            self.poll()
+        }
+    }
 
     public func linkFailed(_ link: TransportLink, reason: String) {
         if isExpectedDown(slot: links.firstIndex { $0 === link }) {
