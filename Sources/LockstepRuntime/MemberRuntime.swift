@@ -960,11 +960,14 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             let capacity = core.sendCapacity
             if capacity > 0, pulledBack.isEmpty, let source {
                 // An empty window admits one message of any size (sendCapacityBytes is Int.max):
-                // ask for one, and for the rest with a real byte budget in the next round.
+                // ask for a window's worth, and only if even the first does not fit, for that one
+                // alone (asking for one at a time cost small messages a fifth of their rate).
                 let bytesRoom = core.sendCapacityBytes
-                let limit = bytesRoom == Int.max ? 1 : capacity
+                let empty = bytesRoom == Int.max
+                let limit = capacity
                 pulled.removeAll(keepingCapacity: true)
-                source.nextPayloads(limit: limit, bytesLimit: bytesRoom, into: &pulled)
+                source.nextPayloads(limit: limit, bytesLimit: empty ? settings.configuration.windowBytesMax : bytesRoom, into: &pulled)
+                if empty && pulled.isEmpty { source.nextPayloads(limit: 1, bytesLimit: Int.max, into: &pulled) }
                 for payload in pulled { sendPulled(payload) }
                 // Fewer than asked for: the source has nothing more now, or its next message
                 // does not fit the bytes left (it comes at a later poll, when the window opens).
