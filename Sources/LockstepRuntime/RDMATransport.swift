@@ -608,26 +608,12 @@ final class RDMAPoller: @unchecked Sendable {
             copiedBytes += length
             posted = true
         }
-        while let first = connection.pending.first {
+        while !connection.pending.isEmpty {
             guard connection.writesOutstanding < sendQueueMax,
                 connection.immediatesSent - connection.peerConsumedImmediates < UInt64(rdma.rowSlots)
             else { return blocked(connection, posted) }
-            if !connection.midFrame && isWholeRow(first) {
-                // A row: one-sided into the next row slot.
-                let slot = Int(connection.rowsSent % UInt64(rdma.rowSlots))
-                let offset = Int(layout.row_send) + slot * rdma.rowSlotBytes
-                let length = first.readableBytes
-                first.withUnsafeReadableBytes { (connection.memory + offset).copyMemory(from: $0.baseAddress!, byteCount: length) }
-                let remote = Int(layout.row_recv) + slot * rdma.rowSlotBytes
-                guard post(connection, local: offset, remote: remote, length: length, imm: Self.rowFlag | UInt32(length), tag: Self.tagRow)
-                else { return (posted, false) }
-                connection.rowsSent += 1
-                connection.pending.removeFirst()
-                copiedBytes += length
-                posted = true
-                continue
-            }
-            // Data: frames up to the next row, into one chunk of the ring (never across its end).
+            // Data (rows never queue here: they wait in `pendingRows`): frames into one chunk of
+            // the ring (never across its end).
             let free = ring - (connection.sendHead - connection.peerConsumedBytes)
             let offset = connection.sendHead % ring
             let room = Int(min(free, ring - offset, UInt64(rdma.chunkBytesMax)))
@@ -635,7 +621,6 @@ final class RDMAPoller: @unchecked Sendable {
             var length = 0
             let base = connection.memory + Int(layout.send_ring) + Int(offset)
             while length < room, var next = connection.pending.first {
-                if length > 0 && !connection.midFrame && isWholeRow(next) { break }
                 let take = min(room - length, next.readableBytes)
                 next.withUnsafeReadableBytes { (base + length).copyMemory(from: $0.baseAddress!, byteCount: take) }
                 next.moveReaderIndex(forwardBy: take)

@@ -247,15 +247,17 @@ struct ChaosTests {
 
 @Suite("Delivery stream", .timeLimit(.minutes(2)))
 struct DeliveryStreamTests {
-    @Test("Deliveries as an AsyncSequence: a slow consumer pauses its member's reads, and nothing is lost or reordered")
-    func slowConsumerPushesBack() async throws {
+    /// Three members over loopback, member rank 0 the one sender, each with a delivery stream
+    /// of watermarks 4 and 16.
+    static func streamingGroup(windowMessagesMax: Int, on group: MultiThreadedEventLoopGroup) async throws
+        -> [(MemberRuntime, DeliverySequence)]
+    {
         let ports = try (0..<3).map { _ in try freePort() }
         let addresses = ports.map { PeerAddress(host: "127.0.0.1", port: $0) }
         let view = try View(id: ViewID(1), members: (1...3).map { MemberID(UInt64($0)) }, senders: [MemberID(1)])
         var configuration = Configuration()
-        configuration.windowMessagesMax = 16
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 3)
-        let started = try await withThrowingTaskGroup(of: (Int, MemberRuntime, DeliverySequence).self) { tasks in
+        configuration.windowMessagesMax = windowMessagesMax
+        return try await withThrowingTaskGroup(of: (Int, MemberRuntime, DeliverySequence).self) { tasks in
             for rank in 0..<3 {
                 let settings = RuntimeSettings(configuration: configuration, view: view, memberRank: rank, addresses: addresses)
                 tasks.addTask {
@@ -268,6 +270,12 @@ struct DeliveryStreamTests {
             for try await (rank, runtime, deliveries) in tasks { result[rank] = (runtime, deliveries) }
             return result.compactMap { $0 }
         }
+    }
+
+    @Test("Deliveries as an AsyncSequence: a slow consumer pauses its member's reads, and nothing is lost or reordered")
+    func slowConsumerPushesBack() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 3)
+        let started = try await Self.streamingGroup(windowMessagesMax: 16, on: group)
         let count = 600
         let consumers = started.enumerated().map { rank, member in
             Task { () -> [UInt64] in
@@ -303,25 +311,8 @@ struct DeliveryStreamTests {
     /// whatever the data lane does.
     @Test("A consumer that reads nothing for 4 x the failure timeout costs no suspicion: rows still flow on the control lane while its data lane is paused")
     func pausedDataLaneKeepsHeartbeats() async throws {
-        let ports = try (0..<3).map { _ in try freePort() }
-        let addresses = ports.map { PeerAddress(host: "127.0.0.1", port: $0) }
-        let view = try View(id: ViewID(1), members: (1...3).map { MemberID(UInt64($0)) }, senders: [MemberID(1)])
-        var configuration = Configuration()
-        configuration.windowMessagesMax = 64
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 3)
-        let started = try await withThrowingTaskGroup(of: (Int, MemberRuntime, DeliverySequence).self) { tasks in
-            for rank in 0..<3 {
-                let settings = RuntimeSettings(configuration: configuration, view: view, memberRank: rank, addresses: addresses)
-                tasks.addTask {
-                    let (runtime, deliveries) = try await MemberRuntime.startStreaming(
-                        settings: settings, eventLoop: group.next(), logger: testLogger(), lowWatermark: 4, highWatermark: 16)
-                    return (rank, runtime, deliveries)
-                }
-            }
-            var result: [(MemberRuntime, DeliverySequence)?] = [nil, nil, nil]
-            for try await (rank, runtime, deliveries) in tasks { result[rank] = (runtime, deliveries) }
-            return result.compactMap { $0 }
-        }
+        let started = try await Self.streamingGroup(windowMessagesMax: 64, on: group)
         let count = 400
         let pause = Duration.milliseconds(4 * 500)
         let consumers = started.enumerated().map { rank, member in
