@@ -968,7 +968,7 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
                 pulled.removeAll(keepingCapacity: true)
                 source.nextPayloads(limit: limit, bytesLimit: empty ? settings.configuration.windowBytesMax : bytesRoom, into: &pulled)
                 if empty && pulled.isEmpty { source.nextPayloads(limit: 1, bytesLimit: Int.max, into: &pulled) }
-                for payload in pulled { sendPulled(payload) }
+                sendPulled()
                 // Fewer than asked for: the source has nothing more now, or its next message
                 // does not fit the bytes left (it comes at a later poll, when the window opens).
                 // Not drained only when it gave all it was asked for: then go round again.
@@ -985,8 +985,9 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             }
             // Deliveries in this poll may have opened the window: go round again while there is
             // something to send and room for it. After a few rounds, yield to reads and come back.
-            let fits = { (payload: Payload) in payload.count <= self.core.sendCapacityBytes }
-            let moreToSend = (sendQueue.first.map { fits($0.0) } ?? false) || (pulledBack.first.map(fits) ?? false) || !sourceDrained
+            let room = core.sendCapacityBytes
+            let moreToSend = (sendQueue.first.map { $0.0.count <= room } ?? false) || (pulledBack.first.map { $0.count <= room } ?? false)
+                || !sourceDrained
             guard moreToSend, core.sendCapacity > 0 else { break }
             if rounds == 4 {
                 eventLoop.execute { self.poll() }
@@ -996,19 +997,20 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         for link in links { link?.flush() }
     }
 
-    /// Hands a payload pulled from the source to the core. A source that gave more than the
-    /// window admits loses nothing: the payload waits in `pulledBack` for room.
-    private func sendPulled(_ payload: Payload) {
-        guard pulledBack.isEmpty, core.sendCapacity > 0, payload.count <= core.sendCapacityBytes else {
-            pulledBack.append(payload)
-            return
-        }
-        do {
-            try core.send(payload)
-        } catch {
-            // Not the window (checked above): wedged, removed or too large. The source's message
-            // cannot go in this view; say so once per message.
-            logger.error("source message refused: \(error)")
+    /// Hands the payloads pulled from the source to the core. A source that gave more than the
+    /// window admits loses nothing: from the first the window refuses, they wait in `pulledBack`
+    /// for room, in order.
+    private func sendPulled() {
+        for index in pulled.indices {
+            do {
+                try core.send(pulled[index])
+            } catch where error.code == .windowFull {
+                pulledBack.append(contentsOf: pulled[index...])
+                return
+            } catch {
+                // Wedged, removed or too large: the source's message cannot go in this view.
+                logger.error("source message refused: \(error)")
+            }
         }
     }
 

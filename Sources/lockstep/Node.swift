@@ -233,7 +233,9 @@ final class BenchMember: MessageSource, @unchecked Sendable {
     }
 
     private var initialCounts: [UInt64] = []
-    private var ownOrigin: Int { Int(settings.view.members[settings.memberRank].rawValue - 1) }
+    /// This member's origin (its id - 1), computed once: read on every delivery, and reaching it
+    /// through `settings.view.members` costs a retain and a release each time.
+    private lazy var ownOrigin: Int = Int(settings.view.members[settings.memberRank].rawValue - 1)
 
     private var runtime: MemberRuntime?
     private var group: MultiThreadedEventLoopGroup?
