@@ -81,8 +81,11 @@ struct RDMATests {
         arguments: ["rkey@400", "rnr@400"])
     func failureCompletions(fault: String) async throws {
         defer { try? FileManager.default.removeItem(at: report) }
+        // The fault strikes at the 400th write, which a loaded machine reaches later than 1.5 s:
+        // sending goes on long enough (8 s) that the view after it still has messages to deliver
+        // (with 4 s, a full `swift test` once saw the view installed after sending had stopped).
         let (status, text) = try await runLockstepEmulated([
-            "bench", "--transport", "rdma", "--size", "1K", "--duration", "4", "--kill-after", "1.5",
+            "bench", "--transport", "rdma", "--size", "1K", "--duration", "8", "--kill-after", "1.5",
             "--fault-environment", "LOCKSTEP_EMULATED_RDMA_FAULT=\(fault)", "--baseline-seconds", "0.2", "--output", report.path,
         ])
         #expect(status == 0, "\(text)")

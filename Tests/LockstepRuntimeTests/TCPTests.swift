@@ -458,6 +458,50 @@ struct NodeEndTests {
         #expect(delivered.count == 3 && delivered[0] > 0 && Set(delivered).count == 1, "\(delivered)")
     }
 
+    /// Regression (issue 10 review): when the lone sender is killed, the next view makes every
+    /// member a sender; members that had not sent never sent a marked last message, so each
+    /// survivor waited for the others' and ended only by the stall watchdog, with status 1.
+    @Test("Survivors of a killed lone sender (`node --senders one`) end by themselves with status 0 and equal deliveries")
+    func survivorsOfTheSenderEnd() async throws {
+        let ports = try (0..<3).map { _ in try freePort() }
+        let peers = ports.map { "127.0.0.1:\($0)" }.joined(separator: ",")
+        let sender = Process()
+        sender.executableURL = try lockstepExecutable()
+        sender.arguments = ["node", "--rank", "0", "--peers", peers, "--senders", "one", "--size", "4K", "--duration", "30"]
+        sender.standardOutput = FileHandle.nullDevice
+        sender.standardError = FileHandle.nullDevice
+        sender.standardInput = FileHandle.nullDevice
+        try sender.run()
+        defer { kill(sender.processIdentifier, SIGKILL) }
+        let killer = Task {
+            try await Task.sleep(for: .seconds(3))
+            kill(sender.processIdentifier, SIGKILL)
+        }
+        let results = try await withThrowingTaskGroup(of: (Int, Int32, String).self) { tasks in
+            for rank in 1..<3 {
+                tasks.addTask {
+                    let (status, text) = try await runProcess(
+                        try lockstepExecutable(),
+                        ["node", "--rank", "\(rank)", "--peers", peers, "--senders", "one", "--size", "4K", "--duration", "30"],
+                        timeoutSeconds: 90)
+                    return (rank, status, text)
+                }
+            }
+            var all: [(Int, Int32, String)] = []
+            for try await result in tasks { all.append(result) }
+            return all.sorted { $0.0 < $1.0 }
+        }
+        try await killer.value
+        var delivered: [Int] = []
+        for (rank, status, text) in results {
+            #expect(status == 0, "member rank \(rank): \(text.suffix(2_000))")
+            let final = text.split(separator: "\n").last { $0.contains("\"final\"") }
+            let json = try final.flatMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            delivered.append(json?["delivered"] as? Int ?? -1)
+        }
+        #expect(delivered.count == 2 && delivered[0] > 0 && delivered[0] == delivered[1], "\(delivered)")
+    }
+
     /// Nothing hangs silently: a member left in a minority (its only peer stopped, SIGSTOP) stops
     /// delivering; its watchdog says so with its state and exits 1.
     @Test("A node whose group stops delivering (its one peer is SIGSTOPped) prints a stalled line with its state and exits 1 within the stall timeout")
