@@ -86,6 +86,34 @@ public struct RuntimeError: Error, CustomStringConvertible, Sendable {
     public init(_ description: String) { self.description = description }
 }
 
+/// A member's window and queues at one moment: the window (room left in messages, own payload
+/// bytes in flight), application sends waiting for it, frames of the next view held, batches
+/// waiting for relayed payloads, payloads being assembled, relay blocks waiting for a link,
+/// bytes written to links and not yet handed to the network, links up, members done. Codable:
+/// `lockstep node` reports it as `queues` in its JSON lines.
+public struct Occupancy: Sendable, Codable, Equatable, CustomStringConvertible {
+    public var windowMessagesFree = 0
+    public var windowBytesInFlight = 0
+    public var sendQueueMessages = 0
+    public var futureFramesHeld = 0
+    public var futureBytesHeld = 0
+    public var relayBatchesWaiting = 0
+    public var relayAssemblies = 0
+    public var relayAssemblyBytes = 0
+    public var relayBlocksBacklogged = 0
+    public var outboundBytesQueued = 0
+    public var linksUp = 0
+    public var membersDone = 0
+    public init() {}
+
+    public var description: String {
+        "window \(windowMessagesFree) messages free, \(windowBytesInFlight) bytes in flight; send queue \(sendQueueMessages); "
+            + "next-view frames held \(futureFramesHeld) (\(futureBytesHeld) bytes); relay: \(relayBatchesWaiting) batches "
+            + "waiting, \(relayAssemblies) payloads assembling (\(relayAssemblyBytes) bytes), \(relayBlocksBacklogged) blocks "
+            + "backlogged; outbound queued \(outboundBytesQueued) bytes; links up \(linksUp); members done \(membersDone)"
+    }
+}
+
 /// Counters of the runtime (read them on the event loop, or through `statistics()`).
 public struct RuntimeStatistics: Sendable {
     public var core = CoreStatistics()
@@ -112,25 +140,8 @@ public struct RuntimeStatistics: Sendable {
     /// Messages of a view not installed yet, held until it is; stale ones dropped.
     public var futureMessagesHeld: UInt64 = 0
     public var staleMessagesDropped: UInt64 = 0
-    /// Occupancy now (filled in by `statistics()`): the window (own messages in flight, their
-    /// payload bytes, the room left in messages), application sends waiting for it, frames of
-    /// the next view held, batches waiting for relayed payloads, payloads being assembled, and
-    /// relay blocks waiting for a link.
-    public var windowMessagesFree = 0
-    public var windowBytesInFlight = 0
-    public var sendQueueMessages = 0
-    public var futureFramesHeld = 0
-    public var futureBytesHeld = 0
-    public var relayBatchesWaiting = 0
-    public var relayAssemblies = 0
-    public var relayAssemblyBytes = 0
-    public var relayBlocksBacklogged = 0
-    /// Members of the view with a link up, and the members that said they are done (`finish`).
-    public var linksUp = 0
-    public var membersDone = 0
-    /// Bytes written to links and not yet handed to the network (NIO's outbound buffers on TCP,
-    /// the queue to registered memory on RDMA), summed over links.
-    public var outboundBytesQueued = 0
+    /// The window and every queue, now (filled in by `statistics()`).
+    public var occupancy = Occupancy()
     /// The longest time between two rows from the same peer (nanoseconds): the heartbeat
     /// interval plus the longest a row waited on its way (docs/WIRE.md, "Lanes").
     public var rowGapMaxNanoseconds: UInt64 = 0
@@ -356,20 +367,20 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             var stats = self.stats
             stats.core = self.core.statistics
             stats.viewID = self.core.view.id.rawValue
-            stats.windowMessagesFree = self.core.sendCapacity
-            stats.windowBytesInFlight = self.core.windowBytesInFlight
-            stats.sendQueueMessages = self.sendQueue.count
-            stats.futureFramesHeld = self.future.count
-            stats.futureBytesHeld = self.futureBytes
-            stats.relayBatchesWaiting = self.waitingBatches.reduce(0) { $0 + $1.count }
-            stats.relayAssemblies = self.assemblies.reduce(0) { $0 + $1.count }
-            stats.relayAssemblyBytes = self.assemblies.reduce(0) { total, byIndex in
+            stats.occupancy.windowMessagesFree = self.core.sendCapacity
+            stats.occupancy.windowBytesInFlight = self.core.windowBytesInFlight
+            stats.occupancy.sendQueueMessages = self.sendQueue.count
+            stats.occupancy.futureFramesHeld = self.future.count
+            stats.occupancy.futureBytesHeld = self.futureBytes
+            stats.occupancy.relayBatchesWaiting = self.waitingBatches.reduce(0) { $0 + $1.count }
+            stats.occupancy.relayAssemblies = self.assemblies.reduce(0) { $0 + $1.count }
+            stats.occupancy.relayAssemblyBytes = self.assemblies.reduce(0) { total, byIndex in
                 byIndex.values.reduce(total) { $0 + $1.bytes.count }
             }
-            stats.relayBlocksBacklogged = self.forwardBacklog.count
-            stats.linksUp = self.slotOfRank.filter { $0 >= 0 && $0 != self.settings.memberRank && self.links[$0] != nil }.count
-            stats.membersDone = self.membersDone.count
-            stats.outboundBytesQueued = self.links.reduce(0) { $0 + ($1?.queuedBytes ?? 0) }
+            stats.occupancy.relayBlocksBacklogged = self.forwardBacklog.count
+            stats.occupancy.linksUp = self.slotOfRank.filter { $0 >= 0 && $0 != self.settings.memberRank && self.links[$0] != nil }.count
+            stats.occupancy.membersDone = self.membersDone.count
+            stats.occupancy.outboundBytesQueued = self.links.reduce(0) { $0 + ($1?.queuedBytes ?? 0) }
             return stats
         }.get()
     }
@@ -667,12 +678,15 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
             if slot >= 0, let link = links[slot] {
                 body(slot, link)
             } else if slot < 0, let buffer {
-                // A joiner that has not connected yet: keep what it must receive, bounded.
-                let member = effectView.members[rank]
-                if heldForJoiners[member, default: []].count < futureMessagesMax {
-                    heldForJoiners[member, default: []].append(buffer)
-                }
+                holdForJoiner(effectView.members[rank], buffer)
             }
+        }
+    }
+
+    /// A joiner that has not connected yet: keep what it must receive, bounded (sent at its linkUp).
+    private func holdForJoiner(_ member: MemberID, _ buffer: ByteBuffer) {
+        if heldForJoiners[member, default: []].count < futureMessagesMax {
+            heldForJoiners[member, default: []].append(buffer)
         }
     }
 
@@ -745,13 +759,6 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         return threshold
     }
 
-    /// The slot of the next member of the chain in `view` (nil: this member is not in it).
-    private func relaySuccessorSlot(in view: View) -> Int? {
-        guard let rank = view.rank(of: settings.view.members[settings.memberRank]) else { return nil }
-        let slot = slotOfRank[(rank + 1) % view.memberCount]
-        return slot >= 0 ? slot : nil
-    }
-
     /// Sends a relay block to the next member of the chain in `view`; if that member has not
     /// connected yet (a joiner), keeps it for it like everything else it must receive (bounded).
     private func relayToSuccessor(_ buffer: ByteBuffer, in view: View) {
@@ -760,11 +767,8 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
         let slot = slotOfRank[next]
         if slot >= 0, let link = links[slot] {
             link.write(buffer)
-            return
-        }
-        let member = view.members[next]
-        if heldForJoiners[member, default: []].count < futureMessagesMax {
-            heldForJoiners[member, default: []].append(buffer)
+        } else {
+            holdForJoiner(view.members[next], buffer)
         }
     }
 

@@ -280,8 +280,8 @@ struct Bench: AsyncParsableCommand {
         var kill: KillRecord? = nil
         var lastRate = 0.0
         // The stall watchdog: the slowest member's deliveries, and when they last moved.
-        let failureSeconds = Double(failureTimeoutMilliseconds ?? 500) / 1_000
-        let stallSeconds = stallTimeout ?? max(10, 3 * failureSeconds)
+        let failureTimeout = failureTimeoutMilliseconds.map { Duration.milliseconds($0) } ?? Configuration().failureTimeout
+        let stallSeconds = stallTimeout ?? stallSecondsDefault(failureTimeout: failureTimeout)
         var watched: UInt64 = 0
         var watchedSince = ContinuousClock.now
         var stopReason: String? = nil

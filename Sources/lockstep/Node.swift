@@ -97,8 +97,7 @@ struct Node: AsyncParsableCommand {
             }
             guard duration > 0, duration <= 3_600 else { throw ValidationError("--duration must be in (0, 3600] seconds") }
             if let count, count < 1 { throw ValidationError("--count must be at least 1") }
-            let failureSeconds = Double(settings.configuration.failureTimeout.nanosecondsClamped) / 1e9
-            let stall = stallTimeout ?? max(10, 3 * failureSeconds)
+            let stall = stallTimeout ?? stallSecondsDefault(failureTimeout: settings.configuration.failureTimeout)
             guard stall > 0, stall <= 3_600 else { throw ValidationError("--stall-timeout must be in (0, 3600] seconds") }
             guard finishTimeout > 0, finishTimeout <= 3_600 else { throw ValidationError("--finish-timeout must be in (0, 3600] seconds") }
             let member = BenchMember(settings: settings, sizes: sizes, duration: duration, count: count, logPath: log, snapshot: snapshot)
@@ -305,7 +304,7 @@ final class BenchMember: MessageSource, @unchecked Sendable {
             progress.minority = statistics.minority
             progress.removed = statistics.removed
             progress.complete = self.isComplete
-            progress.queues = QueueOccupancy(statistics)
+            progress.queues = statistics.occupancy
             self.rowGapMaxMilliseconds = Double(statistics.rowGapMaxNanoseconds) / 1e6
             return progress
         }.get()
@@ -484,6 +483,12 @@ final class BenchMember: MessageSource, @unchecked Sendable {
     }
 }
 
+/// The stall watchdog's default bound (node and bench): 10 s, or 3 failure timeouts if longer,
+/// so that a view change (detection, proposal, install) never looks like a stall.
+func stallSecondsDefault(failureTimeout: Duration) -> Double {
+    max(10, 3 * Double(failureTimeout.nanosecondsClamped) / 1e9)
+}
+
 /// Peak resident memory of this process image, MB (10^6 bytes), from VmHWM in /proc/self/status.
 /// Not getrusage's ru_maxrss: that one keeps the peak of the parent process a child was forked
 /// from (the peak survives exec), which reported the bench parent's memory as the members'.
@@ -549,43 +554,8 @@ struct MemberProgress: Codable, Sendable {
     }
 }
 
-/// A member's window and queues, from its runtime's statistics.
-struct QueueOccupancy: Codable, Sendable, CustomStringConvertible {
-    var windowMessagesFree = 0
-    var windowBytesInFlight = 0
-    var sendQueueMessages = 0
-    var futureFramesHeld = 0
-    var futureBytesHeld = 0
-    var relayBatchesWaiting = 0
-    var relayAssemblies = 0
-    var relayAssemblyBytes = 0
-    var relayBlocksBacklogged = 0
-    var linksUp = 0
-    var membersDone = 0
-    var outboundBytesQueued = 0
-
-    init(_ statistics: RuntimeStatistics) {
-        windowMessagesFree = statistics.windowMessagesFree
-        windowBytesInFlight = statistics.windowBytesInFlight
-        sendQueueMessages = statistics.sendQueueMessages
-        futureFramesHeld = statistics.futureFramesHeld
-        futureBytesHeld = statistics.futureBytesHeld
-        relayBatchesWaiting = statistics.relayBatchesWaiting
-        relayAssemblies = statistics.relayAssemblies
-        relayAssemblyBytes = statistics.relayAssemblyBytes
-        relayBlocksBacklogged = statistics.relayBlocksBacklogged
-        linksUp = statistics.linksUp
-        membersDone = statistics.membersDone
-        outboundBytesQueued = statistics.outboundBytesQueued
-    }
-
-    var description: String {
-        "window \(windowMessagesFree) messages free, \(windowBytesInFlight) bytes in flight; send queue \(sendQueueMessages); "
-            + "next-view frames held \(futureFramesHeld) (\(futureBytesHeld) bytes); relay: \(relayBatchesWaiting) batches "
-            + "waiting, \(relayAssemblies) payloads assembling (\(relayAssemblyBytes) bytes), \(relayBlocksBacklogged) blocks "
-            + "backlogged; outbound queued \(outboundBytesQueued) bytes; links up \(linksUp); members done \(membersDone)"
-    }
-}
+/// A member's window and queues, as its runtime counts them (`queues` in the JSON lines).
+typealias QueueOccupancy = Occupancy
 
 /// A member's final figures. CPU and memory are the whole process's (one member per process,
 /// except with --in-process).
