@@ -196,3 +196,27 @@ func runProcess(
         killAll()
     }
 }
+
+/// Starts an in-process group over loopback: one runtime per member of `view`, each delivering
+/// into its own log, settings adjusted by `adjust` (ranks in order).
+func startGroup(
+    view: View, configuration: Configuration, on group: MultiThreadedEventLoopGroup, logs: [DeliveryLog],
+    adjust: @escaping @Sendable (inout RuntimeSettings) -> Void = { _ in }
+) async throws -> [MemberRuntime] {
+    let ports = try view.members.indices.map { _ in try freePort() }
+    let addresses = ports.map { PeerAddress(host: "127.0.0.1", port: $0) }
+    return try await withThrowingTaskGroup(of: (Int, MemberRuntime).self) { tasks in
+        for rank in view.members.indices {
+            var settings = RuntimeSettings(configuration: configuration, view: view, memberRank: rank, addresses: addresses)
+            adjust(&settings)
+            let log = logs[rank]
+            let finalSettings = settings
+            tasks.addTask {
+                (rank, try await MemberRuntime.start(settings: finalSettings, eventLoop: group.next(), logger: testLogger()) { log.append($0) })
+            }
+        }
+        var result: [MemberRuntime?] = Array(repeating: nil, count: view.memberCount)
+        for try await (rank, runtime) in tasks { result[rank] = runtime }
+        return result.compactMap { $0 }
+    }
+}

@@ -12,12 +12,19 @@ import Testing
 
 @Suite("TCP transport", .serialized, .timeLimit(.minutes(5)))
 struct TCPTests {
-    /// With the relay, one member sends (the relay is used with fewer senders than members - 1);
-    /// without it, all three do.
-    @Test("Three in-process members over loopback TCP deliver everything, in one order", arguments: [false, true])
-    func inProcessGroup(relay: Bool) async throws {
-        let ports = try (0..<3).map { _ in try freePort() }
-        let addresses = ports.map { PeerAddress(host: "127.0.0.1", port: $0) }
+    enum RelayCase: String, CaseIterable, Sendable {
+        /// No relay threshold, all three send.
+        case off
+        /// Threshold 100 bytes, one sender of three: the relay carries the large payloads.
+        case oneSender
+        /// Threshold 100 bytes, all three send: the relay is not used (every member's egress
+        /// carries the same bytes either way), so nothing goes along the chain.
+        case allSenders
+    }
+
+    @Test("Three in-process members over loopback TCP deliver everything, in one order; the relay carries payloads only with fewer senders than members - 1", arguments: RelayCase.allCases)
+    func inProcessGroup(relayCase: RelayCase) async throws {
+        let relay = relayCase == .oneSender
         let ids = (1...3).map { MemberID(UInt64($0)) }
         let senderIDs = relay ? [ids[0]] : ids
         let view = try View(id: ViewID(1), members: ids, senders: senderIDs)
@@ -25,20 +32,10 @@ struct TCPTests {
         configuration.windowMessagesMax = 16
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 3)
         let logs = (0..<3).map { _ in DeliveryLog() }
-        let runtimes = try await withThrowingTaskGroup(of: (Int, MemberRuntime).self) { tasks in
-            for rank in 0..<3 {
-                var settings = RuntimeSettings(configuration: configuration, view: view, memberRank: rank, addresses: addresses)
-                // With the relay, payloads of 100 bytes or more go in 64-byte blocks along the chain.
-                settings.relayThresholdBytes = relay ? 100 : nil
-                settings.relayBlockBytes = 64
-                let log = logs[rank]
-                tasks.addTask {
-                    (rank, try await MemberRuntime.start(settings: settings, eventLoop: group.next(), logger: testLogger()) { log.append($0) })
-                }
-            }
-            var result: [MemberRuntime?] = [nil, nil, nil]
-            for try await (rank, runtime) in tasks { result[rank] = runtime }
-            return result.compactMap { $0 }
+        let runtimes = try await startGroup(view: view, configuration: configuration, on: group, logs: logs) { settings in
+            // Payloads of 100 bytes or more are relay candidates, in 64-byte blocks along the chain.
+            settings.relayThresholdBytes = relayCase == .off ? nil : 100
+            settings.relayBlockBytes = 64
         }
         let perSender = 300
         try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -378,33 +375,20 @@ struct RuntimeWindowTests {
     /// sequences, 1.1 GB of RSS, a stalled run).
     @Test("A source that gives more than the byte window admits loses nothing: every message is delivered, in order, and the window held")
     func greedySourceLosesNothing() async throws {
-        let ports = try (0..<3).map { _ in try freePort() }
-        let addresses = ports.map { PeerAddress(host: "127.0.0.1", port: $0) }
         let ids = (1...3).map { MemberID(UInt64($0)) }
         let view = try View(id: ViewID(1), members: ids, senders: [ids[0]])
         var configuration = Configuration()
         configuration.windowBytesMax = 256 * 1_024
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 3)
         let logs = (0..<3).map { _ in DeliveryLog() }
-        let runtimes = try await withThrowingTaskGroup(of: (Int, MemberRuntime).self) { tasks in
-            for rank in 0..<3 {
-                let settings = RuntimeSettings(configuration: configuration, view: view, memberRank: rank, addresses: addresses)
-                let log = logs[rank]
-                tasks.addTask {
-                    (rank, try await MemberRuntime.start(settings: settings, eventLoop: group.next(), logger: testLogger()) { log.append($0) })
-                }
-            }
-            var result: [MemberRuntime?] = [nil, nil, nil]
-            for try await (rank, runtime) in tasks { result[rank] = runtime }
-            return result.compactMap { $0 }
-        }
+        let runtimes = try await startGroup(view: view, configuration: configuration, on: group, logs: logs)
         let total = 200
         let source = GreedySource(total: total, bytes: 64 * 1_024)
         runtimes[0].setSource(source)
         var inFlightMax = 0
         let deadline = ContinuousClock.now + .seconds(60)
         while logs.contains(where: { $0.count < total }), ContinuousClock.now < deadline {
-            inFlightMax = max(inFlightMax, try await runtimes[0].statistics().windowBytesInFlight)
+            inFlightMax = max(inFlightMax, try await runtimes[0].statistics().occupancy.windowBytesInFlight)
             try await Task.sleep(for: .milliseconds(2))
         }
         for log in logs {
