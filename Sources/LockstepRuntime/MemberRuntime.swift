@@ -583,10 +583,13 @@ public final class MemberRuntime: TransportDelegate, @unchecked Sendable {
     public func readsComplete() {
         guard !pollAfterReads else { return }
         pollAfterReads = true
-        eventLoop.execute {
-            self.pollAfterReads = false
-            self.poll()
-        }
+        eventLoop.execute(pollAfterReadsTask)
+    }
+
+    /// Made once: a closure per burst of reads would be an allocation on the message path.
+    private lazy var pollAfterReadsTask: @Sendable () -> Void = { [unowned self] in
+        self.pollAfterReads = false
+        self.poll()
     }
 
     public func linkFailed(_ link: TransportLink, reason: String) {

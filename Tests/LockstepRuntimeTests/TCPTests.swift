@@ -348,6 +348,33 @@ struct DeliveryStreamTests {
     }
 }
 
+@Suite("Lanes", .timeLimit(.minutes(1)))
+struct LaneTests {
+    /// The lane rule: a pair's second connection must come within connectTimeout of the first,
+    /// or the link fails (the peer is then suspected like any failed link), and the member stays up.
+    @Test("A peer that opens its control lane but never its data lane has its link failed after connectTimeout; the member stays up")
+    func missingDataLaneFailsTheLink() async throws {
+        let ports = try (0..<2).map { _ in try freePort() }
+        let view = try View(id: ViewID(1), members: [MemberID(1), MemberID(2)], senders: [MemberID(1)])
+        var configuration = Configuration()
+        configuration.viewChanges = false
+        var settings = RuntimeSettings(
+            configuration: configuration, view: view, memberRank: 0, addresses: ports.map { PeerAddress(host: "127.0.0.1", port: $0) })
+        settings.connectTimeout = .seconds(2)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        async let started = MemberRuntime.start(settings: settings, eventLoop: group.next(), logger: testLogger()) { _ in }
+        let control = try await RawPeer.connecting(port: ports[0])
+        control.send(Wire.encode(.hello(Hello(member: MemberID(2), viewID: view.id, memberRank: 1, senderCount: 1, lane: .control))))
+        // The link is up at its first lane: the member starts.
+        let runtime = try await started
+        #expect(try await runtime.statistics().linksClosedWithError == 0)
+        #expect(control.waitForClose(), "the half-open link is closed once connectTimeout passes")
+        #expect(try await runtime.statistics().linksClosedWithError == 1)
+        await runtime.close()
+        try await group.shutdownGracefully()
+    }
+}
+
 /// A source that ignores the byte budget it is given (offers `limit` payloads, whatever their bytes).
 final class GreedySource: MessageSource, @unchecked Sendable {
     let total: Int
