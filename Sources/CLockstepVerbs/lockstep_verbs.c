@@ -290,6 +290,66 @@ static void connection_parameters(struct rdma_conn_param *param, lsv_private *da
     param->rnr_retry_count = 7;
 }
 
+/* How long rdma_resolve_route may take, in milliseconds. */
+enum { LSV_ROUTE_TIMEOUT_MS = 2000 };
+
+/* A dialed connection's route is known: set it up and send the connect request. */
+static int cm_route_resolved(lsv_conn *c, struct rdma_cm_id *id, char *reason, size_t n) {
+    if (setup_conn(c, reason, n)) return LSV_CM_FAILED;
+    lsv_private data = own_private(c);
+    struct rdma_conn_param param;
+    connection_parameters(&param, &data);
+    if (p_rdma_connect(id, &param)) {
+        fail(reason, n, "rdma_connect failed: %s", strerror(errno));
+        return LSV_CM_FAILED;
+    }
+    return LSV_CM_NONE;
+}
+
+/* A peer asks to connect: accept it (LSV_CM_INCOMING, *out_conn set) or refuse it. A refused
+   request's id is destroyed here, after the event's acknowledgement, as rdma_cm requires: the
+   caller must not acknowledge the event again (*acked = 1). */
+static int cm_connect_request(lsv_fabric *f, struct rdma_cm_event *event, lsv_conn **out_conn, int *acked,
+                              char *reason, size_t n) {
+    struct rdma_cm_id *id = event->id;
+    lsv_conn *c = new_conn(f);
+    c->cm_id = id;
+    id->context = c;
+    const struct rdma_conn_param *asked = &event->param.conn;
+    int refused = setup_conn(c, reason, n) || take_private(c, asked->private_data, asked->private_data_len, reason, n);
+    if (refused) {
+        p_rdma_reject(id, NULL, 0);
+    } else {
+        lsv_private data = own_private(c);
+        struct rdma_conn_param param;
+        connection_parameters(&param, &data);
+        refused = p_rdma_accept(id, &param);
+        if (refused) fail(reason, n, "rdma_accept failed: %s", strerror(errno));
+    }
+    if (refused) {
+        c->cm_id = NULL;
+        if (id->qp) p_rdma_destroy_qp(id);
+        p_rdma_ack_cm_event(event);
+        *acked = 1;
+        p_rdma_destroy_id(id);
+        destroy_conn(c);
+        *out_conn = NULL;
+        return LSV_CM_REFUSED;
+    }
+    *out_conn = c;
+    return LSV_CM_INCOMING;
+}
+
+/* The connection is up; a dialed one learns the peer's memory from the accept's private data. */
+static int cm_established(lsv_conn *c, struct rdma_cm_event *event, char *reason, size_t n) {
+    const struct rdma_conn_param *answer = &event->param.conn;
+    if (!c->remote_base && take_private(c, answer->private_data, answer->private_data_len, reason, n)) {
+        return LSV_CM_FAILED;
+    }
+    c->established = 1;
+    return LSV_CM_ESTABLISHED;
+}
+
 int lsv_cm_poll(lsv_fabric *f, lsv_cm_result *out) {
     memset(out, 0, sizeof *out);
     struct rdma_cm_event *event;
@@ -298,63 +358,22 @@ int lsv_cm_poll(lsv_fabric *f, lsv_cm_result *out) {
     lsv_conn *c = id->context;
     char *reason = out->reason;
     size_t n = sizeof out->reason;
+    int acked = 0;
     switch (event->event) {
     case RDMA_CM_EVENT_ADDR_RESOLVED:
-        if (p_rdma_resolve_route(id, 2000)) {
+        if (p_rdma_resolve_route(id, LSV_ROUTE_TIMEOUT_MS)) {
             out->kind = LSV_CM_FAILED;
             fail(reason, n, "rdma_resolve_route failed: %s", strerror(errno));
         }
         break;
-    case RDMA_CM_EVENT_ROUTE_RESOLVED: {
-        if (setup_conn(c, reason, n)) {
-            out->kind = LSV_CM_FAILED;
-            break;
-        }
-        lsv_private data = own_private(c);
-        struct rdma_conn_param param;
-        connection_parameters(&param, &data);
-        if (p_rdma_connect(id, &param)) {
-            out->kind = LSV_CM_FAILED;
-            fail(reason, n, "rdma_connect failed: %s", strerror(errno));
-        }
+    case RDMA_CM_EVENT_ROUTE_RESOLVED:
+        out->kind = cm_route_resolved(c, id, reason, n);
         break;
-    }
-    case RDMA_CM_EVENT_CONNECT_REQUEST: {
-        c = new_conn(f);
-        c->cm_id = id;
-        id->context = c;
-        const struct rdma_conn_param *asked = &event->param.conn;
-        int refused = setup_conn(c, reason, n) || take_private(c, asked->private_data, asked->private_data_len, reason, n);
-        if (refused) {
-            p_rdma_reject(id, NULL, 0);
-        } else {
-            lsv_private data = own_private(c);
-            struct rdma_conn_param param;
-            connection_parameters(&param, &data);
-            refused = p_rdma_accept(id, &param);
-            if (refused) fail(reason, n, "rdma_accept failed: %s", strerror(errno));
-        }
-        if (refused) {
-            // The request's id goes after the event's acknowledgement, as rdma_cm requires.
-            out->kind = LSV_CM_REFUSED;
-            c->cm_id = NULL;
-            if (id->qp) p_rdma_destroy_qp(id);
-            p_rdma_ack_cm_event(event);
-            p_rdma_destroy_id(id);
-            destroy_conn(c);
-            return 0;
-        }
-        out->kind = LSV_CM_INCOMING;
+    case RDMA_CM_EVENT_CONNECT_REQUEST:
+        out->kind = cm_connect_request(f, event, &c, &acked, reason, n);
         break;
-    }
     case RDMA_CM_EVENT_ESTABLISHED:
-        if (!c->remote_base &&
-            take_private(c, event->param.conn.private_data, event->param.conn.private_data_len, reason, n)) {
-            out->kind = LSV_CM_FAILED;
-            break;
-        }
-        c->established = 1;
-        out->kind = LSV_CM_ESTABLISHED;
+        out->kind = cm_established(c, event, reason, n);
         break;
     case RDMA_CM_EVENT_DISCONNECTED:
     case RDMA_CM_EVENT_DEVICE_REMOVAL:
@@ -373,7 +392,7 @@ int lsv_cm_poll(lsv_fabric *f, lsv_cm_result *out) {
         break;
     }
     out->conn = c;
-    p_rdma_ack_cm_event(event);
+    if (!acked) p_rdma_ack_cm_event(event);
     return 0;
 }
 

@@ -159,6 +159,12 @@ extension OrderingCore {
             }
             return
         }
+        leaderStep(into: &effects)
+    }
+
+    /// The leader's part of a view change: propose, then commit once every survivor has
+    /// acknowledged the proposal, then install once every survivor holds the commit.
+    private mutating func leaderStep(into effects: inout [Effect]) {
         let suspected = rows[memberRank].suspected
         let survivorCount = view.memberCount - Self.count(suspected)
         guard Self.isMajority(survivors: survivorCount, of: view.memberCount) else {
@@ -169,40 +175,16 @@ extension OrderingCore {
             return
         }
         wedged = true
-        var own = rows[memberRank]
+        let own = rows[memberRank]
         let committed = own.commit.number != 0
         let mine = own.proposal.number != 0 && Int(own.proposal.number & 0xFFFF) == memberRank
         if !mine || own.proposal.removed != suspected || (!committed && own.proposal.joiners != pendingJoiners) {
-            // Propose (again): the first time, or because suspicions or joins grew.
-            var round: UInt64 = 0
-            for row in rows { round = max(round, row.proposal.number >> 16, row.commit.number >> 16) }
-            own.proposal = ViewChange(number: (round + 1) << 16 | UInt64(memberRank), removed: suspected, joiners: pendingJoiners)
-            rows[memberRank] = own
-            rowVersion &+= 1
-            statistics.proposalsMade += 1
-            return
+            return propose(removing: suspected)
         }
         let number = own.proposal.number
         let survivors = view.members.indices.filter { !rows[memberRank].isSuspected($0) }
         guard survivors.allSatisfy({ rows[$0].proposal.number == number }) else { return }
-        if own.commit.number != number {
-            // Adopt the highest commit any survivor holds; only if there is none, trim afresh.
-            var adopted: Row? = nil
-            for rank in survivors where rows[rank].commit.number != 0 {
-                if adopted == nil || rows[rank].commit.number > adopted!.commit.number { adopted = rows[rank] }
-            }
-            if let adopted {
-                own.commit = ViewChange(number: number, removed: adopted.commit.removed, joiners: adopted.commit.joiners)
-                own.trim = adopted.trim
-            } else {
-                own.commit = ViewChange(number: number, removed: suspected, joiners: own.proposal.joiners)
-                own.trim = (0..<senderCount).map { sender in survivors.map { rows[$0].received[sender] }.min() ?? 0 }
-            }
-            rows[memberRank] = own
-            rowVersion &+= 1
-            statistics.commitsMade += 1
-            return
-        }
+        if own.commit.number != number { return commit(number, survivors: survivors, removing: suspected) }
         guard survivors.allSatisfy({ rows[$0].commit.number == number }) else { return }
         rows[memberRank].installNumber = number
         rowVersion &+= 1
@@ -212,6 +194,35 @@ extension OrderingCore {
         install(into: &effects)
     }
 
+    /// Proposes (again): the first time, or because suspicions or joins grew. The number is above
+    /// every proposal and commit any row shows, with this member's rank in its low bits.
+    private mutating func propose(removing suspected: [UInt64]) {
+        var round: UInt64 = 0
+        for row in rows { round = max(round, row.proposal.number >> 16, row.commit.number >> 16) }
+        rows[memberRank].proposal = ViewChange(
+            number: (round + 1) << 16 | UInt64(memberRank), removed: suspected, joiners: pendingJoiners)
+        rowVersion &+= 1
+        statistics.proposalsMade += 1
+    }
+
+    /// Commits proposal `number`: adopts the highest commit any survivor holds; only if there is
+    /// none, trims afresh (per sender, the least any survivor received).
+    private mutating func commit(_ number: UInt64, survivors: [Int], removing suspected: [UInt64]) {
+        var own = rows[memberRank]
+        let adopted = survivors.filter { rows[$0].commit.number != 0 }.max { rows[$0].commit.number < rows[$1].commit.number }
+        if let adopted {
+            let row = rows[adopted]
+            own.commit = ViewChange(number: number, removed: row.commit.removed, joiners: row.commit.joiners)
+            own.trim = row.trim
+        } else {
+            own.commit = ViewChange(number: number, removed: suspected, joiners: own.proposal.joiners)
+            own.trim = (0..<senderCount).map { sender in survivors.map { rows[$0].received[sender] }.min() ?? 0 }
+        }
+        rows[memberRank] = own
+        rowVersion &+= 1
+        statistics.commitsMade += 1
+    }
+
     /// Delivers to the committed trim, builds the next view and becomes its core.
     private mutating func install(into effects: inout [Effect]) {
         // This member's last row of the view says the commit is installed: a member that missed
@@ -219,52 +230,83 @@ extension OrderingCore {
         rows[memberRank].installNumber = rows[memberRank].commit.number
         let own = rows[memberRank]
         let commit = own.commit
+        precondition(
+            own.trim.count == senderCount && !commit.isRemoved(memberRank),
+            "installing without a commit that keeps this member: trim \(own.trim), \(senderCount) senders, commit \(commit)")
+        if configuration.deliveryMode == .ordered { deliverToTrim(own, into: &effects) }
+        let resend = ownMessagesBeyondTrim(own)
+        let nextView = viewAfter(commit)
+        guard let nextRank = nextView.rank(of: view.members[memberRank]) else {
+            preconditionFailure("this member is not in the view it installs")
+        }
+        var next = nextCore(nextView, rank: nextRank, resending: resend)
+        if configuration.deliveryMode == .unordered { carryUnorderedSkip(own, into: &next, nextView: nextView) }
+        // Suspicions of members that stay carry over: they start the next view change at once.
+        for rank in view.members.indices where rows[memberRank].isSuspected(rank) && !commit.isRemoved(rank) {
+            if let carried = nextView.rank(of: view.members[rank]) { next.suspect(carried) }
+        }
+        // Joins accepted too late for this change wait for the next one, if this member leads it.
+        if next.leaderRank == nextRank {
+            next.pendingJoiners = pendingJoiners.filter { !commit.joiners.contains($0) }
+        }
+        next.previousViewRow = own
+        self = next
+        effects.append(.installView(nextView, memberRank: nextRank))
+    }
+
+    /// Ordered mode: delivers, in the total order, everything up to the committed trim.
+    private mutating func deliverToTrim(_ own: Row, into effects: inout [Effect]) {
         let trim = own.trim
-        precondition(trim.count == senderCount && !commit.isRemoved(memberRank), "installing without a commit that keeps this member")
-        var resend: [Payload] = []
-        if configuration.deliveryMode == .ordered {
-            var delivered = own.delivered
-            var end: UInt64 = delivered
-            for sender in 0..<senderCount where trim[sender] > 0 {
-                end = max(end, (trim[sender] - 1) * senderCountWide + UInt64(sender) + 1)
-            }
-            while delivered < end {
-                let sender = Int(delivered % senderCountWide)
-                let index = delivered / senderCountWide
-                if index < trim[sender] {
-                    precondition(index < own.received[sender], "trim \(trim[sender]) of sender \(sender) beyond what is held here")
-                    if let payload = rings[sender].take(index) {
-                        effects.append(deliver(payload, sender: sender, index: index, globalSequence: delivered))
-                        statistics.messagesDelivered += 1
-                    }
+        var delivered = own.delivered
+        var end: UInt64 = delivered
+        for sender in 0..<senderCount where trim[sender] > 0 {
+            end = max(end, (trim[sender] - 1) * senderCountWide + UInt64(sender) + 1)
+        }
+        while delivered < end {
+            let sender = Int(delivered % senderCountWide)
+            let index = delivered / senderCountWide
+            if index < trim[sender] {
+                precondition(index < own.received[sender], "trim \(trim[sender]) of sender \(sender) beyond what is held here")
+                if let payload = rings[sender].take(index) {
+                    effects.append(deliver(payload, sender: sender, index: index, globalSequence: delivered))
+                    statistics.messagesDelivered += 1
                 }
-                delivered += 1
             }
+            delivered += 1
         }
-        // Own messages beyond the trim were not delivered everywhere: send them again, first.
-        // (Unordered mode: some members delivered some of them on receipt; they skip as many.)
-        if let sender = senderRank {
-            var index = trim[sender]
-            while index < own.received[sender] {
-                if let payload = rings[sender].take(index) { resend.append(payload) }
-                index += 1
-            }
+    }
+
+    /// Own messages beyond the trim were not delivered everywhere: they are sent again, first, in
+    /// the next view. (Unordered mode: some members delivered some of them on receipt; they skip
+    /// as many.)
+    private mutating func ownMessagesBeyondTrim(_ own: Row) -> [Payload] {
+        guard let sender = senderRank else { return [] }
+        var resend: [Payload] = []
+        var index = own.trim[sender]
+        while index < own.received[sender] {
+            if let payload = rings[sender].take(index) { resend.append(payload) }
+            index += 1
         }
-        // The next view: survivors in their old order, then joiners. If no sender survives,
-        // every member of the next view sends (a view needs a sender).
+        return resend
+    }
+
+    /// The next view: survivors in their old order, then joiners. If no sender survives, every
+    /// member of the next view sends (a view needs a sender).
+    private func viewAfter(_ commit: ViewChange) -> View {
         let keptRanks = view.members.indices.filter { !commit.isRemoved($0) }
         let members = keptRanks.map { view.members[$0] } + commit.joiners
         var senders = view.senderMemberRanks.filter { !commit.isRemoved($0) }.map { view.members[$0] } + commit.joiners
         if senders.isEmpty { senders = members }
-        let nextView: View
         do {
-            nextView = try View(id: ViewID(view.id.rawValue + 1), members: members, senders: senders)
+            return try View(id: ViewID(view.id.rawValue + 1), members: members, senders: senders)
         } catch {
             preconditionFailure("a committed view change made an invalid view: \(error)")
         }
-        guard let nextRank = nextView.rank(of: view.members[memberRank]) else {
-            preconditionFailure("this member is not in the view it installs")
-        }
+    }
+
+    /// The core of the next view, carrying this one's statistics and clock, with `resend` in its
+    /// window first.
+    private func nextCore(_ nextView: View, rank nextRank: Int, resending resend: [Payload]) -> OrderingCore {
         var next: OrderingCore
         do {
             next = try OrderingCore(configuration: configuration, view: nextView, memberRank: nextRank)
@@ -282,29 +324,22 @@ extension OrderingCore {
             }
         }
         next.statistics.messagesResent += UInt64(resend.count)
-        if configuration.deliveryMode == .unordered {
-            next.unorderedSkip = Array(repeating: 0, count: next.senderCount)
-            for (oldSender, rank) in view.senderMemberRanks.enumerated() where !commit.isRemoved(rank) {
-                if let newSender = nextView.senderRank(ofMemberRank: nextView.rank(of: view.members[rank])!) {
-                    // What this member holds beyond the trim it delivered (or skipped) here, plus
-                    // the skip of this view not used up yet: re-sends of the previous view still
-                    // on their way (rows overtake data) come again in the next view, first.
-                    let leftover = unorderedSkip.isEmpty ? 0 : unorderedSkip[oldSender]
-                    next.unorderedSkip[newSender] = own.received[oldSender] - trim[oldSender] + leftover
-                }
-            }
-            next.resentAlreadyDelivered = next.unorderedSkip
+        return next
+    }
+
+    /// Unordered mode: per surviving sender, how many of its first messages in the next view
+    /// this member skips. What it holds beyond the trim it delivered (or skipped) here, plus the
+    /// skip of this view not used up yet: re-sends of the previous view still on their way (rows
+    /// overtake data) come again in the next view, first.
+    private func carryUnorderedSkip(_ own: Row, into next: inout OrderingCore, nextView: View) {
+        next.unorderedSkip = Array(repeating: 0, count: next.senderCount)
+        for (oldSender, rank) in view.senderMemberRanks.enumerated() where !own.commit.isRemoved(rank) {
+            guard let nextRank = nextView.rank(of: view.members[rank]),
+                let newSender = nextView.senderRank(ofMemberRank: nextRank)
+            else { continue }
+            let leftover = unorderedSkip.isEmpty ? 0 : unorderedSkip[oldSender]
+            next.unorderedSkip[newSender] = own.received[oldSender] - own.trim[oldSender] + leftover
         }
-        // Suspicions of members that stay carry over: they start the next view change at once.
-        for rank in view.members.indices where rows[memberRank].isSuspected(rank) && !commit.isRemoved(rank) {
-            if let carried = nextView.rank(of: view.members[rank]) { next.suspect(carried) }
-        }
-        // Joins accepted too late for this change wait for the next one, if this member leads it.
-        if next.leaderRank == nextRank {
-            next.pendingJoiners = pendingJoiners.filter { !commit.joiners.contains($0) }
-        }
-        next.previousViewRow = own
-        self = next
-        effects.append(.installView(nextView, memberRank: nextRank))
+        next.resentAlreadyDelivered = next.unorderedSkip
     }
 }

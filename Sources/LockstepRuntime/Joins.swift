@@ -35,15 +35,43 @@ struct ControlMessage: Codable, Sendable {
     var rank: Int? = nil
     var snapshot: Data? = nil
 
-    func encoded() -> ByteBuffer {
-        let body = [UInt8]((try? JSONEncoder().encode(self)) ?? Data())
+    /// The message as a control frame, or why it cannot be one: a body beyond
+    /// `Wire.controlBytesMax` (a welcome whose snapshot is too large for one frame).
+    func frame() throws(RuntimeError) -> ByteBuffer {
+        let body: [UInt8]
+        do {
+            body = [UInt8](try JSONEncoder().encode(self))
+        } catch {
+            throw RuntimeError(.joinFailed, "cannot encode a \(kind) control message: \(error)")
+        }
+        guard body.count <= Wire.controlBytesMax else {
+            throw RuntimeError(
+                .joinFailed, "a \(kind) control message of \(body.count) bytes is beyond \(Wire.controlBytesMax) bytes")
+        }
         let bytes = Wire.encode(.control(body))
         var buffer = ByteBufferAllocator().buffer(capacity: bytes.count)
         buffer.writeBytes(bytes)
         return buffer
     }
 
-    static func decode(_ body: [UInt8]) -> ControlMessage? { try? JSONDecoder().decode(ControlMessage.self, from: Data(body)) }
+    /// The frame of a message that is small by construction (no snapshot): failing to encode
+    /// one is a programmer error.
+    func encoded() -> ByteBuffer {
+        precondition(snapshot == nil, "a control message with a snapshot is encoded with frame(), which can fail")
+        do {
+            return try frame()
+        } catch {
+            preconditionFailure("a small \(kind) control message did not encode: \(error)")
+        }
+    }
+
+    static func decode(_ body: [UInt8]) throws(RuntimeError) -> ControlMessage {
+        do {
+            return try JSONDecoder().decode(ControlMessage.self, from: Data(body))
+        } catch {
+            throw RuntimeError(.joinFailed, "a malformed control message (\(body.count) bytes): \(error)")
+        }
+    }
 }
 
 /// What a joiner learns from the leader.
@@ -56,6 +84,10 @@ public struct Welcome: Sendable {
 }
 
 extension MemberRuntime {
+    /// A join follows at most this many redirects (a leader that changes meanwhile redirects
+    /// again; more than this is a group that cannot settle on one).
+    static let redirectsMax = 8
+
     /// Asks the group at `contact` to add `member` (listening at `listen`), following redirects
     /// to the leader, and waits for the welcome. Then start a runtime with
     /// `RuntimeSettings(joining:)`.
@@ -65,19 +97,19 @@ extension MemberRuntime {
     ) async throws -> Welcome {
         var target = contact
         let deadline = ContinuousClock.now + timeout
-        for _ in 0..<8 {
+        for _ in 0..<Self.redirectsMax {
             let answer = try await ask(
                 target, ControlMessage(kind: .join, id: member.rawValue, host: listen.host, port: listen.port), limits: limits,
                 eventLoop: eventLoop, deadline: deadline)
             switch answer.kind {
             case .redirect:
-                guard let host = answer.host, let port = answer.port else { throw RuntimeError("a redirect without an address") }
+                guard let host = answer.host, let port = answer.port else { throw RuntimeError(.joinFailed, "a redirect without an address") }
                 target = PeerAddress(host: host, port: port)
             case .refused:
-                throw RuntimeError("join refused by \(target): \(answer.reason ?? "no reason given")")
+                throw RuntimeError(.joinFailed, "join refused by \(target): \(answer.reason ?? "no reason given")")
             case .welcome:
                 guard let viewID = answer.viewID, let members = answer.members, let rank = answer.rank else {
-                    throw RuntimeError("an incomplete welcome from \(target)")
+                    throw RuntimeError(.joinFailed, "an incomplete welcome from \(target)")
                 }
                 let view: View
                 do {
@@ -85,19 +117,19 @@ extension MemberRuntime {
                         id: ViewID(viewID), members: members.map { MemberID($0.id) },
                         senders: members.filter(\.sends).map { MemberID($0.id) })
                 } catch {
-                    throw RuntimeError("the welcome's view is invalid: \(error)")
+                    throw RuntimeError(.joinFailed, "the welcome's view is invalid: \(error)")
                 }
                 guard view.members.indices.contains(rank), view.members[rank] == member else {
-                    throw RuntimeError("the welcome does not place \(member) at rank \(rank) of \(view)")
+                    throw RuntimeError(.joinFailed, "the welcome does not place \(member) at rank \(rank) of \(view)")
                 }
                 return Welcome(
                     view: view, memberRank: rank, addresses: members.map { PeerAddress(host: $0.host, port: $0.port) },
                     snapshot: answer.snapshot.map { [UInt8]($0) } ?? [])
             case .join, .address, .done:
-                throw RuntimeError("unexpected \(answer.kind) from \(target)")
+                throw RuntimeError(.joinFailed, "unexpected \(answer.kind) from \(target)")
             }
         }
-        throw RuntimeError("too many redirects")
+        throw RuntimeError(.joinFailed, "more than \(Self.redirectsMax) redirects")
     }
 
     /// Sends one control message on a fresh connection and waits for the first control answer.
@@ -118,7 +150,7 @@ extension MemberRuntime {
         try await channel.writeAndFlush(message.encoded()).get()
         let remaining = deadline - ContinuousClock.now
         let timer = eventLoop.scheduleTask(in: .nanoseconds(Int64(max(remaining, .zero).nanosecondsClamped))) {
-            handler.finish(.failure(RuntimeError("no answer from \(address) in time")))
+            handler.finish(.failure(RuntimeError(.joinFailed, "no answer from \(address) in time")))
         }
         defer { timer.cancel() }
         return try await handler.answer.futureResult.get()
@@ -139,13 +171,13 @@ final class ControlAnswerHandler: ChannelInboundHandler, @unchecked Sendable {
     }
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if case .control(let body) = unwrapInboundIn(data).frame {
-            if let message = ControlMessage.decode(body) {
-                finish(.success(message))
-            } else {
-                finish(.failure(RuntimeError("a malformed control frame")))
+            do {
+                finish(.success(try ControlMessage.decode(body)))
+            } catch {
+                finish(.failure(error))
             }
         }
     }
-    func channelInactive(context: ChannelHandlerContext) { finish(.failure(RuntimeError("the connection closed before an answer"))) }
+    func channelInactive(context: ChannelHandlerContext) { finish(.failure(RuntimeError(.joinFailed, "the connection closed before an answer"))) }
     func errorCaught(context: ChannelHandlerContext, error: Error) { finish(.failure(error)) }
 }

@@ -413,10 +413,9 @@ struct RawWriter {
         offset += MemoryLayout<T>.size
     }
     mutating func bytes(_ payload: Payload) {
+        precondition(offset + payload.count <= base.count, "writing \(payload.count) bytes at \(offset) of \(base.count)")
         payload.withUnsafeBytes { source in
-            if let address = source.baseAddress, source.count > 0 {
-                (base.baseAddress! + offset).copyMemory(from: address, byteCount: source.count)
-            }
+            UnsafeMutableRawBufferPointer(rebasing: base[offset..<(offset + source.count)]).copyMemory(from: source)
         }
         offset += payload.count
     }

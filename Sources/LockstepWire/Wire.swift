@@ -45,10 +45,26 @@ public enum Wire {
     /// Block body before its bytes: view u64, origin member rank u32, message index u64, total
     /// bytes u32, offset u32.
     static let blockFixedBytes = 28
-    /// Where a frame header keeps its type and its body length (for transports that route or
-    /// split frames without decoding them).
-    public static let headerTypeOffset = 5
-    public static let headerLengthOffset = 8
+    /// Where a frame header keeps its type and its body length (`peekHeader` reads them).
+    static let headerTypeOffset = 5
+    static let headerLengthOffset = 8
+
+    /// What a transport needs of a frame's header to route a frame to its lane or to split a
+    /// stream into frames without decoding it: the type (nil: not a type this version knows) and
+    /// the body length. Unchecked: the decoder checks magic, version and limits.
+    public struct HeaderPeek: Sendable, Equatable {
+        public var type: FrameType?
+        public var bodyBytes: Int
+        /// The whole frame's bytes, header included.
+        public var frameBytes: Int { headerBytes + bodyBytes }
+    }
+
+    /// The header at the start of `bytes` (nil: fewer than `headerBytes` bytes).
+    public static func peekHeader(_ bytes: UnsafeRawBufferPointer) -> HeaderPeek? {
+        guard bytes.count >= headerBytes else { return nil }
+        let length = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: headerLengthOffset, as: UInt32.self))
+        return HeaderPeek(type: FrameType(rawValue: bytes[headerTypeOffset]), bodyBytes: Int(length))
+    }
 }
 
 /// Which connection of a member pair a hello opens. TCP keeps two per pair so that control

@@ -10,7 +10,7 @@ import LockstepWire
 import NIOCore
 
 /// One member's link to one peer, as a transport provides it. Used on the member's event loop.
-public protocol TransportLink: AnyObject, Sendable {
+protocol TransportLink: AnyObject, Sendable {
     /// False while the link's outbound queue is above its high-water mark (rows then coalesce).
     var isWritable: Bool { get }
     /// Bytes written to the link and not yet handed to the network (the statistics count them;
@@ -26,51 +26,52 @@ public protocol TransportLink: AnyObject, Sendable {
 }
 
 /// A frame as a transport hands it over.
-public struct ReceivedFrame: @unchecked Sendable {
-    public var frame: Frame
+struct ReceivedFrame: @unchecked Sendable {
+    var frame: Frame
     /// For a relay block: the whole frame as received (forwarded unchanged); its bytes start at
     /// `blockBytesAt`.
-    public var raw: ByteBuffer?
+    var raw: ByteBuffer?
     /// For a relay block, instead of `raw`: the whole frame in the transport's own memory (the
     /// RDMA ring), lent for the duration of the `received` call only (hence `@unchecked
     /// Sendable`: it never leaves the event loop). The runtime copies what it keeps.
-    public var lent: UnsafeRawBufferPointer?
-    public var blockBytesAt: Int
+    var lent: UnsafeRawBufferPointer?
+    var blockBytesAt: Int
 
-    public init(frame: Frame, raw: ByteBuffer? = nil, blockBytesAt: Int = 0) {
+    init(frame: Frame, raw: ByteBuffer? = nil, blockBytesAt: Int = 0) {
         self.frame = frame
         self.raw = raw
         self.blockBytesAt = blockBytesAt
     }
 
-    public init(block: Block, lent: UnsafeRawBufferPointer, blockBytesAt: Int) {
+    init(block: Block, lent: UnsafeRawBufferPointer, blockBytesAt: Int) {
         self.frame = .block(block)
         self.lent = lent
         self.blockBytesAt = blockBytesAt
     }
 }
 
-/// What the runtime learns from its transport. Called on the member's event loop.
-public protocol TransportDelegate: AnyObject, Sendable {
-    /// An accepted connection introduced itself: the runtime says which peer (slot) it is, or
-    /// nil to refuse it.
-    func admit(_ hello: Hello) -> Int?
-    /// A link to the member at `peerRank` is up (its identity checked by the transport).
-    func linkUp(_ link: TransportLink, peerRank: Int)
-    /// A control frame (joins), on an identified link or (`peerRank` nil) a fresh connection.
-    func control(_ body: [UInt8], link: TransportLink, peerRank: Int?)
-    func received(_ frame: ReceivedFrame, from peerRank: Int, link: TransportLink)
+/// What the runtime learns from its transport. Called on the member's event loop. Peers are
+/// named by `MemberID` from here on: the transport learns it from the hello (accepted links) or
+/// knows it from the view it dials (dialed links); ranks are the runtime's business.
+protocol TransportDelegate: AnyObject, Sendable {
+    /// An accepted connection introduced itself: whether the runtime takes it (false: refused).
+    func admit(_ hello: Hello) -> Bool
+    /// A link to `member` is up (its identity checked by the transport).
+    func linkUp(_ link: TransportLink, member: MemberID)
+    /// A control frame (joins, `done`), on an identified link or (`member` nil) a fresh connection.
+    func control(_ body: [UInt8], link: TransportLink, member: MemberID?)
+    func received(_ frame: ReceivedFrame, from member: MemberID, link: TransportLink)
     /// A burst of reads ended: a good moment to poll the core.
     func readsComplete()
-    func linkWritable(peerRank: Int)
+    func linkWritable(member: MemberID)
     /// The link broke the protocol or failed (`reason` says how); the transport closes it.
     func linkFailed(_ link: TransportLink, reason: String)
-    /// The link is closed (`peerRank` nil if it never identified itself).
-    func linkDown(_ link: TransportLink, peerRank: Int?)
+    /// The link is closed (`member` nil if it never identified itself).
+    func linkDown(_ link: TransportLink, member: MemberID?)
 }
 
 /// How members reach each other.
-public protocol Transport: AnyObject, Sendable {
+protocol Transport: AnyObject, Sendable {
     /// Starts listening and connecting; links are reported to `delegate` on `eventLoop`.
     func start(eventLoop: EventLoop, delegate: TransportDelegate) async throws
     func close() async
@@ -96,13 +97,13 @@ public enum TransportKind: String, Sendable, CaseIterable {
         case "rdma":
             switch probeRDMADevice() {
             case .success: return .success(.rdma)
-            case .failure(let error): return .failure(RuntimeError("--transport rdma: \(error.description)"))
+            case .failure(let error): return .failure(RuntimeError(.transportUnavailable, "--transport rdma: \(error.description)"))
             }
         case "auto":
             if case .success = probeRDMADevice() { return .success(.rdma) }
             return .success(.tcp)
         default:
-            return .failure(RuntimeError("--transport \(name): expected tcp, rdma or auto"))
+            return .failure(RuntimeError(.invalidSettings, "--transport \(name): expected tcp, rdma or auto"))
         }
     }
 }

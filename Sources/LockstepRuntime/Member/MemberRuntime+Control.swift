@@ -1,0 +1,93 @@
+// Control frames (Joins.swift has their format): a joiner's address, join requests (accepted,
+// redirected to the leader, or refused), the welcome a leader sends once the joiner's view is
+// installed, and `done` (finishing together).
+
+import Foundation
+import LockstepCore
+import LockstepWire
+import NIOCore
+
+extension MemberRuntime {
+    func control(_ body: [UInt8], link: TransportLink, member: MemberID?) {
+        let message: ControlMessage
+        do {
+            message = try ControlMessage.decode(body)
+        } catch {
+            closeLink(link, reason: "a malformed control frame: \(error)")
+            return
+        }
+        switch message.kind {
+        case .address:
+            if let member, let host = message.host, let port = message.port, message.id == member.rawValue {
+                addresses[member] = PeerAddress(host: host, port: port)
+            }
+        case .join:
+            join(message, link: link)
+        case .done:
+            guard let member, message.id == member.rawValue else {
+                closeLink(link, reason: "a done frame from an unidentified link or for another member")
+                return
+            }
+            membersDone.insert(member)
+            logger.info("member \(member) is done (heard at \(NIODeadline.now().uptimeNanoseconds / 1_000_000) ms)")
+            checkAllDone()
+        case .redirect, .refused, .welcome:
+            closeLink(link, reason: "unexpected control frame \(message.kind) from a peer")
+        }
+    }
+
+    /// A join request: the core accepts it (this member leads), redirects to the leader, or refuses.
+    private func join(_ message: ControlMessage, link: TransportLink) {
+        guard let id = message.id, let host = message.host, let port = message.port else {
+            closeLink(link, reason: "a join without id or address")
+            return
+        }
+        let joiner = MemberID(id)
+        let address = PeerAddress(host: host, port: port)
+        switch core.requestJoin(joiner) {
+        case .accepted:
+            joinerLinks[joiner] = (link, address)
+            acceptedAddresses[joiner] = address
+            logger.warning("accepted a join from \(joiner) at \(address)")
+            poll()
+        case .redirect(let leader):
+            if let leaderAddress = addresses[leader] {
+                link.write(ControlMessage(kind: .redirect, host: leaderAddress.host, port: leaderAddress.port).encoded())
+            } else {
+                link.write(ControlMessage(kind: .refused, reason: "the leader's address is unknown here").encoded())
+            }
+            link.flush()
+        case .refused(let reason):
+            link.write(ControlMessage(kind: .refused, reason: reason).encoded())
+            link.flush()
+        }
+    }
+
+    /// As the leader that installed `view`: send each joiner the view, the addresses and a snapshot.
+    func welcomeJoiners(of view: View, previous: View) {
+        for (rank, joiner) in view.members.enumerated() where !previous.members.contains(joiner) {
+            guard let (link, _) = joinerLinks.removeValue(forKey: joiner) else { continue }
+            var members: [ControlMessage.Member] = []
+            for (memberRank, id) in view.members.enumerated() {
+                let address = addresses[id] ?? joinerLinks[id]?.address ?? acceptedAddresses[id]
+                guard let address else {
+                    logger.error("cannot welcome \(joiner): no address for \(id)")
+                    link.close()
+                    return
+                }
+                let sends = view.senderRank(ofMemberRank: memberRank) != nil
+                members.append(.init(id: id.rawValue, host: address.host, port: address.port, sends: sends))
+            }
+            let snapshot = snapshotProvider?() ?? []
+            let welcome = ControlMessage(
+                kind: .welcome, viewID: view.id.rawValue, members: members, rank: rank, snapshot: Data(snapshot))
+            do {
+                link.write(try welcome.frame())
+            } catch {
+                logger.error("cannot welcome \(joiner): \(error)")
+                link.write(ControlMessage(kind: .refused, reason: error.message).encoded())
+            }
+            link.flush()
+        }
+    }
+}

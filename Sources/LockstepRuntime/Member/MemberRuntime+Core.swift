@@ -1,0 +1,216 @@
+// Driving the core: admitting what the application and the source want to send, polling, and
+// carrying out every effect (a switch without `default:`, so a new effect cannot be ignored).
+
+import LockstepCore
+import LockstepWire
+import NIOCore
+import NIOPosix
+
+extension MemberRuntime {
+    /// Rounds of send-then-poll in one go before yielding to reads (and coming back).
+    static let pollRoundsMax = 4
+
+    func poll() {
+        guard isReady, !isClosed else { return }
+        var rounds = 0
+        while true {
+            rounds += 1
+            admitQueuedSends()
+            let sourceDrained = pullFromSource()
+            effects.removeAll(keepingCapacity: true)
+            // Only a wedged member can install a view (and welcome joiners) in this poll.
+            ledBeforePoll = core.isWedged && core.leaderRank == core.memberRank
+            core.poll(into: &effects)
+            carryOutEffects()
+            if replayPending {
+                replayHeldFrames()
+                continue
+            }
+            // Deliveries in this poll may have opened the window: go round again while there is
+            // something to send and room for it. After a few rounds, yield to reads and come back.
+            guard hasMoreToSend(sourceDrained: sourceDrained), core.sendCapacity > 0 else { break }
+            if rounds == Self.pollRoundsMax {
+                eventLoop.execute { self.poll() }
+                break
+            }
+        }
+        for link in links.values { link.flush() }
+    }
+
+    /// Application sends waiting for the window, then payloads pulled earlier and not admitted
+    /// then, in their order, while the window has room.
+    private func admitQueuedSends() {
+        while core.sendCapacity > 0, let first = sendQueue.first, first.0.count <= core.sendCapacityBytes {
+            let (payload, promise) = sendQueue.removeFirst()
+            do {
+                try core.send(payload)
+                promise.succeed(())
+            } catch {
+                promise.fail(RuntimeError(.sendRefused, "\(error)"))
+            }
+        }
+        while core.sendCapacity > 0, let payload = pulledBack.first, payload.count <= core.sendCapacityBytes {
+            pulledBack.removeFirst()
+            sendFromSource(payload)
+        }
+    }
+
+    /// Asks the source for what the window has room for; returns whether it has nothing more now.
+    private func pullFromSource() -> Bool {
+        // Unknown until asked: a source that was not asked (no room) may have more.
+        let capacity = core.sendCapacity
+        guard capacity > 0, pulledBack.isEmpty, let source else { return source == nil }
+        // An empty window admits one message of any size (sendCapacityBytes is Int.max): ask for
+        // a window's worth, and only if even the first does not fit, for that one alone (asking
+        // for one at a time cost small messages a fifth of their rate).
+        let bytesRoom = core.sendCapacityBytes
+        let empty = bytesRoom == Int.max
+        pulled.removeAll(keepingCapacity: true)
+        source.nextPayloads(
+            limit: capacity, bytesLimit: empty ? settings.configuration.windowBytesMax : bytesRoom, into: &pulled)
+        if empty && pulled.isEmpty { source.nextPayloads(limit: 1, bytesLimit: Int.max, into: &pulled) }
+        sendPulled()
+        // Fewer than asked for: the source has nothing more now, or its next message does not
+        // fit the bytes left (it comes at a later poll, when the window opens). Not drained only
+        // when it gave all it was asked for: then go round again.
+        return pulled.count < capacity
+    }
+
+    private func hasMoreToSend(sourceDrained: Bool) -> Bool {
+        let room = core.sendCapacityBytes
+        let queued = sendQueue.first.map { $0.0.count <= room } ?? false
+        let pulledEarlier = pulledBack.first.map { $0.count <= room } ?? false
+        return queued || pulledEarlier || !sourceDrained
+    }
+
+    /// Hands the payloads pulled from the source to the core. A source that gave more than the
+    /// window admits loses nothing: from the first the window refuses, they wait in `pulledBack`
+    /// for room, in order.
+    private func sendPulled() {
+        for index in pulled.indices {
+            do {
+                try core.send(pulled[index])
+            } catch where error.code == .windowFull {
+                pulledBack.append(contentsOf: pulled[index...])
+                return
+            } catch {
+                logSourceRefusal(error)
+            }
+        }
+    }
+
+    private func sendFromSource(_ payload: Payload) {
+        do {
+            try core.send(payload)
+        } catch {
+            logSourceRefusal(error)
+        }
+    }
+
+    /// Wedged, removed or too large: the source's message cannot go in this view (the source
+    /// learns of views through the view observer; its messages are not retried here).
+    private func logSourceRefusal(_ error: CoreError) {
+        stats.sourceMessagesRefused += 1
+        logger.error("source message refused: \(error)")
+    }
+
+    private func carryOutEffects() {
+        for effect in effects {
+            switch effect {
+            case .sendData(let batch):
+                sendData(batch)
+            case .sendRow(let row):
+                sendRow(row)
+            case .deliver(let delivery):
+                onDeliver(delivery)
+            case .armTimer(let at):
+                armTimer(at)
+            case .wedged(let ranks):
+                wedged(suspecting: ranks)
+            case .installView(let view, _):
+                installed(view)
+            case .removed(let reason):
+                stats.removed = true
+                logger.error("removed from the group: \(reason)")
+            case .minority(let reachable, let of):
+                stats.minority = true
+                let why =
+                    "suspects ranks \(core.suspectedRanks), \(core.statistics.suspicionsRaised) suspicions raised "
+                    + "here, \(core.statistics.localStalls) local stalls"
+                let minority =
+                    "in a minority: reaches \(reachable) of \(of) members of \(core.view.id) (\(why)); "
+                    + "not forming a view (partition safety)"
+                logger.error("\(minority)")
+            }
+        }
+    }
+
+    private func sendData(_ batch: DataBatch) {
+        if let threshold = relay.carries(batch, in: effectView) {
+            return sendThroughRelay(batch, threshold: threshold)
+        }
+        let buffer = encode(.data(batch))
+        forEachPeerLink(holding: buffer) { _, link in
+            link.write(buffer)
+            stats.framesSent += 1
+            stats.bytesSent += UInt64(buffer.readableBytes)
+        }
+    }
+
+    private func sendRow(_ row: Row) {
+        let buffer = encode(.row(row))
+        forEachPeerLink(holding: buffer) { member, link in
+            if link.isWritable {
+                link.write(buffer)
+                stats.framesSent += 1
+                stats.bytesSent += UInt64(buffer.readableBytes)
+                return
+            }
+            // Rows are latest-wins, but an install row must not be replaced by a row of the
+            // next view: write it regardless.
+            if row.installNumber != 0 { return link.write(buffer) }
+            if pendingRows[member] != nil { stats.rowsCoalesced += 1 }
+            pendingRows[member] = buffer
+        }
+    }
+
+    private func wedged(suspecting ranks: [Int]) {
+        stats.wedgedAtUptimeNanoseconds = NIODeadline.now().uptimeNanoseconds
+        stats.suspectedRanks = ranks
+        let silences = ranks.map { "\($0): \(core.silenceNanoseconds(ofMemberRank: $0) / 1_000_000) ms" }
+        let wedged =
+            "wedged: member ranks \(ranks) suspected (silent for \(silences.joined(separator: ", ")); "
+            + "\(core.statistics.localStalls) local stalls); this member sends nothing new in \(core.view.id)"
+        logger.warning("\(wedged)")
+    }
+
+    func encode(_ message: Message, relayingFrom threshold: Int = .max) -> ByteBuffer {
+        let size = Wire.encodedBytes(message, relayingFrom: threshold)
+        var buffer = ByteBufferAllocator().buffer(capacity: size)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) {
+            Wire.encode(message, relayingFrom: threshold, into: $0)
+        }
+        return buffer
+    }
+
+    private func armTimer(_ at: Timestamp) {
+        guard timerAt != at else { return }
+        timerAt = at
+        timer?.cancel()
+        timer = eventLoop.scheduleTask(deadline: .uptimeNanoseconds(at.nanoseconds)) {
+            self.timerAt = nil
+            self.hearDoneMembers()
+            self.core.tick(Timestamp(nanoseconds: NIODeadline.now().uptimeNanoseconds))
+            self.poll()
+        }
+    }
+
+    /// A member that is done and has closed may do so before this one has heard from everyone:
+    /// its silence is not a failure (it delivered everything; its last row came before its
+    /// `done`). One that is done but still connected is watched as usual.
+    private func hearDoneMembers() {
+        for member in membersDone where links[member] == nil && member != me {
+            if let rank = core.view.rank(of: member) { heard(fromMemberRank: rank) }
+        }
+    }
+}
