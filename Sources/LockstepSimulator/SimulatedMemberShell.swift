@@ -22,7 +22,7 @@ extension SimulatedGroup {
             pump(process)
         case .burst(let process, let count):
             // An application whose member does not send in its view has nothing to send with.
-            if let core = processes[process].core, core.senderRank == nil { return }
+            if processes[process].core != nil, processes[process].core?.senderRank == nil { return }
             processes[process].backlog += count
             if processes[process].core != nil { pump(process) }
         case .leave(let process):
@@ -140,17 +140,13 @@ extension SimulatedGroup {
     private func feed(_ process: Int, _ event: Event) {
         let state = processes[process]
         do {
-            let before = traceEnabled ? state.requireCore().suspectedRanks : []
+            let before = traceEnabled ? state.core?.suspectedRanks : nil
             guard state.core != nil else {
                 preconditionFailure("\(state.id) (\(state.status)) fed \(event) without a core")
             }
             try state.core?.handle(event)
-            if traceEnabled {
-                let core = state.requireCore()
-                if core.suspectedRanks != before {
-                    let view = core.view.id
-                    trace("process \(process) \(state.id) \(view) suspects \(core.suspectedRanks) after \(event)")
-                }
+            if traceEnabled, let core = state.core, core.suspectedRanks != before {
+                trace("process \(process) \(state.id) \(core.view.id) suspects \(core.suspectedRanks) after \(event)")
             }
         } catch {
             coreErrors.append("\(state.id) at \(now)ns: \(error)")
@@ -164,27 +160,29 @@ extension SimulatedGroup {
         while state.status == .active, state.core != nil {
             let submitted = submitBacklog(process)
             effects.removeAll(keepingCapacity: true)
-            let oldView = state.requireCore().view
-            let ledOldView = state.requireCore().leaderRank == state.requireCore().memberRank
-            let before = traceEnabled ? state.requireCore().suspectedRanks : []
+            guard let oldView = state.core?.view, let memberRank = state.core?.memberRank else {
+                preconditionFailure("\(state.id) (\(state.status)) lost its core while submitting")
+            }
+            let ledOldView = state.core?.leaderRank == memberRank
+            let before = traceEnabled ? state.core?.suspectedRanks : nil
             state.core?.poll(into: &effects)
-            if traceEnabled {
-                let core = state.requireCore()
-                if core.view == oldView, core.suspectedRanks != before {
-                    trace("process \(process) \(state.id) \(oldView.id) suspects \(core.suspectedRanks)")
-                }
+            if traceEnabled, let core = state.core, core.view == oldView, core.suspectedRanks != before {
+                trace("process \(process) \(state.id) \(oldView.id) suspects \(core.suspectedRanks)")
             }
             let progressed = carryOut(process, oldView: oldView, ledOldView: ledOldView)
-            guard state.status == .active, let core = state.core else { break }
+            guard state.status == .active, let sendCapacity = state.core?.sendCapacity else { break }
             if state.backlog == 0 || (submitted == 0 && !progressed) { break }
-            if core.sendCapacity == 0 { break }
+            if sendCapacity == 0 { break }
         }
     }
 
     /// Submits as much of the application's backlog as the window admits; returns how much.
     private func submitBacklog(_ process: Int) -> Int {
         let state = processes[process]
-        let count = min(state.backlog, state.requireCore().sendCapacity)
+        guard let sendCapacity = state.core?.sendCapacity else {
+            preconditionFailure("\(state.id) (\(state.status)) submits without a core")
+        }
+        let count = min(state.backlog, sendCapacity)
         let id = state.id
         for _ in 0..<count {
             let sequence = state.nextSenderSequence
@@ -261,7 +259,9 @@ extension SimulatedGroup {
         guard ledOldView else { return }
         for (rank, member) in view.members.enumerated() where !oldView.members.contains(member) {
             guard let to = processOfMember[member] else { continue }
-            let skip = state.requireCore().resentAlreadyDelivered
+            guard let skip = state.core?.resentAlreadyDelivered else {
+                preconditionFailure("\(state.id) installed \(view.id) without a core")
+            }
             sendControl(.welcome(view, rank: rank, state.app, skip: skip), from: process, to: to, toID: member)
         }
     }

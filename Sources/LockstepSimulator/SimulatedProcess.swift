@@ -57,11 +57,4 @@ final class SimulatedProcess {
 
     /// Active or joining: it handles what reaches it.
     var isLive: Bool { status == .active || status == .joining }
-
-    /// The core of a process known to have one. Not having one is a bug of the caller: the shell
-    /// only reaches here after checking `core != nil` or installing a view.
-    func requireCore(_ caller: StaticString = #function) -> OrderingCore {
-        guard let core else { preconditionFailure("\(caller): process of \(id) has no core (\(status))") }
-        return core
-    }
 }
