@@ -17,11 +17,12 @@ public final class SimulatedGroup {
     /// The first view.
     public let view: View
     public let configuration: Configuration
-    public internal(set) var eventsProcessed: UInt64 = 0
-    /// Core errors: on honest simulated links every one of them is a bug.
+    public private(set) var eventsProcessed: UInt64 = 0
+    /// Core errors: on honest simulated links every one of them is a bug. The member shell
+    /// records them (SimulatedMemberShell.swift), hence `internal(set)`.
     public internal(set) var coreErrors: [String] = []
     /// Messages lost to crashes and failed links.
-    public internal(set) var messagesLost: UInt64 = 0
+    public private(set) var messagesLost: UInt64 = 0
     /// When the last install by any member happened (virtual nanoseconds).
     public internal(set) var lastInstallAt: UInt64 = 0
     /// Largest random payload filler, in bytes (payloads also carry a 16-byte header).
@@ -40,7 +41,8 @@ public final class SimulatedGroup {
     /// The one random source of the run: the network's delays, the payloads and the choice of
     /// join contacts draw from it in event order, so the draws (and the run) follow the seed.
     var random: DeterministicRandom
-    /// The effects buffer every poll fills (preallocated once, reused).
+    /// The effects buffer every poll fills: one for the group, emptied and refilled by each poll
+    /// with its capacity kept, so a poll allocates nothing once the run is warm.
     var effects: [Effect] = []
     /// Data messages sent and not yet arrived or lost (the run is not quiet while any are).
     var dataInFlight = 0

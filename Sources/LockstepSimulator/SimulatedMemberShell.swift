@@ -2,9 +2,15 @@
 // the core what arrives, lets the application submit what the window admits, polls, and
 // carries out the effects: it sends a view and a state snapshot to joiners, holds traffic of a
 // view it has not installed yet, answers members still in a view it has left, and drops the
-// rest of the traffic of views it has left. These rules also exist in the runtime; issue 12
-// replaces this file with one shell both drive, so it reaches the rest of the group only
-// through `transmit`, `sendControl`, the scheduler's timers and the histories.
+// rest of the traffic of views it has left.
+//
+// The view-change rules here (`receive`, `holdFuture`, `replayFuture`, `answerJoin`,
+// `acceptWelcome`, `install`) also exist in the runtime; issue 12 moves them into one shell that
+// both drive, and what stays is the application (`submitBacklog`, deliveries) and the IO. To
+// keep that step small, the shell reaches outside its own process only through `transmit` and
+// `sendControl` (the network), `processOfMember` (addressing), `scheduler.armTimer`, the records
+// (`histories`, `coreErrors`, `dataInFlight`, `lastInstallAt`), `random` (the payloads) and
+// `startIncarnation` (a joiner that gives up and retries).
 
 import LockstepCore
 
