@@ -25,8 +25,8 @@ public struct SimulationOptions: Sendable, Equatable {
     public var faults: Bool
 
     public init(
-        seed: UInt64, memberCount: Int? = nil, deliveryMode: DeliveryMode? = nil, messagesPerSenderMax: Int = 300,
-        pauses: Bool = true, faults: Bool = false
+        seed: UInt64, memberCount: Int? = nil, deliveryMode: DeliveryMode? = nil,
+        messagesPerSenderMax: Int = 300, pauses: Bool = true, faults: Bool = false
     ) {
         self.faults = faults
         self.seed = seed
@@ -69,25 +69,31 @@ public struct SimulationReport: Sendable {
     public var virtualNanoseconds: UInt64
     public var violations: [Violation]
     public var coreErrors: [String]
-    /// Members that crashed and messages lost to faults (runs with faults).
-    public var crashedRanks: [Int] = []
+    /// Processes that crashed and messages lost to faults (runs with faults).
+    public var crashedProcesses: [Int] = []
+    /// `crashedProcesses` under the name the CLI still prints it by (it counts processes, not
+    /// ranks): remove once Sources/lockstep reads `crashedProcesses`.
+    public var crashedRanks: [Int] { crashedProcesses }
     public var messagesLost: UInt64 = 0
     /// Views installed after the first, and the last install's distance from the heal (faults).
     public var viewChanges: UInt64 = 0
     public var settledAfterHealNanoseconds: UInt64? = nil
     /// Broken progress promises (faults): no quiescence, members left in different views.
     public var progressViolations: [String] = []
-    /// The slots' state at the end (shown when progress failed).
-    public var slotSummary: [String] = []
+    /// The processes' state at the end (shown when progress failed).
+    public var processSummary: [String] = []
 
-    public var passed: Bool { quiesced && violations.isEmpty && coreErrors.isEmpty && progressViolations.isEmpty }
+    public var passed: Bool {
+        quiesced && violations.isEmpty && coreErrors.isEmpty && progressViolations.isEmpty
+    }
 
     /// A few lines for a failed run: what went wrong and how to replay it.
     public var failureDescription: String {
-        var lines = ["seed \(options.seed) FAILED: \(view), mode \(configuration.deliveryMode.rawValue), window \(configuration.windowMessagesMax)"]
+        let mode = configuration.deliveryMode.rawValue
+        var lines = ["seed \(options.seed) FAILED: \(view), mode \(mode), window \(configuration.windowMessagesMax)"]
         if !quiesced { lines.append("  did not quiesce within the virtual time limit (progress violated)") }
         for problem in progressViolations { lines.append("  progress: \(problem)") }
-        lines += slotSummary.map { "  " + $0 }
+        lines += processSummary.map { "  " + $0 }
         for error in coreErrors.prefix(5) { lines.append("  core error: \(error)") }
         for violation in violations.prefix(10) { lines.append("  \(violation)") }
         lines.append("  replay: \(options.replayCommand)")
@@ -99,6 +105,92 @@ public enum Simulation {
     /// Runs one seeded simulation to quiescence and checks it.
     public static func run(_ options: SimulationOptions) -> SimulationReport {
         var random = DeterministicRandom(seed: options.seed)
+        let setup = GroupSetup.draw(options, using: &random)
+        let spareProcesses = options.faults ? Int.random(in: 0...2, using: &random) : 0
+        let group: SimulatedGroup
+        do {
+            group = try SimulatedGroup(
+                memberCount: setup.memberCount, senderRanks: setup.senderRanks,
+                configuration: setup.configuration, seed: setup.groupSeed, spareProcesses: spareProcesses)
+        } catch {
+            preconditionFailure("the simulator built an invalid group: \(error)")
+        }
+        scheduleWorkload(on: group, messagesPerSenderMax: options.messagesPerSenderMax, using: &random)
+        if options.pauses { schedulePauses(on: group, memberCount: setup.memberCount, using: &random) }
+        group.traceEnabled = options.trace
+        if options.faults {
+            FaultSchedule(memberCount: setup.memberCount, spareProcesses: spareProcesses)
+                .schedule(on: group, configuration: setup.configuration, using: &random)
+        }
+        let quiesced = group.runUntilQuiet(limit: .seconds(options.faults ? 60 : 600))
+        var progress = ProgressCheck()
+        if options.faults && quiesced { progress = ProgressCheck(group, bound: options.progressBound) }
+        let checker = group.checker
+        let violations = checker.check(totalOrder: setup.configuration.deliveryMode == .ordered, quiesced: quiesced)
+        return SimulationReport(
+            options: options, view: group.view, configuration: setup.configuration, quiesced: quiesced,
+            messagesSent: checker.sent.values.reduce(0) { $0 + $1.count },
+            deliveries: checker.delivered.values.reduce(0) { $0 + $1.count },
+            eventsProcessed: group.eventsProcessed, virtualNanoseconds: group.now, violations: violations,
+            coreErrors: group.coreErrors + wedgeErrors(group, faults: options.faults),
+            crashedProcesses: group.crashedProcesses, messagesLost: group.messagesLost,
+            viewChanges: group.newestViewID > 1 ? group.newestViewID - 1 : 0,
+            settledAfterHealNanoseconds: progress.settledAfterHeal, progressViolations: progress.violations,
+            processSummary: group.processSummary)
+    }
+
+    /// Bursts at random times in the first half second; one sender in five stays idle, so the
+    /// others must not wait on it (null fill).
+    private static func scheduleWorkload(
+        on group: SimulatedGroup, messagesPerSenderMax: Int, using random: inout DeterministicRandom
+    ) {
+        for rank in group.view.senderMemberRanks {
+            var budget = random.chance(0.2) ? 0 : Int.random(in: 1...max(1, messagesPerSenderMax), using: &random)
+            while budget > 0 {
+                let burst = Int.random(in: 1...max(1, budget / 2), using: &random)
+                group.send(from: rank, count: burst, at: .microseconds(Int64.random(in: 0...500_000, using: &random)))
+                budget -= burst
+            }
+        }
+    }
+
+    /// Up to two pauses per member, well below the failure timeout (nobody may be suspected).
+    private static func schedulePauses(
+        on group: SimulatedGroup, memberCount: Int, using random: inout DeterministicRandom
+    ) {
+        for process in 0..<memberCount {
+            for _ in 0..<Int.random(in: 0...2, using: &random) {
+                group.pause(
+                    process, at: .microseconds(Int64.random(in: 0...600_000, using: &random)),
+                    for: .microseconds(Int64.random(in: 1_000...100_000, using: &random)))
+            }
+        }
+    }
+
+    /// Failure detection: a wedged member sends nothing new; without faults nobody is suspected
+    /// (pauses here stay well below failureTimeout).
+    private static func wedgeErrors(_ group: SimulatedGroup, faults: Bool) -> [String] {
+        var errors: [String] = []
+        for process in 0..<group.processCount where group.status(process) == .active {
+            if group.sentAfterWedging(process) > 0 {
+                errors.append("process \(process) sent \(group.sentAfterWedging(process)) messages after it wedged")
+            }
+            if !faults, group.everWedged(process) {
+                errors.append("process \(process) wedged without any fault (a false suspicion)")
+            }
+        }
+        return errors
+    }
+}
+
+/// What a seed fixes about the group before it runs: size, senders, mode and limits.
+private struct GroupSetup {
+    var memberCount: Int
+    var senderRanks: [Int]?
+    var configuration: Configuration
+    var groupSeed: UInt64
+
+    static func draw(_ options: SimulationOptions, using random: inout DeterministicRandom) -> GroupSetup {
         let memberCount = options.memberCount ?? Int.random(in: 3...7, using: &random)
         let mode = options.deliveryMode ?? (random.chance(0.25) ? .unordered : .ordered)
         var senderRanks: [Int]? = nil
@@ -112,117 +204,107 @@ public enum Simulation {
         configuration.batchMessagesMax = [1, 3, 16, 512].randomElement(using: &random) ?? 16
         configuration.batchBytesMax = [64, 4_096, 1 << 20].randomElement(using: &random) ?? 4_096
         configuration.heartbeatInterval = random.chance(0.5) ? .milliseconds(10) : .milliseconds(100)
-        let groupSeed = random.next()
+        return GroupSetup(
+            memberCount: memberCount, senderRanks: senderRanks, configuration: configuration,
+            groupSeed: random.next())
+    }
+}
 
-        let spareSlots = options.faults ? Int.random(in: 0...2, using: &random) : 0
-        let group: SimulatedGroup
-        do {
-            group = try SimulatedGroup(
-                memberCount: memberCount, senderRanks: senderRanks, configuration: configuration, seed: groupSeed,
-                spareSlots: spareSlots)
-        } catch {
-            preconditionFailure("the simulator built an invalid group: \(error)")
+/// A fault schedule: faults at random times in the first `window`, then a heal, an operator's
+/// sweep, and more messages from every process.
+private struct FaultSchedule {
+    var memberCount: Int
+    var spareProcesses: Int
+    /// Faults happen in the first 600 ms (in microseconds); the links heal 100 ms after.
+    static let windowMicroseconds: Int64 = 600_000
+    static let heal: Duration = .microseconds(windowMicroseconds + 100_000)
+
+    func schedule(on group: SimulatedGroup, configuration: Configuration, using random: inout DeterministicRandom) {
+        scheduleFaults(on: group, using: &random)
+        scheduleJoiners(on: group, using: &random)
+        // The faults end: links heal, the operator restarts whatever is outside the group,
+        // and every live member sends more (new messages must be delivered after the faults).
+        group.healLinks(at: Self.heal)
+        group.recoverStragglers(at: Self.heal + configuration.failureTimeout * 3)
+        for process in 0..<(memberCount + spareProcesses) {
+            group.send(
+                from: process, count: Int.random(in: 1...20, using: &random),
+                at: Self.heal + configuration.failureTimeout * 6)
         }
-        for rank in group.view.senderMemberRanks {
-            // One sender in five stays idle: the others must not wait on it (null fill).
-            var budget = random.chance(0.2) ? 0 : Int.random(in: 1...max(1, options.messagesPerSenderMax), using: &random)
-            while budget > 0 {
-                let burst = Int.random(in: 1...max(1, budget / 2), using: &random)
-                group.send(from: rank, count: burst, at: .microseconds(Int64.random(in: 0...500_000, using: &random)))
-                budget -= burst
-            }
+    }
+
+    private static func at(using random: inout DeterministicRandom) -> Duration {
+        .microseconds(Int64.random(in: 0...windowMicroseconds, using: &random))
+    }
+
+    /// Faults hit at most a minority of the first members, together (the premise of progress: a
+    /// connected majority remains): crashes (some come back as new incarnations), one side of a
+    /// partition, one end of a one-way link failure, a leave.
+    private func scheduleFaults(on group: SimulatedGroup, using random: inout DeterministicRandom) {
+        var budget = Int.random(in: 0...max(0, (memberCount - 1) / 2), using: &random)
+        var order = Array(0..<memberCount).shuffled(using: &random)
+        func take(_ count: Int) -> [Int] {
+            let taken = Array(order.prefix(count))
+            order.removeFirst(taken.count)
+            budget -= taken.count
+            return taken
         }
-        if options.pauses {
-            for rank in 0..<memberCount {
-                for _ in 0..<Int.random(in: 0...2, using: &random) {
-                    group.pause(
-                        rank, at: .microseconds(Int64.random(in: 0...600_000, using: &random)),
-                        for: .microseconds(Int64.random(in: 1_000...100_000, using: &random)))
-                }
-            }
+        if budget > 0, random.chance(0.3) {
+            group.partition(Set(take(Int.random(in: 1...budget, using: &random))), at: Self.at(using: &random))
         }
-        group.traceEnabled = options.trace
-        let faultWindow: Int64 = 600_000  // microseconds
-        let heal = Duration.microseconds(faultWindow + 100_000)
-        if options.faults {
-            func at() -> Duration { .microseconds(Int64.random(in: 0...faultWindow, using: &random)) }
-            // Faults hit at most a minority of the first members, together (the premise of
-            // progress: a connected majority remains): crashes (some come back as new
-            // incarnations), one side of a partition, one end of a one-way link failure, a leave.
-            var budget = Int.random(in: 0...max(0, (memberCount - 1) / 2), using: &random)
-            var order = Array(0..<memberCount).shuffled(using: &random)
-            func take(_ count: Int) -> [Int] {
-                let taken = Array(order.prefix(count))
-                order.removeFirst(taken.count)
-                budget -= taken.count
-                return taken
-            }
-            if budget > 0, random.chance(0.3) {
-                group.partition(Set(take(Int.random(in: 1...budget, using: &random))), at: at())
-            }
-            // A one-way failure costs one end: the end that no longer hears the other suspects
-            // it, and the suspected end adopts the suspicion of itself.
-            if budget > 0, random.chance(0.3), let from = take(1).first {
-                let to = (from + Int.random(in: 1..<memberCount, using: &random)) % memberCount
-                group.failLink(from: from, to: to, at: at())
-            }
-            if budget > 0, random.chance(0.2), let leaver = take(1).first { group.leave(leaver, at: at()) }
-            for slot in take(budget) {
-                let when = at()
-                group.crash(slot, at: when)
-                if random.chance(0.5) { group.restart(slot, at: when + .milliseconds(Int64.random(in: 10...400, using: &random))) }
-            }
-            for slot in memberCount..<(memberCount + spareSlots) {
-                group.join(slot, at: at())
-                if random.chance(0.5) {
-                    group.send(from: slot, count: Int.random(in: 1...50, using: &random), at: at() + .milliseconds(300))
-                }
-            }
-            // The faults end: links heal, the operator restarts whatever is outside the group,
-            // and every live member sends more (new messages must be delivered after the faults).
-            group.healLinks(at: heal)
-            group.recoverStragglers(at: heal + configuration.failureTimeout * 3)
-            for slot in 0..<(memberCount + spareSlots) {
-                group.send(from: slot, count: Int.random(in: 1...20, using: &random), at: heal + configuration.failureTimeout * 6)
+        // A one-way failure costs one end: the end that no longer hears the other suspects
+        // it, and the suspected end adopts the suspicion of itself.
+        if budget > 0, random.chance(0.3), let from = take(1).first {
+            let to = (from + Int.random(in: 1..<memberCount, using: &random)) % memberCount
+            group.failLink(from: from, to: to, at: Self.at(using: &random))
+        }
+        if budget > 0, random.chance(0.2), let leaver = take(1).first {
+            group.leave(leaver, at: Self.at(using: &random))
+        }
+        for process in take(budget) {
+            let when = Self.at(using: &random)
+            group.crash(process, at: when)
+            if random.chance(0.5) {
+                group.restart(process, at: when + .milliseconds(Int64.random(in: 10...400, using: &random)))
             }
         }
-        let quiesced = group.runUntilQuiet(limit: .seconds(options.faults ? 60 : 600))
-        var progressViolations: [String] = []
-        var settled: UInt64? = nil
-        if options.faults && quiesced {
-            let live = group.activeSlots
-            let views = Set(live.map { group.core($0).view.id })
-            if views.count != 1 { progressViolations.append("live members end in different views \(views.sorted())") }
-            for slot in live where group.core(slot).isWedged {
-                progressViolations.append("slot \(slot) (\(group.memberID(slot))) ends wedged in \(group.core(slot).view.id)")
-            }
-            if live.isEmpty { progressViolations.append("no live member at the end") }
-            let healAt = heal.nanosecondsClamped
-            settled = group.lastInstallAt > healAt ? group.lastInstallAt - healAt : 0
-            if let settled, settled > options.progressBound.nanosecondsClamped {
-                progressViolations.append("last view installed \(settled / 1_000_000) ms after the heal, bound \(options.progressBound)")
+    }
+
+    /// Every spare process joins during the faults; half of them send a little.
+    private func scheduleJoiners(on group: SimulatedGroup, using random: inout DeterministicRandom) {
+        for process in memberCount..<(memberCount + spareProcesses) {
+            group.join(process, at: Self.at(using: &random))
+            if random.chance(0.5) {
+                group.send(
+                    from: process, count: Int.random(in: 1...50, using: &random),
+                    at: Self.at(using: &random) + .milliseconds(300))
             }
         }
-        let violations = group.checker.check(totalOrder: mode == .ordered, quiesced: quiesced)
-        // Failure detection: a wedged member sends nothing new; without faults nobody is suspected
-        // (pauses here stay well below failureTimeout).
-        var wedgeErrors: [String] = []
-        for slot in 0..<group.slotCount where group.status(slot) == .active {
-            if group.sentAfterWedging(slot) > 0 {
-                wedgeErrors.append("slot \(slot) sent \(group.sentAfterWedging(slot)) messages after it wedged")
-            }
-            if !options.faults, group.everWedged(slot) {
-                wedgeErrors.append("slot \(slot) wedged without any fault (a false suspicion)")
-            }
+    }
+}
+
+/// Progress after the heal (fault runs that quiesced): every live member in one view, none
+/// wedged, and the last view installed within the bound.
+private struct ProgressCheck {
+    var violations: [String] = []
+    var settledAfterHeal: UInt64? = nil
+
+    init() {}
+
+    init(_ group: SimulatedGroup, bound: Duration) {
+        let live = group.activeProcesses
+        let views = Set(live.map { group.core($0).view.id })
+        if views.count != 1 { violations.append("live members end in different views \(views.sorted())") }
+        for process in live where group.core(process).isWedged {
+            let member = group.memberID(process)
+            violations.append("process \(process) (\(member)) ends wedged in \(group.core(process).view.id)")
         }
-        let checker = group.checker
-        let sent = checker.sent.values.reduce(0) { $0 + $1.count }
-        let delivered = checker.delivered.values.reduce(0) { $0 + $1.count }
-        return SimulationReport(
-            options: options, view: group.view, configuration: configuration, quiesced: quiesced, messagesSent: sent,
-            deliveries: delivered, eventsProcessed: group.eventsProcessed, virtualNanoseconds: group.now,
-            violations: violations, coreErrors: group.coreErrors + wedgeErrors, crashedRanks: group.crashedRanks,
-            messagesLost: group.messagesLost, viewChanges: group.newestViewID > 1 ? group.newestViewID - 1 : 0,
-            settledAfterHealNanoseconds: settled, progressViolations: progressViolations, slotSummary: group.slotSummary)
+        if live.isEmpty { violations.append("no live member at the end") }
+        let healAt = FaultSchedule.heal.nanosecondsClamped
+        let settled = group.lastInstallAt > healAt ? group.lastInstallAt - healAt : 0
+        settledAfterHeal = settled
+        if settled > bound.nanosecondsClamped {
+            violations.append("last view installed \(settled / 1_000_000) ms after the heal, bound \(bound)")
+        }
     }
 }

@@ -28,7 +28,7 @@ struct RandomSimulationTests {
         var viewChanges: UInt64 = 0
         for seed in first..<(first + 100) {
             let report = Simulation.run(SimulationOptions(seed: seed, messagesPerSenderMax: 60, faults: true))
-            crashes += report.crashedRanks.count
+            crashes += report.crashedProcesses.count
             viewChanges += report.viewChanges
             #expect(report.passed, "\(report.failureDescription)")
         }
@@ -70,7 +70,7 @@ struct RandomSimulationTests {
         configuration.windowMessagesMax = 7
         func logs(_ seed: UInt64) throws -> [[DeliveredRecord]] {
             let group = try SimulatedGroup(memberCount: 4, configuration: configuration, seed: seed)
-            for rank in 0..<4 { group.send(from: rank, count: 50) }
+            for process in 0..<4 { group.send(from: process, count: 50) }
             group.pause(2, at: .milliseconds(1), for: .milliseconds(9))
             _ = group.runUntilQuiet()
             return (0..<4).map { group.deliveries($0) }
@@ -80,7 +80,10 @@ struct RandomSimulationTests {
 
     @Test("Replay commands name every option that shaped the run")
     func replayCommand() {
-        let options = SimulationOptions(seed: 42, memberCount: 5, deliveryMode: .unordered, messagesPerSenderMax: 9, pauses: false)
-        #expect(options.replayCommand == "swift run -c release lockstep simulate --seeds 1 --first-seed 42 --members 5 --mode unordered --messages 9 --no-pauses")
+        let options = SimulationOptions(
+            seed: 42, memberCount: 5, deliveryMode: .unordered, messagesPerSenderMax: 9, pauses: false)
+        let expected = "swift run -c release lockstep simulate --seeds 1 --first-seed 42"
+            + " --members 5 --mode unordered --messages 9 --no-pauses"
+        #expect(options.replayCommand == expected)
     }
 }

@@ -2,8 +2,9 @@
 // message-flow diagrams of the Paxos article this project grew from (shared/seeds): in Lockstep
 // every sender is a proposer whose place in the order is fixed in advance, every member is an
 // acceptor (it must hold a message before it is stable) and a learner (it delivers).
-// Failures proper (crashes, view changes) arrive with membership; until then a "failed" member
-// is a paused one, and the stories show what the group does while it waits.
+// The first stories have no failure: a "failed" member is a paused one, and they show what the
+// group does while it waits; the later ones crash, partition, join and leave. Stories name
+// simulated processes by index; in the first view a process's index is also its member's rank.
 
 import LockstepCore
 import LockstepSimulator
@@ -30,7 +31,7 @@ struct ScenarioTests {
         let group = try group(members: 3, senders: [0]) { $0.windowMessagesMax = 16 }
         group.send(from: 0, count: 500)
         #expect(group.runUntilQuiet())
-        for rank in 0..<3 { #expect(group.deliveries(rank).count == 500) }
+        for process in 0..<3 { #expect(group.deliveries(process).count == 500) }
         expectCorrect(group)
     }
 
@@ -42,12 +43,12 @@ struct ScenarioTests {
         group.send(from: 1, count: 100)
         group.run(for: .milliseconds(150))
         // Member 2 holds nothing, so nothing is stable and nothing is delivered...
-        for rank in 0..<3 { #expect(group.deliveries(rank).isEmpty) }
+        for process in 0..<3 { #expect(group.deliveries(process).isEmpty) }
         // ...and memory stays bounded: each sender has stopped at its window.
         #expect(group.core(0).ownRow.received[0] == 8)
         #expect(group.backlog(0) == 92)
         #expect(group.runUntilQuiet())
-        for rank in 0..<3 { #expect(group.deliveries(rank).count == 200) }
+        for process in 0..<3 { #expect(group.deliveries(process).count == 200) }
         expectCorrect(group)
     }
 
@@ -59,7 +60,7 @@ struct ScenarioTests {
         group.send(from: 2, count: 50)
         group.pause(3, at: .milliseconds(3), for: .milliseconds(50))
         #expect(group.runUntilQuiet())
-        for rank in 0..<4 { #expect(group.deliveries(rank).count == 150) }
+        for process in 0..<4 { #expect(group.deliveries(process).count == 150) }
         expectCorrect(group)
     }
 
@@ -78,9 +79,9 @@ struct ScenarioTests {
     @Test("An idle proposer never stalls the others: its places are filled with nulls")
     func idleSenderIsFilled() throws {
         let group = try group(members: 5)
-        for rank in 0..<4 { group.send(from: rank, count: 60, at: .milliseconds(Int64(rank))) }
+        for process in 0..<4 { group.send(from: process, count: 60, at: .milliseconds(Int64(process))) }
         #expect(group.runUntilQuiet())
-        for rank in 0..<5 { #expect(group.deliveries(rank).count == 240) }
+        for process in 0..<5 { #expect(group.deliveries(process).count == 240) }
         #expect(group.core(4).statistics.nullsCreated > 0)
         expectCorrect(group)
     }
@@ -96,7 +97,7 @@ struct ScenarioTests {
         let deliveredDuringPause = group.deliveries(0).count
         #expect(deliveredDuringPause < 90, "the order cannot pass the paused sender's places")
         #expect(group.runUntilQuiet())
-        for rank in 0..<3 { #expect(group.deliveries(rank).count == 90) }
+        for process in 0..<3 { #expect(group.deliveries(process).count == 90) }
         expectCorrect(group)
     }
 
@@ -105,7 +106,7 @@ struct ScenarioTests {
         let group = try group(members: 4, seed: 9)
         group.setLinkDelay(from: 0, to: 3, .milliseconds(30))
         group.setLinkDelay(from: 2, to: 1, .microseconds(1))
-        for rank in 0..<4 { group.send(from: rank, count: 100) }
+        for process in 0..<4 { group.send(from: process, count: 100) }
         #expect(group.runUntilQuiet())
         expectCorrect(group)
     }
@@ -113,10 +114,10 @@ struct ScenarioTests {
     @Test("Unordered mode: each learner delivers on receipt; per-sender FIFO still holds")
     func unorderedScenario() throws {
         let group = try group(members: 3) { $0.deliveryMode = .unordered; $0.windowMessagesMax = 4 }
-        for rank in 0..<3 { group.send(from: rank, count: 100) }
+        for process in 0..<3 { group.send(from: process, count: 100) }
         group.pause(1, at: .milliseconds(2), for: .milliseconds(40))
         #expect(group.runUntilQuiet())
-        for rank in 0..<3 { #expect(group.deliveries(rank).count == 300) }
+        for process in 0..<3 { #expect(group.deliveries(process).count == 300) }
         expectCorrect(group, ordered: false)
     }
 
@@ -124,7 +125,7 @@ struct ScenarioTests {
     func windowHoldsUnderBursts() throws {
         let window = 5
         let group = try group(members: 3) { $0.windowMessagesMax = window }
-        for rank in 0..<3 { group.send(from: rank, count: 200) }
+        for process in 0..<3 { group.send(from: process, count: 200) }
         for _ in 0..<2_000 {
             group.run(for: .microseconds(200))
             // Each sender: own index at most `window` beyond the group's delivered minimum.
@@ -146,27 +147,28 @@ struct ScenarioTests {
     private func expectRecovered(_ group: SimulatedGroup, ordered: Bool = true, file: StaticString = #filePath) {
         #expect(group.runUntilQuiet(limit: .seconds(60)), "the group recovers and quiesces")
         expectCorrect(group, ordered: ordered)
-        let views = Set(group.activeSlots.map { group.core($0).view.id })
+        let views = Set(group.activeProcesses.map { group.core($0).view.id })
         #expect(views.count == 1, "every live member ends in one view: \(views)")
-        for slot in group.activeSlots { #expect(!group.core(slot).isWedged) }
+        for process in group.activeProcesses { #expect(!group.core(process).isWedged) }
     }
 
     @Test("An acceptor fails mid-stream: the survivors suspect it, agree on the ragged trim, install a view without it, re-send what was cut, and deliver everything they sent")
     func acceptorCrashes() throws {
         let group = try group(members: 3) { $0.windowMessagesMax = 8 }
-        for rank in 0..<3 { group.send(from: rank, count: 100) }
+        for process in 0..<3 { group.send(from: process, count: 100) }
         group.crash(2, at: .milliseconds(3))
         group.run(for: .milliseconds(400))
         #expect(group.wedgedAt(0) == nil, "not suspected before failureTimeout")
         expectRecovered(group)
-        #expect(group.crashedRanks == [2])
-        for slot in 0..<2 {
-            let views = group.installedViews(slot)
+        #expect(group.crashedProcesses == [2])
+        for process in 0..<2 {
+            let views = group.installedViews(process)
             #expect(views.map(\.viewID) == [1, 2])
             #expect(views.last?.members == [MemberID(1), MemberID(2)])
             // Everything the survivors sent arrived, at both, in one order (checked above).
-            #expect(group.appState(slot).counts[MemberID(1)] == 100 && group.appState(slot).counts[MemberID(2)] == 100)
-            #expect(group.sentAfterWedging(slot) == 0)
+            let counts = group.appState(process).counts
+            #expect(counts[MemberID(1)] == 100 && counts[MemberID(2)] == 100)
+            #expect(group.sentAfterWedging(process) == 0)
         }
         #expect(group.deliveries(0) == group.deliveries(1))
         // The crashed member delivered a prefix of what the survivors delivered in v1.
@@ -181,19 +183,19 @@ struct ScenarioTests {
         group.send(from: 1, count: 200)
         group.crash(3, at: .milliseconds(20))
         expectRecovered(group)
-        for slot in 0..<3 { #expect(group.appState(slot).counts.values.reduce(0, +) == 400) }
+        for process in 0..<3 { #expect(group.appState(process).counts.values.reduce(0, +) == 400) }
         #expect(group.core(0).view.members == [MemberID(1), MemberID(2), MemberID(3)])
     }
 
     @Test("The leader fails during a broadcast: the next-ranked member leads the view change and the leader's cut-off messages are simply gone")
     func leaderFailsDuringBroadcast() throws {
         let group = try group(members: 5) { $0.windowMessagesMax = 32 }
-        for rank in 0..<5 { group.send(from: rank, count: 150) }
+        for process in 0..<5 { group.send(from: process, count: 150) }
         group.crash(0, at: .milliseconds(30))
         expectRecovered(group)
-        for slot in 1..<5 {
-            #expect(group.core(slot).view.members.first == MemberID(2), "rank 1 of v1 is the new first member")
-            for sender in 2...5 { #expect(group.appState(slot).counts[MemberID(UInt64(sender))] == 150) }
+        for process in 1..<5 {
+            #expect(group.core(process).view.members.first == MemberID(2), "rank 1 of v1 is the new first member")
+            for sender in 2...5 { #expect(group.appState(process).counts[MemberID(UInt64(sender))] == 150) }
         }
         #expect(group.core(1).statistics.proposalsMade >= 1, "the next-ranked member proposed")
     }
@@ -201,7 +203,7 @@ struct ScenarioTests {
     @Test("Dueling leaders after a recovery: a paused leader comes back believing it leads; it learns it was removed, and rejoins as a new incarnation")
     func duelingLeadersAfterRecovery() throws {
         let group = try group(members: 3) { $0.windowMessagesMax = 16 }
-        for rank in 0..<3 { group.send(from: rank, count: 60) }
+        for process in 0..<3 { group.send(from: process, count: 60) }
         group.pause(0, at: .milliseconds(10), for: .milliseconds(900))
         group.run(for: .seconds(2))
         #expect(group.status(0) == .removed, "the old leader learns it is out: \(group.status(0))")
@@ -216,7 +218,7 @@ struct ScenarioTests {
     func leaderFailsDuringViewChange() throws {
         for seed: UInt64 in 1...8 {
             let group = try group(members: 5, seed: seed) { $0.windowMessagesMax = 16 }
-            for rank in 0..<5 { group.send(from: rank, count: 80) }
+            for process in 0..<5 { group.send(from: process, count: 80) }
             group.crash(4, at: .milliseconds(5))
             // The leader proposes about failureTimeout after the crash; it dies while the change
             // is under way (a different moment for each seed).
@@ -224,14 +226,16 @@ struct ScenarioTests {
             // Long enough for the failed leader to be detected in whichever view it died.
             group.run(for: .seconds(3))
             expectRecovered(group)
-            for slot in 1..<4 { #expect(group.core(slot).view.members == [MemberID(2), MemberID(3), MemberID(4)]) }
+            for process in 1..<4 {
+                #expect(group.core(process).view.members == [MemberID(2), MemberID(3), MemberID(4)])
+            }
         }
     }
 
     @Test("Cascading failures: three of seven members fail one after another, each during the previous view change")
     func cascadingFailures() throws {
         let group = try group(members: 7, seed: 3) { $0.windowMessagesMax = 16 }
-        for rank in 0..<7 { group.send(from: rank, count: 100) }
+        for process in 0..<7 { group.send(from: process, count: 100) }
         group.crash(6, at: .milliseconds(10))
         group.crash(3, at: .milliseconds(520))
         group.crash(1, at: .milliseconds(1_030))
@@ -243,15 +247,15 @@ struct ScenarioTests {
     @Test("A partition: the majority side installs a view and goes on; the minority side stays wedged and says why; after the heal it rejoins")
     func partitionThatHeals() throws {
         let group = try group(members: 5, seed: 4) { $0.windowMessagesMax = 16 }
-        for rank in 0..<5 { group.send(from: rank, count: 80) }
+        for process in 0..<5 { group.send(from: process, count: 80) }
         group.partition([0, 1], at: .milliseconds(2))
         group.send(from: 3, count: 50, at: .seconds(2))
         group.run(for: .seconds(3))
         #expect(group.core(2).view.members == [MemberID(3), MemberID(4), MemberID(5)])
         #expect(group.appState(2).counts[MemberID(4)] == 130, "the majority delivers new messages")
-        for slot in 0..<2 {
-            #expect(group.core(slot).view.id == ViewID(1), "the minority never forms a view")
-            #expect(group.core(slot).isWedged)
+        for process in 0..<2 {
+            #expect(group.core(process).view.id == ViewID(1), "the minority never forms a view")
+            #expect(group.core(process).isWedged)
         }
         #expect(group.reportedMinority(0), "the minority's leader reports that it is in a minority")
         #expect(group.messagesLost > 0)
@@ -263,9 +267,10 @@ struct ScenarioTests {
 
     @Test("A join during heavy traffic: the joiner receives a snapshot, then delivers exactly what follows it")
     func joinUnderLoad() throws {
-        let group = try SimulatedGroup(
-            memberCount: 3, configuration: { var c = Configuration(); c.windowMessagesMax = 64; return c }(), seed: 7, spareSlots: 1)
-        for rank in 0..<3 { group.send(from: rank, count: 2_000) }
+        var configuration = Configuration()
+        configuration.windowMessagesMax = 64
+        let group = try SimulatedGroup(memberCount: 3, configuration: configuration, seed: 7, spareProcesses: 1)
+        for process in 0..<3 { group.send(from: process, count: 2_000) }
         group.join(3, at: .milliseconds(20))
         group.send(from: 3, count: 100, at: .milliseconds(400))
         expectRecovered(group)
@@ -280,7 +285,7 @@ struct ScenarioTests {
     @Test("A graceful leave: the member proposes its own removal and the others go on without it")
     func gracefulLeave() throws {
         let group = try group(members: 4) { $0.windowMessagesMax = 16 }
-        for rank in 0..<4 { group.send(from: rank, count: 50) }
+        for process in 0..<4 { group.send(from: process, count: 50) }
         group.leave(2, at: .milliseconds(30))
         expectRecovered(group)
         #expect(group.status(2) == .removed)

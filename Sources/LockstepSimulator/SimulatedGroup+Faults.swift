@@ -1,0 +1,82 @@
+// Faults as the agenda carries them out: pauses and resumes, crashes, the operator's sweep, and
+// the start of a new incarnation (a restart, a spare process joining, a joiner that retries).
+// The scripting API (SimulatedGroup+Scripting.swift) only schedules these.
+
+import LockstepCore
+
+extension SimulatedGroup {
+    func beginPause(_ process: Int, until: UInt64) {
+        scheduledWorkPending -= 1
+        guard isLive(process) else { return }
+        // The process defers everything until `until`; overlapping pauses merge.
+        processes[process].pausedUntil = max(processes[process].pausedUntil ?? 0, until)
+        scheduler.schedule(at: until, .resume(process))
+    }
+
+    func endPause(_ process: Int) {
+        // A pause extended by a later one resumes at the later one's end.
+        guard isLive(process), let until = processes[process].pausedUntil, until <= now else { return }
+        processes[process].pausedUntil = nil
+        let deferred = processes[process].deferred
+        processes[process].deferred = []
+        for event in deferred where isLive(process) { handle(event) }
+    }
+
+    func crashNow(_ process: Int) {
+        scheduledWorkPending -= 1
+        guard isLive(process) else { return }
+        let state = processes[process]
+        state.status = .crashed
+        state.pausedUntil = nil
+        state.deferred = []
+        state.backlog = 0  // its application is gone too
+    }
+
+    /// An operator's sweep: restarts whatever crashed, was removed or is stuck wedged, and comes
+    /// back while the group has not settled.
+    func sweepStragglers() {
+        scheduledWorkPending -= 1
+        // Stuck: wedged for longer than two failure timeouts (a member busy installing a view
+        // is wedged for a few round trips only).
+        let stuckAfter = 2 * configuration.failureTimeout.nanosecondsClamped
+        for process in processes.indices {
+            switch processes[process].status {
+            case .crashed, .removed: startIncarnation(process)
+            case .active:
+                if let wedgedAt = processes[process].wedgedAt, now - wedgedAt > stuckAfter { startIncarnation(process) }
+            case .joining, .dormant: break
+            }
+        }
+        // An operator keeps looking while the group has not settled (a member can get stuck
+        // after a sweep, when a late view change leaves it in a minority): up to ten sweeps.
+        sweeps += 1
+        let unsettled = processes.contains {
+            $0.status == .joining || ($0.status == .active && ($0.core?.isWedged ?? false))
+        }
+        if unsettled && sweeps < sweepsMax {
+            scheduledWorkPending += 1
+            scheduler.schedule(at: now + 3 * configuration.failureTimeout.nanosecondsClamped, .recoverStragglers)
+        }
+    }
+
+    /// The process starts as a new member and asks a random live member to add it. A restart of
+    /// a live process leaves the old incarnation gone as if crashed.
+    func startIncarnation(_ process: Int) {
+        let id = MemberID(nextMemberID)
+        nextMemberID += 1
+        processes[process] = SimulatedProcess(id: id, status: .joining, core: nil)
+        scheduler.resetTimer(process)
+        processOfMember[id] = process
+        histories[id] = History()
+        askToJoin(process)
+    }
+
+    private func askToJoin(_ process: Int) {
+        let state = processes[process]
+        let contacts = processes.indices.filter { $0 != process && processes[$0].status == .active }
+        state.joinAskedAt = now
+        scheduler.schedule(at: now + joinRetryInterval.nanosecondsClamped, .joinRetry(process, state.id))
+        guard let contact = contacts.randomElement(using: &random) else { return }
+        sendControl(.join(state.id), from: process, to: contact, toID: processes[contact].id)
+    }
+}
