@@ -11,6 +11,7 @@
 // traffic of views it has left.
 
 import HeapModule
+import LockstepChecker
 import LockstepCore
 
 /// What a simulated application holds: how many messages of each sender it has delivered, and

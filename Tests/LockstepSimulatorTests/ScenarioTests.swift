@@ -5,6 +5,7 @@
 // Failures proper (crashes, view changes) arrive with membership; until then a "failed" member
 // is a paused one, and the stories show what the group does while it waits.
 
+import LockstepChecker
 import LockstepCore
 import LockstepSimulator
 import Testing

@@ -1,8 +1,8 @@
 // The checker must catch every kind of broken promise; otherwise a passing simulation means
 // nothing. Each test hands it logs with one planted fault.
 
+import LockstepChecker
 import LockstepCore
-import LockstepSimulator
 import Testing
 
 @Suite("Delivery checker")

@@ -9,6 +9,7 @@
 import ArgumentParser
 import Foundation
 import Glibc
+import LockstepChecker
 import LockstepCore
 import LockstepSimulator
 

@@ -4,6 +4,7 @@
 
 import ArgumentParser
 import Foundation
+import LockstepChecker
 import LockstepCore
 import LockstepRuntime
 import LockstepSimulator
