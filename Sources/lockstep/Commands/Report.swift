@@ -35,7 +35,7 @@ struct Report: ParsableCommand {
         var readable: [String] = []
         for file in files {
             do {
-                let report = try BenchReport.decoder().decode(BenchReport.self, from: Data(contentsOf: URL(fileURLWithPath: file)))
+                let report = try JSONLines.decoder().decode(BenchReport.self, from: Data(contentsOf: URL(fileURLWithPath: file)))
                 Output.line("### \(URL(fileURLWithPath: file).lastPathComponent)")
                 Output.line("")
                 Output.line(report.table(markdown: true))

@@ -179,24 +179,10 @@ struct BenchReport: Codable, Sendable {
     var baseline: Baseline
     var results: [BenchResult]
 
-    /// The snake_case JSON of reports and of the members' progress lines (one line each).
-    static func encoder(pretty: Bool = true) -> JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys] : [.sortedKeys]
-        return encoder
-    }
-
-    static func decoder() -> JSONDecoder {
-        let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
-        return decoder
-    }
-
     func write(to path: String) throws {
         let url = URL(fileURLWithPath: path)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try Self.encoder().encode(self).write(to: url)
+        try JSONLines.encoder().encode(self).write(to: url)
     }
 
     /// The result table, as printed at the end of a run (and as Markdown by `lockstep report`).

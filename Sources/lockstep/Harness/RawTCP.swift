@@ -10,6 +10,26 @@ import Foundation
 
 enum RawTCP {
     static let chunkBytes = 1 << 20
+    /// Pending connections a listener holds.
+    static let listenBacklog: Int32 = 16
+
+    /// The baseline, MB/s: a `raw-tcp-sink` child process reads what this process streams to it
+    /// for `seconds`.
+    static func measureBaseline(seconds: Double) async throws -> Double {
+        let port = try freePort()
+        let sink = try ChildProcess(arguments: ["raw-tcp-sink", "--port", "\(port)"], stderrPath: nil)
+        try await sink.waitForLine { $0.contains("listening") }
+        let fd = try connect(port: UInt16(port))
+        await Task.detached { stream(to: fd, seconds: seconds) }.value
+        let line = try await sink.waitForLine { $0.contains("\"baseline\"") }
+        sink.waitUntilExit()
+        struct BaselineLine: Decodable {
+            var bytes: Double
+            var seconds: Double
+        }
+        let parsed = try JSONDecoder().decode(BaselineLine.self, from: Data(line.utf8))
+        return parsed.seconds > 0 ? parsed.bytes / parsed.seconds / 1e6 : 0
+    }
 
     /// Listens on 127.0.0.1 (port 0: any free port) and returns the socket and its port.
     static func listen(port: UInt16 = 0) throws -> (Int32, UInt16) {
@@ -22,9 +42,11 @@ enum RawTCP {
         address.sin_port = port.bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
-        guard bound == 0, Glibc.listen(fd, 16) == 0 else {
+        guard bound == 0, Glibc.listen(fd, listenBacklog) == 0 else {
             close(fd)
             throw RawTCPError("bind/listen on port \(port): \(String(cString: strerror(errno)))")
         }
@@ -49,9 +71,13 @@ enum RawTCP {
         address.sin_port = port.bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
-        guard fd >= 0, connected == 0 else { throw RawTCPError("connect to port \(port): \(String(cString: strerror(errno)))") }
+        guard fd >= 0, connected == 0 else {
+            throw RawTCPError("connect to port \(port): \(String(cString: strerror(errno)))")
+        }
         return fd
     }
 
@@ -60,10 +86,11 @@ enum RawTCP {
         let chunk = [UInt8](repeating: 0xA5, count: chunkBytes)
         let end = ContinuousClock.now + .milliseconds(Int64(seconds * 1_000))
         chunk.withUnsafeBytes { raw in
+            guard let base = raw.baseAddress else { return }
             while ContinuousClock.now < end {
                 var offset = 0
                 while offset < raw.count {
-                    let written = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                    let written = write(fd, base + offset, raw.count - offset)
                     if written <= 0 { return }
                     offset += written
                 }
@@ -76,37 +103,4 @@ enum RawTCP {
 struct RawTCPError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
-}
-
-/// Hidden helper process of the baseline: accepts one connection, reads to the end, prints
-/// {"bytes":..,"seconds":..} measured from the first byte to the end.
-struct RawTCPSink: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "raw-tcp-sink", abstract: "Baseline helper: read one TCP stream and report its rate.",
-        shouldDisplay: false)
-
-    @Option(help: "Port on 127.0.0.1 to listen on.")
-    var port: Int
-
-    func run() throws {
-        guard (1...65_535).contains(port) else { throw ValidationError("--port must be in 1...65535") }
-        let (listener, _) = try RawTCP.listen(port: UInt16(port))
-        Output.line("{\"event\":\"listening\"}")
-        let fd = accept(listener, nil, nil)
-        guard fd >= 0 else { throw RawTCPError("accept: \(String(cString: strerror(errno)))") }
-        var buffer = [UInt8](repeating: 0, count: RawTCP.chunkBytes)
-        var total = 0
-        var start: ContinuousClock.Instant?
-        while true {
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count <= 0 { break }
-            if start == nil { start = .now }
-            total += count
-        }
-        let elapsed = start.map { ContinuousClock.now - $0 } ?? .zero
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        Output.line("{\"event\":\"baseline\",\"bytes\":\(total),\"seconds\":\(seconds)}")
-        close(fd)
-        close(listener)
-    }
 }
