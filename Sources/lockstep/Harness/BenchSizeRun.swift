@@ -58,20 +58,20 @@ struct BenchSizeRun {
         }
         let peers = (0..<bench.members).map { rank in "\(namespaces?.addresses[rank] ?? bench.host):\(ports[rank])" }
             .joined(separator: ",")
-        return (0..<bench.members).map { rank in
-            var arguments = NodeArguments(
-                entry: .founding(rank: rank, peers: peers), sizes: sizes, duration: bench.duration,
-                count: bench.count, logPath: logPaths[rank])
-            arguments.senders = bench.senders
-            arguments.window = window
-            arguments.windowBytes = windowBytesMax
-            arguments.mode = bench.mode
-            arguments.messageBytesMax = max(bytes, Configuration().messageBytesMax)
-            arguments.relayThreshold = bench.relayThreshold
-            arguments.transport = bench.transport
-            arguments.failureTimeoutMilliseconds = bench.failureTimeoutMilliseconds
-            arguments.rdmaRingBytes = bench.rdmaRingBytes
-            arguments.rdmaRowSlots = bench.rdmaRowSlots
+        return try (0..<bench.members).map { rank in
+            var arguments = try NodeArguments(
+                rank: rank, peers: peers, sizes: sizes, duration: bench.duration, count: bench.count,
+                logPath: logPaths[rank])
+            arguments.member.senders = bench.senders
+            arguments.member.window = window
+            arguments.member.windowBytes = "\(windowBytesMax)"
+            arguments.member.mode = bench.mode
+            arguments.member.messageBytesMax = max(bytes, Configuration().messageBytesMax)
+            arguments.member.relayThreshold = bench.relayThreshold
+            arguments.member.transport = bench.transport
+            arguments.member.failureTimeoutMilliseconds = bench.failureTimeoutMilliseconds
+            arguments.member.rdmaRingBytes = bench.rdmaRingBytes
+            arguments.member.rdmaRowSlots = bench.rdmaRowSlots
             return arguments
         }
     }
@@ -100,10 +100,8 @@ struct BenchSizeRun {
 
     private func startInProcess(_ arguments: [NodeArguments]) async throws -> [MemberHandle] {
         let members = try arguments.map { arguments in
-            var options = try MemberOptions.parse(arguments.memberOptions)
-            options.config = nil
-            return try BenchMember(
-                settings: try options.settings(), sizes: sizes, duration: bench.duration, count: bench.count,
+            try BenchMember(
+                settings: try arguments.member.settings(), sizes: sizes, duration: bench.duration, count: bench.count,
                 logPath: arguments.logPath)
         }
         try await withThrowingTaskGroup(of: Void.self) { group in

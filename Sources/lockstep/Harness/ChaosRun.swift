@@ -52,12 +52,12 @@ struct ChaosRun {
     /// incarnation with a new id).
     struct Proc {
         enum State { case live, killed, paused }
-        var id: UInt64
-        var port: Int
-        var child: ChildProcess
-        var logPath: String
-        var state: State
-        var startedAt: Double
+        let id: UInt64
+        let port: Int
+        let child: ChildProcess
+        /// Seconds into the run it started (0 for the first members).
+        let startedAt: Double
+        var state: State = .live
         var restarted = false
     }
 
@@ -108,13 +108,11 @@ struct ChaosRun {
         directory.appendingPathComponent("member-\(index).\(suffix)").path
     }
 
-    /// `lockstep node` arguments of the process at `index`, sending for `duration` seconds.
-    private func nodeArguments(_ entry: NodeArguments.Entry, index: Int, duration: Double) -> [String] {
-        var arguments = NodeArguments(
-            entry: entry, sizes: [chaos.size], duration: duration, logPath: path(index, "log"))
-        if case .founding = entry { arguments.senders = .all }
-        arguments.window = Self.windowMessages
-        arguments.failureTimeoutMilliseconds = chaos.failureTimeoutMilliseconds
+    /// The options every chaos member shares.
+    private func configured(_ arguments: NodeArguments) -> [String] {
+        var arguments = arguments
+        arguments.member.window = Self.windowMessages
+        arguments.member.failureTimeoutMilliseconds = chaos.failureTimeoutMilliseconds
         return arguments.command
     }
 
@@ -124,11 +122,11 @@ struct ChaosRun {
         let ports = try (0..<chaos.members).map { _ in try RawTCP.freePort() }
         let peers = ports.map { "127.0.0.1:\($0)" }.joined(separator: ",")
         for rank in 0..<chaos.members {
-            let arguments = nodeArguments(.founding(rank: rank, peers: peers), index: rank, duration: chaos.duration)
-            let child = try ChildProcess(arguments: arguments, stderrPath: path(rank, "err"))
-            procs.append(
-                Proc(id: UInt64(rank) + 1, port: ports[rank], child: child, logPath: path(rank, "log"), state: .live,
-                    startedAt: 0))
+            var arguments = try NodeArguments(
+                rank: rank, peers: peers, sizes: [chaos.size], duration: chaos.duration, logPath: path(rank, "log"))
+            arguments.member.senders = .all
+            let child = try ChildProcess(arguments: configured(arguments), stderrPath: path(rank, "err"))
+            procs.append(Proc(id: UInt64(rank) + 1, port: ports[rank], child: child, startedAt: 0))
         }
         for proc in procs { try await proc.child.waitForLine { $0.contains("\"ready\"") } }
         stopwatch = Stopwatch()
@@ -231,11 +229,11 @@ struct ChaosRun {
         let port = try RawTCP.freePort()
         let id = nextID
         nextID += 1
-        let entry = NodeArguments.Entry.joining(
-            contact: "127.0.0.1:\(procs[contact].port)", id: id, listen: "127.0.0.1:\(port)")
-        let arguments = nodeArguments(entry, index: index, duration: max(1, chaos.duration - now))
-        let child = try ChildProcess(arguments: arguments, stderrPath: path(index, "err"))
-        procs.append(Proc(id: id, port: port, child: child, logPath: path(index, "log"), state: .live, startedAt: now))
+        let join = NodeArguments.Join(contact: "127.0.0.1:\(procs[contact].port)", id: id, listen: "127.0.0.1:\(port)")
+        let arguments = try NodeArguments(
+            join: join, sizes: [chaos.size], duration: max(1, chaos.duration - now), logPath: path(index, "log"))
+        let child = try ChildProcess(arguments: configured(arguments), stderrPath: path(index, "err"))
+        procs.append(Proc(id: id, port: port, child: child, startedAt: now))
         return "\(format(now, 1)) s: m\(id) joins through m\(procs[contact].id) (\(what))"
     }
 
@@ -287,7 +285,7 @@ struct ChaosRun {
         let fifo = ended.finals.values.reduce(0) { $0 + $1.fifoViolations }
         results.append(("per-sender FIFO at delivery", fifo == 0 ? nil : "\(fifo) out-of-order deliveries"))
         let members = procs.indices.map {
-            LogChecks.ChaosMember(id: MemberID(procs[$0].id), logPath: procs[$0].logPath, final: ended.finals[$0])
+            LogChecks.ChaosMember(id: MemberID(procs[$0].id), logPath: path($0, "log"), final: ended.finals[$0])
         }
         let violations = try LogChecks.chaosViolations(members)
         let properties: [Violation.Property] = [

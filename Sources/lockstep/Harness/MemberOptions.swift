@@ -86,6 +86,28 @@ struct MemberOptions: ParsableArguments {
         var relayThreshold: String?
     }
 
+    /// These options as command-line arguments (what `NodeArguments` passes on to a member).
+    var arguments: [String] {
+        var arguments: [String] = []
+        func add(_ flag: String, _ value: (some CustomStringConvertible)?) {
+            if let value { arguments += [flag, value.description] }
+        }
+        add("--config", config)
+        add("--rank", rank)
+        add("--peers", peers)
+        add("--senders", senders?.rawValue)
+        add("--window", window)
+        add("--window-bytes", windowBytes)
+        add("--mode", mode?.rawValue)
+        add("--message-bytes-max", messageBytesMax)
+        add("--failure-timeout-ms", failureTimeoutMilliseconds)
+        add("--transport", transport)
+        add("--rdma-ring-bytes", rdmaRingBytes)
+        add("--rdma-row-slots", rdmaRowSlots)
+        add("--relay-threshold", relayThreshold)
+        return arguments
+    }
+
     func loadFile() throws -> FileConfig {
         guard let config else { return FileConfig() }
         do {

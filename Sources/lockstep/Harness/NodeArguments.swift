@@ -1,29 +1,20 @@
 // The one builder of `lockstep node` command lines: bench and chaos start their member
-// processes with it (and bench's --in-process members parse its member part).
-
-import LockstepCore
+// processes with it, and bench's --in-process members take its member options as they are.
 
 /// A workload member's `lockstep node` arguments (always --stop-on-eof: the harness stops it).
 struct NodeArguments {
-    /// How the member enters the group.
-    enum Entry {
-        /// One of the first view's members: its rank in `peers` (host:port, comma-separated).
-        case founding(rank: Int, peers: String)
-        /// A joiner through the member at `contact`, with a new member id, listening at `listen`.
-        case joining(contact: String, id: UInt64, listen: String)
+    /// A joiner's entry: through the member at `contact`, with a new member id, listening at
+    /// `listen`.
+    struct Join {
+        var contact: String
+        var id: UInt64
+        var listen: String
     }
 
-    var entry: Entry
-    var senders: SenderChoice?
-    var window: Int?
-    var windowBytes: Int?
-    var mode: DeliveryMode?
-    var messageBytesMax: Int?
-    var relayThreshold: String?
-    var transport: String?
-    var failureTimeoutMilliseconds: Int?
-    var rdmaRingBytes: Int?
-    var rdmaRowSlots: Int?
+    /// The member's options (a first-view member's rank and peers among them).
+    var member: MemberOptions
+    /// Set for a joiner instead of rank and peers.
+    var join: Join?
     /// The workload: message sizes (cycled through), seconds of sending or messages per sender,
     /// and the delivery log's path.
     var sizes: [Int]
@@ -31,41 +22,32 @@ struct NodeArguments {
     var count: Int?
     var logPath: String
 
-    init(entry: Entry, sizes: [Int], duration: Double, count: Int? = nil, logPath: String) {
-        self.entry = entry
+    /// A first-view member's arguments: rank `rank` of `peers` (host:port, comma-separated).
+    init(rank: Int, peers: String, sizes: [Int], duration: Double, count: Int? = nil, logPath: String) throws {
+        try self.init(sizes: sizes, duration: duration, count: count, logPath: logPath)
+        member.rank = rank
+        member.peers = peers
+    }
+
+    /// A joiner's arguments.
+    init(join: Join, sizes: [Int], duration: Double, logPath: String) throws {
+        try self.init(sizes: sizes, duration: duration, count: nil, logPath: logPath)
+        self.join = join
+    }
+
+    private init(sizes: [Int], duration: Double, count: Int?, logPath: String) throws {
+        // No arguments: every member option unset, to be filled in by the caller.
+        member = try MemberOptions.parse([])
         self.sizes = sizes
         self.duration = duration
         self.count = count
         self.logPath = logPath
     }
 
-    /// The options of `MemberOptions` (and --join, --id, --listen for a joiner).
-    var memberOptions: [String] {
-        var arguments: [String]
-        switch entry {
-        case .founding(let rank, let peers): arguments = ["--rank", "\(rank)", "--peers", peers]
-        case .joining(let contact, let id, let listen):
-            arguments = ["--join", contact, "--id", "\(id)", "--listen", listen]
-        }
-        func add(_ flag: String, _ value: (some CustomStringConvertible)?) {
-            if let value { arguments += [flag, value.description] }
-        }
-        add("--senders", senders?.rawValue)
-        add("--window", window)
-        add("--window-bytes", windowBytes)
-        add("--mode", mode?.rawValue)
-        add("--message-bytes-max", messageBytesMax)
-        add("--relay-threshold", relayThreshold)
-        add("--transport", transport)
-        add("--failure-timeout-ms", failureTimeoutMilliseconds)
-        add("--rdma-ring-bytes", rdmaRingBytes)
-        add("--rdma-row-slots", rdmaRowSlots)
-        return arguments
-    }
-
     /// The whole command line, after the binary.
     var command: [String] {
-        var arguments = ["node"] + memberOptions
+        var arguments = ["node"] + member.arguments
+        if let join { arguments += ["--join", join.contact, "--id", "\(join.id)", "--listen", join.listen] }
         arguments += ["--size", sizes.map(String.init).joined(separator: ","), "--duration", "\(duration)"]
         if let count { arguments += ["--count", "\(count)"] }
         return arguments + ["--log", logPath, "--stop-on-eof"]
