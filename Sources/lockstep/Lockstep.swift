@@ -10,9 +10,10 @@ struct Lockstep: AsyncParsableCommand {
         commandName: "lockstep",
         abstract: "Lockstep: pipelined atomic multicast with virtually synchronous membership.",
         discussion: """
-            Built: the ordering core with view changes and its deterministic simulator ('simulate'),
-            members over TCP or RDMA that joins add to a running group ('node'), benchmarks ('bench',
-            'report') and fault injection on real processes ('chaos'). Not built: durability; see
+            Built: the ordering core with view changes and its deterministic
+            simulator ('simulate'), members over TCP or RDMA that joins add to a
+            running group ('node'), benchmarks ('bench', 'report') and fault
+            injection on real processes ('chaos'). Not built: durability; see
             README.md.
             """,
         subcommands: [Bench.self, Chaos.self, Node.self, Report.self, Simulate.self, RawTCPSink.self]

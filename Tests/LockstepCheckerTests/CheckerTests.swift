@@ -24,8 +24,11 @@ struct CheckerTests {
 
     var goodLog: [DeliveredRecord] { [record(a, 0), record(b, 0), record(a, 1), record(b, 1), record(a, 2)] }
 
-    func violations(_ first: [DeliveredRecord], _ second: [DeliveredRecord], quiesced: Bool = true) -> [Violation.Property] {
-        DeliveryChecker(sent: sent, delivered: [a: first, b: second]).check(totalOrder: true, quiesced: quiesced).map(\.property)
+    func violations(
+        _ first: [DeliveredRecord], _ second: [DeliveredRecord], quiesced: Bool = true
+    ) -> [Violation.Property] {
+        DeliveryChecker(sent: sent, delivered: [a: first, b: second])
+            .check(totalOrder: true, quiesced: quiesced).map(\.property)
     }
 
     @Test func correctLogsPass() {

@@ -113,7 +113,7 @@ struct Bench: AsyncParsableCommand {
 
     func validate() throws {
         guard Self.membersRange.contains(members) else {
-            throw ValidationError("--members must be in 2...16, got \(members)")
+            throw ValidationError("--members must be in \(Self.membersRange), got \(members)")
         }
         for name in transport.split(separator: ",") {
             if case .failure(let error) = TransportKind.choose(String(name)) {
@@ -121,18 +121,18 @@ struct Bench: AsyncParsableCommand {
             }
         }
         guard duration > 0, duration <= Self.durationSecondsMax else {
-            throw ValidationError("--duration must be in (0, 3600] seconds")
+            throw ValidationError("--duration must be in (0, \(Int(Self.durationSecondsMax))] seconds")
         }
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
         if let window, !Self.windowMessagesRange.contains(window) {
-            throw ValidationError("--window must be in 1...4194304")
+            throw ValidationError("--window must be in \(Self.windowMessagesRange)")
         }
         if let windowBytes {
             _ = try parseSize(
                 windowBytes, flag: "--window-bytes", example: "16M (at least 1K)", bytesMin: Self.windowBytesMin)
         }
         if let stallTimeout, !(stallTimeout > 0 && stallTimeout <= Self.durationSecondsMax) {
-            throw ValidationError("--stall-timeout must be in (0, 3600] seconds")
+            throw ValidationError("--stall-timeout must be in (0, \(Int(Self.durationSecondsMax))] seconds")
         }
         if netns { try validateNetns() }
         _ = try parseSizes(size)
@@ -146,7 +146,7 @@ struct Bench: AsyncParsableCommand {
             }
         }
         guard baselineSeconds > 0, baselineSeconds <= Self.baselineSecondsMax else {
-            throw ValidationError("--baseline-seconds must be in (0, 60]")
+            throw ValidationError("--baseline-seconds must be in (0, \(Int(Self.baselineSecondsMax))]")
         }
         if let faultEnvironment {
             guard killAfter != nil, !inProcess else {

@@ -48,13 +48,13 @@ struct Chaos: AsyncParsableCommand {
 
     func validate() throws {
         guard Self.membersRange.contains(members) else {
-            throw ValidationError("--members must be in 3...16, got \(members)")
+            throw ValidationError("--members must be in \(Self.membersRange), got \(members)")
         }
         guard duration >= Self.durationSecondsMin else {
-            throw ValidationError("--duration must be at least 12 s, got \(duration)")
+            throw ValidationError("--duration must be at least \(Int(Self.durationSecondsMin)) s, got \(duration)")
         }
         guard size >= BenchPayload.headerBytes else {
-            throw ValidationError("--size must be at least 16 bytes, got \(size)")
+            throw ValidationError("--size must be at least \(BenchPayload.headerBytes) bytes, got \(size)")
         }
         let kinds = faults.split(separator: ",").map(String.init)
         guard !kinds.isEmpty, kinds.allSatisfy({ Self.faultKinds.contains($0) }) else {

@@ -13,11 +13,13 @@ struct RawTCPSink: ParsableCommand {
         commandName: "raw-tcp-sink", abstract: "Baseline helper: read one TCP stream and report its rate.",
         shouldDisplay: false)
 
+    static let portRange = 1...65_535
+
     @Option(help: "Port on 127.0.0.1 to listen on.")
     var port: Int
 
     func run() throws {
-        guard (1...65_535).contains(port) else { throw ValidationError("--port must be in 1...65535") }
+        guard Self.portRange.contains(port) else { throw ValidationError("--port must be in 1...65535") }
         let (listener, _) = try RawTCP.listen(port: UInt16(port))
         Output.line("{\"event\":\"listening\"}")
         let fd = accept(listener, nil, nil)

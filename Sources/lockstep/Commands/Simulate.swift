@@ -50,9 +50,11 @@ struct Simulate: AsyncParsableCommand {
     func validate() throws {
         guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1, got \(seeds)") }
         if let members, !Self.membersRange.contains(members) {
-            throw ValidationError("--members must be in 1...64, got \(members)")
+            throw ValidationError("--members must be in \(Self.membersRange), got \(members)")
         }
-        guard Self.jobsRange.contains(jobs) else { throw ValidationError("--jobs must be in 1...256, got \(jobs)") }
+        guard Self.jobsRange.contains(jobs) else {
+            throw ValidationError("--jobs must be in \(Self.jobsRange), got \(jobs)")
+        }
         guard messages >= 1 else { throw ValidationError("--messages must be at least 1, got \(messages)") }
         guard firstSeed <= UInt64.max - UInt64(seeds) else { throw ValidationError("--first-seed is too large") }
     }

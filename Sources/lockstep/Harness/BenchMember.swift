@@ -360,6 +360,10 @@ final class BenchMember: MessageSource, @unchecked Sendable {
 /// The stall watchdog's default bound (node and bench): 10 s, or 3 failure timeouts if longer,
 /// so that a view change (detection, proposal, install) never looks like a stall.
 func stallSecondsDefault(failureTimeout: Duration) -> Double {
-    max(10, 3 * Double(failureTimeout.nanosecondsClamped) / 1e9)
+    max(stallSecondsMin, stallFailureTimeouts * Double(failureTimeout.nanosecondsClamped) / 1e9)
 }
+
+/// The stall watchdog's default: at least this many seconds, and this many failure timeouts.
+let stallSecondsMin: Double = 10
+let stallFailureTimeouts: Double = 3
 

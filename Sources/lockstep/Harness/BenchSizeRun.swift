@@ -269,7 +269,8 @@ struct BenchSizeRun {
                 return true
             }
             if stopwatch.elapsedSeconds > record.secondsBefore + BenchSizeRun.newViewTimeoutSeconds {
-                Output.line("\(label) the survivors did not all install a new view within 30 s of the kill")
+                let seconds = Int(BenchSizeRun.newViewTimeoutSeconds)
+                Output.line("\(label) the survivors did not all install a new view within \(seconds) s of the kill")
                 return true
             }
             return false
