@@ -47,6 +47,7 @@ struct MachineInfo: Codable, Sendable {
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice
+        // No git (or no env): the caller reports "unknown", which is all there is to say.
         guard (try? process.run()) != nil else { return nil }
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()

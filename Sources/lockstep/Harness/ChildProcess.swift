@@ -65,8 +65,8 @@ final class ChildProcess: MemberHandle, @unchecked Sendable {
                 lines.append(line)
                 let data = Data(line.utf8)
                 let decoder = JSONLines.decoder()
-                // A line that does not decode keeps the last good progress: a member's stdout
-                // carries nothing else, and the checks say what a member never reported.
+                // A line that does not decode counts as no report (until the next good one): the
+                // harness then says which member did not report, rather than stopping here.
                 if line.contains("\"progress\"") {
                     progress = try? decoder.decode(MemberProgress.self, from: data)
                 } else if line.contains("\"final\"") {
