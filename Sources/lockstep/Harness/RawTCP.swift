@@ -37,22 +37,15 @@ enum RawTCP {
         guard fd >= 0 else { throw RawTCPError("socket: \(String(cString: strerror(errno)))") }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
+        var address = loopback(port: port)
+        let bound = withSocketAddress(&address) { bind(fd, $0, $1) }
         guard bound == 0, Glibc.listen(fd, listenBacklog) == 0 else {
             close(fd)
             throw RawTCPError("bind/listen on port \(port): \(String(cString: strerror(errno)))")
         }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        _ = withSocketAddress(&address) { pointer, length in
+            var length = length
+            return getsockname(fd, pointer, &length)
         }
         return (fd, UInt16(bigEndian: address.sin_port))
     }
@@ -66,19 +59,30 @@ enum RawTCP {
 
     static func connect(port: UInt16) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
+        var address = loopback(port: port)
+        let connected = withSocketAddress(&address) { Glibc.connect(fd, $0, $1) }
         guard fd >= 0, connected == 0 else {
             throw RawTCPError("connect to port \(port): \(String(cString: strerror(errno)))")
         }
         return fd
+    }
+
+    /// 127.0.0.1:`port`.
+    private static func loopback(port: UInt16) -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return address
+    }
+
+    /// Calls `body` with `address` as the generic socket address the socket calls take.
+    private static func withSocketAddress<T>(
+        _ address: inout sockaddr_in, _ body: (UnsafeMutablePointer<sockaddr>, socklen_t) -> T
+    ) -> T {
+        withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
     }
 
     /// Writes 1 MiB chunks to `fd` for `seconds`, then closes it.
