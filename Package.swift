@@ -21,6 +21,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "LockstepCore", targets: ["LockstepCore"]),
+        .library(name: "LockstepChecker", targets: ["LockstepChecker"]),
         .library(name: "LockstepSimulator", targets: ["LockstepSimulator"]),
         .library(name: "LockstepWire", targets: ["LockstepWire"]),
         .executable(name: "lockstep", targets: ["lockstep"]),
@@ -65,11 +66,19 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
-        // Deterministic simulation of N members running the real core, plus the checker.
+        // The delivery checker and the delivery-log format: what the simulator, bench and chaos
+        // judge runs by. It knows nothing of how the logs were made.
+        .target(
+            name: "LockstepChecker",
+            dependencies: ["LockstepCore"],
+            swiftSettings: optimizedEvenInDebug
+        ),
+        // Deterministic simulation of N members running the real core.
         .target(
             name: "LockstepSimulator",
             dependencies: [
                 "LockstepCore",
+                "LockstepChecker",
                 .product(name: "HeapModule", package: "swift-collections"),
             ],
             swiftSettings: optimizedEvenInDebug
@@ -78,6 +87,7 @@ let package = Package(
             name: "lockstep",
             dependencies: [
                 "LockstepCore",
+                "LockstepChecker",
                 "LockstepSimulator",
                 "LockstepWire",
                 "LockstepRuntime",
@@ -103,7 +113,7 @@ let package = Package(
         .testTarget(
             name: "LockstepRuntimeTests",
             dependencies: [
-                "LockstepCore", "LockstepWire", "LockstepRuntime", "LockstepSimulator",
+                "LockstepCore", "LockstepWire", "LockstepRuntime", "LockstepChecker",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -111,8 +121,13 @@ let package = Package(
             swiftSettings: strictSwift
         ),
         .testTarget(
+            name: "LockstepCheckerTests",
+            dependencies: ["LockstepCore", "LockstepChecker"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
             name: "LockstepSimulatorTests",
-            dependencies: ["LockstepCore", "LockstepSimulator"],
+            dependencies: ["LockstepCore", "LockstepChecker", "LockstepSimulator"],
             swiftSettings: strictSwift
         ),
     ]

@@ -1,20 +1,21 @@
 // The simulated application: what it holds (`AppState`), and the payloads it sends, which carry
 // their sender and sequence number so that a delivery log can be checked against what was sent.
 
+import LockstepChecker
 import LockstepCore
 
 /// What a simulated application holds: how many messages of each sender it has delivered, and
 /// a digest chained over every delivery. A joiner starts from the leader's copy (its snapshot).
 public struct AppState: Sendable, Equatable {
     public var counts: [MemberID: UInt64] = [:]
-    public var digest: UInt64 = 0xcbf2_9ce4_8422_2325
+    public var digest: UInt64 = StateDigest.offsetBasis
     public init() {}
 
     mutating func apply(_ record: DeliveredRecord) {
         counts[record.sender] = record.senderSequence + 1
-        for value in [record.sender.rawValue, record.senderSequence, record.payloadDigest] {
-            digest = (digest ^ value) &* 0x0000_0100_0000_01B3
-        }
+        var chained = StateDigest(value: digest)
+        for value in [record.sender.rawValue, record.senderSequence, record.payloadDigest] { chained.combine(value) }
+        digest = chained.value
     }
 }
 

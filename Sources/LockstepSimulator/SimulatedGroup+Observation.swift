@@ -1,6 +1,7 @@
 // Observation: what tests, the random simulation and failure reports read from a group, by
 // process index. Nothing here changes the run.
 
+import LockstepChecker
 import LockstepCore
 
 extension SimulatedGroup {

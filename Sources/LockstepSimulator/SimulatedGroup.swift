@@ -11,6 +11,7 @@
 // Scripting (SimulatedGroup+Scripting.swift) and observation (SimulatedGroup+Observation.swift)
 // are the public face.
 
+import LockstepChecker
 import LockstepCore
 
 /// A simulated group: processes running member incarnations, their applications, and the links.

@@ -12,6 +12,7 @@
 // (`histories`, `coreErrors`, `dataInFlight`, `lastInstallAt`), `random` (the payloads) and
 // `startIncarnation` (a joiner that gives up and retries).
 
+import LockstepChecker
 import LockstepCore
 
 extension SimulatedGroup {

@@ -2,6 +2,7 @@
 // a new `MemberID`, which joins as a new member). Processes are what tests and the fault
 // schedule name, by index; ranks are the core's business and change with every view.
 
+import LockstepChecker
 import LockstepCore
 
 extension SimulatedGroup {

@@ -3,6 +3,7 @@
 // senders idle so null fill is exercised), link delays and pauses; the run goes to quiescence
 // and the checker reads every member's delivery log.
 
+import LockstepChecker
 import LockstepCore
 
 /// What to simulate. Everything not fixed here is drawn from the seed.

@@ -5,7 +5,7 @@ import Foundation
 import Logging
 import LockstepCore
 import LockstepRuntime
-import LockstepSimulator
+import LockstepChecker
 import LockstepWire
 import NIOCore
 import NIOPosix

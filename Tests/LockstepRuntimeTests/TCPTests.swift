@@ -4,7 +4,7 @@
 import Foundation
 import LockstepCore
 import LockstepRuntime
-import LockstepSimulator
+import LockstepChecker
 import LockstepWire
 import NIOCore
 import NIOPosix

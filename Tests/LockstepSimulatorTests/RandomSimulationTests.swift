@@ -1,6 +1,7 @@
 // Randomized simulation: 1,000 seeds of random groups, workloads, delays and pauses, and 2,000
 // fault schedules, each checked. A failure prints the seed and the one command that replays it.
 
+import LockstepChecker
 import LockstepCore
 import LockstepSimulator
 import Testing

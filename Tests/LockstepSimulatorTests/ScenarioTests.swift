@@ -6,6 +6,7 @@
 // group does while it waits; the later ones crash, partition, join and leave. Stories name
 // simulated processes by index; in the first view a process's index is also its member's rank.
 
+import LockstepChecker
 import LockstepCore
 import LockstepSimulator
 import Testing

@@ -21,7 +21,10 @@ enum SenderChoice: String, ExpressibleByArgument, Codable, Sendable {
 
 /// Options of one member, shared by `node` and the benchmark.
 struct MemberOptions: ParsableArguments {
-    @Option(help: "JSON file with any of: rank, peers, senders, window, windowBytes, mode, messageBytesMax, batchMessagesMax, batchBytesMax, heartbeatMilliseconds, failureTimeoutMilliseconds, relayThreshold. Flags override it.")
+    @Option(help: """
+        JSON file with any of: rank, peers, senders, window, windowBytes, mode, messageBytesMax, batchMessagesMax, \
+        batchBytesMax, heartbeatMilliseconds, failureTimeoutMilliseconds, relayThreshold. Flags override it.
+        """)
     var config: String?
 
     @Option(help: "This member's rank (its position in --peers).")
@@ -36,7 +39,10 @@ struct MemberOptions: ParsableArguments {
     @Option(help: "The window: most messages a sender has beyond the group's delivered minimum (default 1024).")
     var window: Int?
 
-    @Option(help: "The window in bytes: most payload bytes a sender has in flight (K/M suffixes; default 16M). Bounds each member's memory to about senders x this.")
+    @Option(help: """
+        The window in bytes: most payload bytes a sender has in flight (K/M suffixes; default 16M). Bounds each \
+        member's memory to about senders x this.
+        """)
     var windowBytes: String?
 
     @Option(help: "Delivery mode: ordered or unordered.")
@@ -45,7 +51,9 @@ struct MemberOptions: ParsableArguments {
     @Option(help: "Largest message payload, bytes.")
     var messageBytesMax: Int?
 
-    @Option(name: .customLong("failure-timeout-ms"), help: "Suspect a member not heard from for this many milliseconds (default 500).")
+    @Option(name: .customLong("failure-timeout-ms"), help: """
+        Suspect a member not heard from for this many milliseconds (default 500).
+        """)
     var failureTimeoutMilliseconds: Int?
 
     @Option(help: "Transport: tcp, rdma, or auto (rdma when an RDMA device is present).")
@@ -57,7 +65,10 @@ struct MemberOptions: ParsableArguments {
     @Option(help: "RDMA: row slots per peer, also the most unconsumed writes with immediate (default 64).")
     var rdmaRowSlots: Int?
 
-    @Option(help: "Payloads of at least this size (K/M suffixes) travel in blocks through the relay; 'off' sends every payload directly. Default 1M.")
+    @Option(help: """
+        Payloads of at least this size (K/M suffixes) travel in blocks through the relay; 'off' sends every payload \
+        directly. Default 1M.
+        """)
     var relayThreshold: String?
 
     struct FileConfig: Codable {
@@ -75,6 +86,28 @@ struct MemberOptions: ParsableArguments {
         var relayThreshold: String?
     }
 
+    /// These options as command-line arguments (what `NodeArguments` passes on to a member).
+    var arguments: [String] {
+        var arguments: [String] = []
+        func add(_ flag: String, _ value: (some CustomStringConvertible)?) {
+            if let value { arguments += [flag, value.description] }
+        }
+        add("--config", config)
+        add("--rank", rank)
+        add("--peers", peers)
+        add("--senders", senders?.rawValue)
+        add("--window", window)
+        add("--window-bytes", windowBytes)
+        add("--mode", mode?.rawValue)
+        add("--message-bytes-max", messageBytesMax)
+        add("--failure-timeout-ms", failureTimeoutMilliseconds)
+        add("--transport", transport)
+        add("--rdma-ring-bytes", rdmaRingBytes)
+        add("--rdma-row-slots", rdmaRowSlots)
+        add("--relay-threshold", relayThreshold)
+        return arguments
+    }
+
     func loadFile() throws -> FileConfig {
         guard let config else { return FileConfig() }
         do {
@@ -90,10 +123,7 @@ struct MemberOptions: ParsableArguments {
         var configuration = Configuration()
         if let window = window ?? file.window { configuration.windowMessagesMax = window }
         if let text = windowBytes ?? file.windowBytes {
-            guard let sizes = try? Bench.parseSizes(text), sizes.count == 1 else {
-                throw ValidationError("--window-bytes '\(text)' is not a size like 16M")
-            }
-            configuration.windowBytesMax = sizes[0]
+            configuration.windowBytesMax = try parseSize(text, flag: "--window-bytes", example: "16M")
         }
         if let modeText = file.mode {
             guard let parsed = DeliveryMode(rawValue: modeText) else {
@@ -105,7 +135,9 @@ struct MemberOptions: ParsableArguments {
         if let bytes = messageBytesMax ?? file.messageBytesMax { configuration.messageBytesMax = bytes }
         if let count = file.batchMessagesMax { configuration.batchMessagesMax = count }
         if let bytes = file.batchBytesMax { configuration.batchBytesMax = bytes }
-        if let milliseconds = file.heartbeatMilliseconds { configuration.heartbeatInterval = .milliseconds(milliseconds) }
+        if let milliseconds = file.heartbeatMilliseconds {
+            configuration.heartbeatInterval = .milliseconds(milliseconds)
+        }
         if let milliseconds = failureTimeoutMilliseconds ?? file.failureTimeoutMilliseconds {
             configuration.failureTimeout = .milliseconds(milliseconds)
         }
@@ -117,19 +149,21 @@ struct MemberOptions: ParsableArguments {
     /// joiners included, must use the same.
     func relayThresholdBytes(file: FileConfig? = nil) throws -> Int? {
         let file = try file ?? loadFile()
-        guard let text = relayThreshold ?? file.relayThreshold else { return RuntimeSettings.defaultRelayThresholdBytes }
-        if text == "off" { return nil }
-        guard let bytes = try? Bench.parseSizes(text), bytes.count == 1 else {
-            throw ValidationError("--relay-threshold '\(text)' is not a size like 64K, or off")
+        guard let text = relayThreshold ?? file.relayThreshold else {
+            return RuntimeSettings.defaultRelayThresholdBytes
         }
-        return bytes[0]
+        if text == "off" { return nil }
+        return try parseSize(text, flag: "--relay-threshold", example: "64K, or off")
     }
 
     /// The member's validated settings.
     func settings() throws -> RuntimeSettings {
         let file = try loadFile()
-        guard let peerText = peers.map({ $0.split(separator: ",").map(String.init) }) ?? file.peers, !peerText.isEmpty else {
-            throw ValidationError("--peers (or \"peers\" in the config file) is required: every member's host:port in rank order")
+        guard let peerText = peers.map({ $0.split(separator: ",").map(String.init) }) ?? file.peers,
+            !peerText.isEmpty
+        else {
+            throw ValidationError(
+                "--peers (or \"peers\" in the config file) is required: every member's host:port in rank order")
         }
         var addresses: [PeerAddress] = []
         for text in peerText {
@@ -139,7 +173,9 @@ struct MemberOptions: ParsableArguments {
             addresses.append(address)
         }
         guard Set(addresses).count == addresses.count else { throw ValidationError("--peers lists an address twice") }
-        guard let rank = rank ?? file.rank else { throw ValidationError("--rank (or \"rank\" in the config file) is required") }
+        guard let rank = rank ?? file.rank else {
+            throw ValidationError("--rank (or \"rank\" in the config file) is required")
+        }
         guard addresses.indices.contains(rank) else {
             throw ValidationError("--rank \(rank) is not a position in --peers (0...\(addresses.count - 1))")
         }
@@ -176,15 +212,25 @@ extension RuntimeSettings {
     /// The effective configuration, printed at start.
     var summary: String {
         let c = configuration
+        let members = zip(view.members, addresses).map { "\($0)@\($1)" }.joined(separator: " ")
+        let relay = relayThresholdBytes.map {
+            "payloads of \($0) bytes or more, in blocks of \(relayBlockBytes) bytes, along the chain"
+        }
+        let rdmaDetail = transport != .rdma ? "" : """
+             (ring \(rdma.ringBytes) bytes, \(rdma.rowSlots) row slots of \(rdma.rowSlotBytes) bytes, \
+            chunks up to \(rdma.chunkBytesMax) bytes, peer timeout \(rdma.peerTimeout))
+            """
         return """
-            member rank \(memberRank) of \(view.memberCount) (\(view.members[memberRank])), listening on \(addresses[memberRank])
-            view \(view.id): members \(zip(view.members, addresses).map { "\($0)@\($1)" }.joined(separator: " "))
+            member rank \(memberRank) of \(view.memberCount) (\(view.members[memberRank])), \
+            listening on \(addresses[memberRank])
+            view \(view.id): members \(members)
             senders: \(view.senderMemberRanks.map { "rank \($0)" }.joined(separator: ", "))
-            mode \(c.deliveryMode.rawValue), windowMessagesMax \(c.windowMessagesMax), windowBytesMax \(c.windowBytesMax), messageBytesMax \(c.messageBytesMax), \
-            batchMessagesMax \(c.batchMessagesMax), batchBytesMax \(c.batchBytesMax), heartbeatInterval \(c.heartbeatInterval), \
-            failureTimeout \(c.failureTimeout)
-            relay: \(relayThresholdBytes.map { "payloads of \($0) bytes or more, in blocks of \(relayBlockBytes) bytes, along the chain" } ?? "off")
-            transport: \(transport.rawValue)\(transport == .rdma ? " (ring \(rdma.ringBytes) bytes, \(rdma.rowSlots) row slots of \(rdma.rowSlotBytes) bytes, chunks up to \(rdma.chunkBytesMax) bytes, peer timeout \(rdma.peerTimeout))" : "")
+            mode \(c.deliveryMode.rawValue), windowMessagesMax \(c.windowMessagesMax), \
+            windowBytesMax \(c.windowBytesMax), messageBytesMax \(c.messageBytesMax), \
+            batchMessagesMax \(c.batchMessagesMax), batchBytesMax \(c.batchBytesMax), \
+            heartbeatInterval \(c.heartbeatInterval), failureTimeout \(c.failureTimeout)
+            relay: \(relay ?? "off")
+            transport: \(transport.rawValue)\(rdmaDetail)
             """
     }
 }

@@ -19,9 +19,11 @@ enum Output {
     private static func write(fileDescriptor: Int32, _ text: String) {
         var text = text
         text.withUTF8 { buffer in
+            guard let base = buffer.baseAddress else { return }
             var offset = 0
             while offset < buffer.count {
-                let written = systemWrite(fileDescriptor, buffer.baseAddress! + offset, buffer.count - offset)
+                let written = systemWrite(fileDescriptor, base + offset, buffer.count - offset)
+                // The reader went away (EPIPE) or stdout is closed: there is no one to tell.
                 if written <= 0 { return }
                 offset += written
             }

@@ -1,8 +1,8 @@
 // The checker must catch every kind of broken promise; otherwise a passing simulation means
 // nothing. Each test hands it logs with one planted fault.
 
+import LockstepChecker
 import LockstepCore
-import LockstepSimulator
 import Testing
 
 @Suite("Delivery checker")
@@ -27,8 +27,8 @@ struct CheckerTests {
     func violations(
         _ first: [DeliveredRecord], _ second: [DeliveredRecord], quiesced: Bool = true
     ) -> [Violation.Property] {
-        let checker = DeliveryChecker(sent: sent, delivered: [a: first, b: second])
-        return checker.check(totalOrder: true, quiesced: quiesced).map(\.property)
+        DeliveryChecker(sent: sent, delivered: [a: first, b: second])
+            .check(totalOrder: true, quiesced: quiesced).map(\.property)
     }
 
     @Test func correctLogsPass() {

@@ -25,7 +25,8 @@ struct Report: ParsableCommand {
                 throw ValidationError("no such file or folder: \(path)")
             }
             if isDirectory.boolValue {
-                let names = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".json") }.sorted()
+                let names = try FileManager.default.contentsOfDirectory(atPath: path)
+                    .filter { $0.hasSuffix(".json") }.sorted()
                 files += names.map { "\(path)/\($0)" }
             } else {
                 files.append(path)
@@ -35,7 +36,8 @@ struct Report: ParsableCommand {
         var readable: [String] = []
         for file in files {
             do {
-                let report = try BenchReport.decoder().decode(BenchReport.self, from: Data(contentsOf: URL(fileURLWithPath: file)))
+                let data = try Data(contentsOf: URL(fileURLWithPath: file))
+                let report = try JSONLines.decoder().decode(BenchReport.self, from: data)
                 Output.line("### \(URL(fileURLWithPath: file).lastPathComponent)")
                 Output.line("")
                 Output.line(report.table(markdown: true))

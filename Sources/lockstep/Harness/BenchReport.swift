@@ -1,6 +1,7 @@
 // The JSON report of `lockstep bench` (schema "lockstep-bench/1") and its table.
 
 import Foundation
+import LockstepRuntime
 
 struct MachineInfo: Codable, Sendable {
     var cores: Int
@@ -22,7 +23,9 @@ struct MachineInfo: Codable, Sendable {
         stamp.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
         stamp.timeZone = TimeZone(identifier: "UTC")
         var commit = run("git", ["rev-parse", "--short", "HEAD"]) ?? "unknown"
-        if let status = run("git", ["status", "--porcelain", "--untracked-files=no"]), !status.isEmpty { commit += "-dirty" }
+        if let status = run("git", ["status", "--porcelain", "--untracked-files=no"]), !status.isEmpty {
+            commit += "-dirty"
+        }
         return MachineInfo(
             cores: System.coreCount, memoryGibibytes: Double(ProcessInfo.processInfo.physicalMemory) / Double(1 << 30),
             kernel: kernel, swift: swiftVersion, commit: commit, now: formatter.string(from: date),
@@ -44,6 +47,7 @@ struct MachineInfo: Codable, Sendable {
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice
+        // No git (or no env): the caller reports "unknown", which is all there is to say.
         guard (try? process.run()) != nil else { return nil }
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
@@ -128,7 +132,8 @@ struct BenchResult: Codable, Sendable {
             Double($0.deliveredBytesFromOthers ?? 0) / max($0.seconds, 1e-9) / 1e6
         }.min() ?? 0
         latencyUs = Percentiles(
-            p50: sorted.map(\.latencyMicroseconds.p50).max() ?? 0, p99: sorted.map(\.latencyMicroseconds.p99).max() ?? 0,
+            p50: sorted.map(\.latencyMicroseconds.p50).max() ?? 0,
+            p99: sorted.map(\.latencyMicroseconds.p99).max() ?? 0,
             p999: sorted.map(\.latencyMicroseconds.p999).max() ?? 0)
         cpuSeconds = sorted.map(\.cpuSeconds)
         rssMegabytesPerMember = sorted.map(\.rssMegabytesMax)
@@ -140,10 +145,10 @@ struct BenchResult: Codable, Sendable {
         let rdma = sorted.compactMap(\.rdma)
         if let first = rdma.first {
             rdmaDevice = first.device
+            func sum(_ field: KeyPath<RDMAStatistics, UInt64>) -> UInt64 { rdma.reduce(0) { $0 + $1[keyPath: field] } }
             rdmaOperations = RDMAOperationCounts(
-                dataWrites: rdma.reduce(0) { $0 + $1.dataWrites }, rowWrites: rdma.reduce(0) { $0 + $1.rowWrites },
-                creditWrites: rdma.reduce(0) { $0 + $1.creditWrites }, receives: rdma.reduce(0) { $0 + $1.receives },
-                bytesWritten: rdma.reduce(0) { $0 + $1.bytesWritten }, errorCompletions: rdma.reduce(0) { $0 + $1.errorCompletions })
+                dataWrites: sum(\.dataWrites), rowWrites: sum(\.rowWrites), creditWrites: sum(\.creditWrites),
+                receives: sum(\.receives), bytesWritten: sum(\.bytesWritten), errorCompletions: sum(\.errorCompletions))
         }
     }
 }
@@ -179,24 +184,10 @@ struct BenchReport: Codable, Sendable {
     var baseline: Baseline
     var results: [BenchResult]
 
-    /// The snake_case JSON of reports and of the members' progress lines (one line each).
-    static func encoder(pretty: Bool = true) -> JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys] : [.sortedKeys]
-        return encoder
-    }
-
-    static func decoder() -> JSONDecoder {
-        let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
-        return decoder
-    }
-
     func write(to path: String) throws {
         let url = URL(fileURLWithPath: path)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try Self.encoder().encode(self).write(to: url)
+        try JSONLines.encoder().encode(self).write(to: url)
     }
 
     /// The result table, as printed at the end of a run (and as Markdown by `lockstep report`).
@@ -213,17 +204,25 @@ struct BenchReport: Codable, Sendable {
             "p50 us", "p99 us", "p999 us", "CPU s (per member)", "RSS MB max", "row gap ms", "checker",
         ]
         let rows = results.map { r in
-            (perRow ? [r.transport] : []) + [
-                (r.sizes ?? [r.sizeBytes]).map(sizeLabel).joined(separator: "+"), r.senders, r.mode, "\(r.window)", format(r.messagesPerSecond, 0),
-                format(r.megabytesPerSecond, 1), format(r.efficiency, 2),
-            ] + (shaped ? [format(r.receivedFromOthersMegabytesPerSecond, 1), r.ratioToLink.map { format($0, 2) } ?? "-"] : []) + [
+            let linkCells = [
+                format(r.receivedFromOthersMegabytesPerSecond, 1), r.ratioToLink.map { format($0, 2) } ?? "-",
+            ]
+            return (perRow ? [r.transport] : []) + [
+                (r.sizes ?? [r.sizeBytes]).map(sizeLabel).joined(separator: "+"), r.senders, r.mode, "\(r.window)",
+                format(r.messagesPerSecond, 0), format(r.megabytesPerSecond, 1), format(r.efficiency, 2),
+            ] + (shaped ? linkCells : []) + [
                 "\(r.latencyUs.p50)", "\(r.latencyUs.p99)",
                 "\(r.latencyUs.p999)", r.cpuSeconds.map { format($0, 1) }.joined(separator: "/"),
                 format(r.rssMegabytesMax, 1), r.rowGapMaxMs.map { format($0, 0) } ?? "-", r.checker,
             ]
         }
         var lines: [String] = []
-        let title = "raw TCP baseline \(format(baseline.rawTcpMegabytesPerSecond, 1)) MB/s; \(results.first.map { "\($0.members) members, \(transports.joined(separator: " and "))\($0.inProcess ? ", in one process" : ", one process each")" } ?? ""); commit \(commit); \(machine.cores) cores"
+        let group = results.first.map {
+            "\($0.members) members, \(transports.joined(separator: " and "))"
+                + ($0.inProcess ? ", in one process" : ", one process each")
+        }
+        let title = "raw TCP baseline \(format(baseline.rawTcpMegabytesPerSecond, 1)) MB/s; \(group ?? ""); "
+            + "commit \(commit); \(machine.cores) cores"
         if markdown {
             lines.append(title)
             lines.append("")
@@ -231,9 +230,12 @@ struct BenchReport: Codable, Sendable {
             lines.append("|" + header.map { _ in "---" }.joined(separator: "|") + "|")
             for row in rows { lines.append("| " + row.joined(separator: " | ") + " |") }
         } else {
-            let widths = header.indices.map { column in ([header[column]] + rows.map { $0[column] }).map(\.count).max() ?? 0 }
+            let widths = header.indices.map { column in
+                ([header[column]] + rows.map { $0[column] }).map(\.count).max() ?? 0
+            }
             func line(_ cells: [String]) -> String {
-                cells.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+                cells.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
+                    .joined(separator: "  ")
             }
             lines.append(title)
             lines.append(line(header))
