@@ -36,7 +36,7 @@ public struct Configuration: Sendable, Equatable {
     /// The largest view this build accepts.
     public var membersMax: Int = 64
     /// A member re-sends its row at least this often even when nothing changed, so peers see
-    /// it is alive (the heartbeat that failure detection will build on).
+    /// it is alive (the heartbeat the failure detector watches: `failureTimeout`).
     public var heartbeatInterval: Duration = .milliseconds(100)
     /// A member not heard from for this long is suspected of having failed. Five heartbeat
     /// intervals: a member must miss four heartbeats in a row (a pause, a GC, a loaded machine)

@@ -24,46 +24,51 @@ private func swiftFiles(under folder: String) throws -> [(path: String, text: St
 }
 
 /// A source text with its comments and string literals blanked out (newlines kept, so line
-/// numbers hold): what is left is code.
+/// numbers hold): what is left is code. Works on UTF-8 bytes (the tests run unoptimized, and
+/// scanning Characters would take a minute of both cores).
 enum SwiftText {
-    static func codeOnly(_ text: String) -> String {
-        var out: [Character] = []
-        out.reserveCapacity(text.count)
-        let chars = Array(text)
+    static let slash = UInt8(ascii: "/"), star = UInt8(ascii: "*"), quote = UInt8(ascii: "\"")
+    static let backslash = UInt8(ascii: "\\"), newline = UInt8(ascii: "\n")
+
+    static func codeOnly(_ text: String) -> [UInt8] {
+        let bytes = Array(text.utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
         var index = 0
-        func at(_ offset: Int) -> Character? { index + offset < chars.count ? chars[index + offset] : nil }
-        while index < chars.count {
-            let char = chars[index]
-            if char == "/", at(1) == "/" {
-                while index < chars.count, chars[index] != "\n" { index += 1 }
-            } else if char == "/", at(1) == "*" {
-                index = skipBlockComment(chars, from: index, into: &out)
-            } else if char == "\"" {
-                let multiline = at(1) == "\"" && at(2) == "\""
-                out.append("\"")
-                index = skipString(chars, from: index + (multiline ? 3 : 1), multiline: multiline, into: &out)
-                out.append("\"")
+        while index < bytes.count {
+            let byte = bytes[index]
+            let next = index + 1 < bytes.count ? bytes[index + 1] : 0
+            if byte == slash, next == slash {
+                while index < bytes.count, bytes[index] != newline { index += 1 }
+            } else if byte == slash, next == star {
+                index = skipBlockComment(bytes, from: index, into: &out)
+            } else if byte == quote {
+                let multiline = next == quote && index + 2 < bytes.count && bytes[index + 2] == quote
+                out.append(quote)
+                index = skipString(bytes, from: index + (multiline ? 3 : 1), multiline: multiline, into: &out)
+                out.append(quote)
             } else {
-                out.append(char)
+                out.append(byte)
                 index += 1
             }
         }
-        return String(out)
+        return out
     }
 
-    private static func skipBlockComment(_ chars: [Character], from start: Int, into out: inout [Character]) -> Int {
+    private static func skipBlockComment(_ bytes: [UInt8], from start: Int, into out: inout [UInt8]) -> Int {
         var depth = 0
         var index = start
-        while index < chars.count {
-            if chars[index] == "/", index + 1 < chars.count, chars[index + 1] == "*" {
+        while index < bytes.count {
+            let next = index + 1 < bytes.count ? bytes[index + 1] : 0
+            if bytes[index] == slash, next == star {
                 depth += 1
                 index += 2
-            } else if chars[index] == "*", index + 1 < chars.count, chars[index + 1] == "/" {
+            } else if bytes[index] == star, next == slash {
                 depth -= 1
                 index += 2
                 if depth == 0 { return index }
             } else {
-                if chars[index] == "\n" { out.append("\n") }
+                if bytes[index] == newline { out.append(newline) }
                 index += 1
             }
         }
@@ -71,24 +76,34 @@ enum SwiftText {
     }
 
     /// Skips a string literal's body (interpolations included), returning the index after it.
-    private static func skipString(_ chars: [Character], from start: Int, multiline: Bool, into out: inout [Character])
+    private static func skipString(_ bytes: [UInt8], from start: Int, multiline: Bool, into out: inout [UInt8])
         -> Int
     {
         var index = start
-        while index < chars.count {
-            let char = chars[index]
-            if char == "\\" {
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == backslash {
                 index += 2
                 continue
             }
-            if char == "\n" { out.append("\n") }
-            if char == "\"" {
+            if byte == newline { out.append(newline) }
+            if byte == quote {
                 if !multiline { return index + 1 }
-                if index + 2 < chars.count, chars[index + 1] == "\"", chars[index + 2] == "\"" { return index + 3 }
+                if index + 2 < bytes.count, bytes[index + 1] == quote, bytes[index + 2] == quote { return index + 3 }
             }
             index += 1
         }
         return index
+    }
+
+    /// The code's lines, as byte arrays.
+    static func codeLines(_ text: String) -> [ArraySlice<UInt8>] {
+        codeOnly(text).split(separator: newline, omittingEmptySubsequences: false)
+    }
+
+    static func isIdentifier(_ byte: UInt8) -> Bool {
+        (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+            || byte == 0x5F || byte >= 0x80
     }
 }
 
@@ -111,31 +126,34 @@ func linesFitInOneHundredTwentyColumns() throws {
     for folder in ["Sources", "Tests", "Benchmarks/Benchmarks", "tools"] {
         for (path, text) in try swiftFiles(under: folder) {
             for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
-            where line.count > 120 {
-                long.append("\(path):\(number + 1) (\(line.count) columns)")
+            where line.unicodeScalars.count > 120 {
+                long.append("\(path):\(number + 1) (\(line.unicodeScalars.count) columns)")
             }
         }
     }
     #expect(long.isEmpty, "lines over 120 columns:\n\(long.joined(separator: "\n"))")
 }
 
-/// Postfix `!` after a name, `)`, `]` or `?` (a force unwrap or an implicitly unwrapped type), and
-/// the forcing forms of `try` and `as`; in code only, not in comments or strings.
-private let forcingPatterns: [(String, NSRegularExpression)] = [
-    ("force unwrap", try! NSRegularExpression(pattern: #"[\w\)\]\?]!(?!=)"#)),
-    ("try!", try! NSRegularExpression(pattern: #"\btry!"#)),
-    ("as!", try! NSRegularExpression(pattern: #"\bas!"#)),
-]
-
-/// The places in `text` that force: (line number, what, the line).
+/// The places in `text` that force, in code only (not comments or strings): (line number, what,
+/// the line). A postfix `!` after a name, `)`, `]` or `?` is a force unwrap (or an implicitly
+/// unwrapped type); after the word `try` or `as` it is `try!` or `as!`. `!=` is not.
 func forcings(in text: String) -> [(Int, String, String)] {
-    let code = SwiftText.codeOnly(text)
     var found: [(Int, String, String)] = []
-    for (number, line) in code.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-        let line = String(line)
-        let range = NSRange(line.startIndex..., in: line)
-        for (what, pattern) in forcingPatterns where pattern.firstMatch(in: line, range: range) != nil {
-            found.append((number + 1, what, line.trimmingCharacters(in: .whitespaces)))
+    for (number, line) in SwiftText.codeLines(text).enumerated() {
+        let bytes = Array(line)
+        for index in bytes.indices.dropFirst() where bytes[index] == UInt8(ascii: "!") {
+            let before = bytes[index - 1]
+            let after = index + 1 < bytes.count ? bytes[index + 1] : 0
+            guard after != UInt8(ascii: "="),
+                SwiftText.isIdentifier(before) || before == UInt8(ascii: ")") || before == UInt8(ascii: "]")
+                    || before == UInt8(ascii: "?")
+            else { continue }
+            var wordStart = index - 1
+            while wordStart > 0, SwiftText.isIdentifier(bytes[wordStart - 1]) { wordStart -= 1 }
+            let word = String(decoding: bytes[wordStart..<index], as: UTF8.self)
+            let what = word == "try" ? "try!" : word == "as" ? "as!" : "force unwrap"
+            let code = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespaces)
+            found.append((number + 1, what, code))
         }
     }
     return found
@@ -159,23 +177,32 @@ func tidyScannerSeesOnlyCode() {
         let w = try! f()
         """
     let found = forcings(in: text)
-    #expect(found.map(\.0) == [1, 4, 4], "\(found)")
+    #expect(found.map(\.0) == [1, 4] && found.map(\.1) == ["force unwrap", "try!"], "\(found)")
 }
 
 /// Functions (and initializers) in `text` with their first line and length in lines, from the
 /// line of `func`/`init` to the line of its closing brace.
 func functionLengths(in text: String) -> [(name: String, line: Int, lines: Int)] {
-    let lines = SwiftText.codeOnly(text).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-    let declaration = try! NSRegularExpression(pattern: #"\b(func\s+[^\s(<]+|init[?!]?\s*[(<])"#)
+    let lines = SwiftText.codeLines(text).map { String(decoding: $0, as: UTF8.self) }
     var result: [(String, Int, Int)] = []
     for (start, line) in lines.enumerated() {
-        let range = NSRange(line.startIndex..., in: line)
-        guard let match = declaration.firstMatch(in: line, range: range), let name = Range(match.range, in: line)
-        else { continue }
-        guard let end = closingLine(of: lines, from: start) else { continue }
-        result.append((String(line[name]), start + 1, end - start + 1))
+        guard let name = declaredFunction(in: line), let end = closingLine(of: lines, from: start) else { continue }
+        result.append((name, start + 1, end - start + 1))
     }
     return result
+}
+
+/// The function or initializer a line declares, if any: `func name` or `init(`.
+private func declaredFunction(in line: String) -> String? {
+    let words = line.split(whereSeparator: { $0 == " " || $0 == "(" || $0 == "<" })
+    if let index = words.firstIndex(of: "func"), index + 1 < words.count { return "func \(words[index + 1])" }
+    let trimmed = line.trimmingCharacters(in: .whitespaces)
+    let initializer = words.contains { $0 == "init" || $0 == "init?" }
+    if initializer && (trimmed.hasPrefix("init") || trimmed.contains(" init(") || trimmed.contains(" init?(")
+        || trimmed.contains(" init<")) {
+        return "init"
+    }
+    return nil
 }
 
 /// The line of the brace that closes the body opened at or after `start` (nil: a declaration
@@ -187,11 +214,11 @@ private func closingLine(of lines: [String], from start: Int) -> Int? {
     for index in start..<lines.count {
         let trimmed = lines[index].trimmingCharacters(in: .whitespaces)
         if !opened, index > start, nextDeclaration.contains(where: { trimmed.hasPrefix($0) }) { return nil }
-        for char in lines[index] {
-            if char == "{" {
+        for byte in lines[index].utf8 {
+            if byte == UInt8(ascii: "{") {
                 depth += 1
                 opened = true
-            } else if char == "}" {
+            } else if byte == UInt8(ascii: "}") {
                 depth -= 1
                 if opened && depth == 0 { return index }
             }
@@ -209,4 +236,13 @@ func functionsAreShort() throws {
         }
     }
     #expect(long.isEmpty, "functions over 70 lines:\n\(long.joined(separator: "\n"))")
+}
+
+@Test("the function-length check measures from the declaration to its closing brace")
+func functionLengthsAreMeasured() {
+    let body = (0..<75).map { "    let x\($0) = \"}\" // {" }.joined(separator: "\n")
+    let text = "protocol P {\n    func required()\n}\nfunc long() {\n\(body)\n}\ninit(a: Int) { }\n"
+    let lengths = functionLengths(in: text)
+    #expect(lengths.map(\.name) == ["func long", "init"], "\(lengths)")
+    #expect(lengths.first?.lines == 77, "\(lengths)")
 }
