@@ -43,7 +43,8 @@ extension OrderingCore {
         guard configuration.viewChanges else { return .refused(reason: "view changes are off in this member") }
         guard removedReason == nil else { return .refused(reason: "this member was removed from the group") }
         guard view.rank(of: joiner) == nil else {
-            return .refused(reason: "\(joiner) is already a member of \(view.id); a restarted process joins with a new id")
+            return .refused(
+                reason: "\(joiner) is already a member of \(view.id); a restarted process joins with a new id")
         }
         guard let leader = leaderRank else { return .refused(reason: "this member suspects every member") }
         guard leader == memberRank else { return .redirect(leader: view.members[leader]) }
@@ -66,19 +67,23 @@ extension OrderingCore {
         try checkViewChange(row.proposal, from: from)
         try checkViewChange(row.commit, from: from)
         guard row.trim.isEmpty || row.trim.count == senderCount else {
-            throw CoreError(.malformedRow, "row of member rank \(from): trim of \(row.trim.count) senders, not \(senderCount)")
+            throw CoreError(
+                .malformedRow, "row of member rank \(from): trim of \(row.trim.count) senders, not \(senderCount)")
         }
         guard row.commit.number == 0 || row.trim.count == senderCount else {
             throw CoreError(.malformedRow, "row of member rank \(from): a commit without a trim")
         }
         guard row.installNumber == 0 || row.installNumber == row.commit.number else {
-            throw CoreError(.malformedRow, "row of member rank \(from): installs \(row.installNumber) but commits \(row.commit.number)")
+            throw CoreError(
+                .malformedRow,
+                "row of member rank \(from): installs \(row.installNumber) but commits \(row.commit.number)")
         }
     }
 
     private func checkViewChange(_ change: ViewChange, from: Int) throws(CoreError) {
         guard change.removed.count <= rows[memberRank].suspected.count else {
-            throw CoreError(.malformedRow, "row of member rank \(from): removed bitmap of \(change.removed.count) words")
+            throw CoreError(
+                .malformedRow, "row of member rank \(from): removed bitmap of \(change.removed.count) words")
         }
         guard change.joiners.count <= configuration.membersMax - view.memberCount else {
             throw CoreError(.malformedRow, "row of member rank \(from): \(change.joiners.count) joiners")
@@ -209,7 +214,9 @@ extension OrderingCore {
     /// none, trims afresh (per sender, the least any survivor received).
     private mutating func commit(_ number: UInt64, survivors: [Int], removing suspected: [UInt64]) {
         var own = rows[memberRank]
-        let adopted = survivors.filter { rows[$0].commit.number != 0 }.max { rows[$0].commit.number < rows[$1].commit.number }
+        let adopted = survivors.filter { rows[$0].commit.number != 0 }.max {
+            rows[$0].commit.number < rows[$1].commit.number
+        }
         if let adopted {
             let row = rows[adopted]
             own.commit = ViewChange(number: number, removed: row.commit.removed, joiners: row.commit.joiners)
@@ -232,7 +239,9 @@ extension OrderingCore {
         let commit = own.commit
         precondition(
             own.trim.count == senderCount && !commit.isRemoved(memberRank),
-            "installing without a commit that keeps this member: trim \(own.trim), \(senderCount) senders, commit \(commit)")
+            "installing without a commit that keeps this member: trim \(own.trim), \(senderCount) senders, "
+                + "commit \(commit)"
+        )
         if configuration.deliveryMode == .ordered { deliverToTrim(own, into: &effects) }
         let resend = ownMessagesBeyondTrim(own)
         let nextView = viewAfter(commit)
@@ -266,7 +275,8 @@ extension OrderingCore {
             let sender = Int(delivered % senderCountWide)
             let index = delivered / senderCountWide
             if index < trim[sender] {
-                precondition(index < own.received[sender], "trim \(trim[sender]) of sender \(sender) beyond what is held here")
+                precondition(
+                    index < own.received[sender], "trim \(trim[sender]) of sender \(sender) beyond what is held here")
                 if let payload = rings[sender].take(index) {
                     effects.append(deliver(payload, sender: sender, index: index, globalSequence: delivered))
                     statistics.messagesDelivered += 1

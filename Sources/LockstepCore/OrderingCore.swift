@@ -187,12 +187,14 @@ public struct OrderingCore: Sendable {
             tick(time)
         case .linkFailed(let rank):
             guard view.members.indices.contains(rank), rank != memberRank else {
-                throw CoreError(.unknownMember, "link failure reported for member rank \(rank) in a view of \(view.memberCount)")
+                throw CoreError(
+                    .unknownMember, "link failure reported for member rank \(rank) in a view of \(view.memberCount)")
             }
             suspect(rank)
         case .heard(let rank):
             guard view.members.indices.contains(rank) else {
-                throw CoreError(.unknownMember, "sign of life from member rank \(rank) in a view of \(view.memberCount)")
+                throw CoreError(
+                    .unknownMember, "sign of life from member rank \(rank) in a view of \(view.memberCount)")
             }
             lastHeard[rank] = now
         }
@@ -214,10 +216,13 @@ public struct OrderingCore: Sendable {
             throw CoreError(.notASender, "member rank \(memberRank) is not a sender in \(view.id)")
         }
         guard payload.count <= configuration.messageBytesMax else {
-            throw CoreError(.messageTooLarge, "\(payload.count) bytes > messageBytesMax \(configuration.messageBytesMax)")
+            throw CoreError(
+                .messageTooLarge, "\(payload.count) bytes > messageBytesMax \(configuration.messageBytesMax)")
         }
         guard !wedged, removedReason == nil else {
-            throw CoreError(.wedged, "member rank \(memberRank) is wedged (suspects \(suspectedRanks)); no new messages in \(view.id)")
+            throw CoreError(
+                .wedged,
+                "member rank \(memberRank) is wedged (suspects \(suspectedRanks)); no new messages in \(view.id)")
         }
         let index = rows[memberRank].received[own]
         guard index < sendLimit else {
@@ -226,7 +231,9 @@ public struct OrderingCore: Sendable {
         guard admits(bytes: payload.count) else {
             throw CoreError(
                 .windowFull,
-                "\(payload.count) bytes would pass windowBytesMax \(configuration.windowBytesMax) (\(ownWindowBytes) in flight)")
+                "\(payload.count) bytes would pass windowBytesMax \(configuration.windowBytesMax) "
+                    + "(\(ownWindowBytes) in flight)"
+            )
         }
         rings[own][index] = payload
         ownSizes[Int(truncatingIfNeeded: index & ownSizesMask)] = payload.count
@@ -320,10 +327,12 @@ public struct OrderingCore: Sendable {
             switch entry {
             case .message(let payload):
                 guard payload.count <= bytesMax else {
-                    throw refuse(CoreError(.messageTooLarge, "sender rank \(sender) index \(index): \(payload.count) bytes"))
+                    throw refuse(
+                        CoreError(.messageTooLarge, "sender rank \(sender) index \(index): \(payload.count) bytes"))
                 }
                 guard index < limit else {
-                    throw refuse(CoreError(.windowOverrun, "sender rank \(sender) index \(index) beyond window edge \(limit)"))
+                    throw refuse(
+                        CoreError(.windowOverrun, "sender rank \(sender) index \(index) beyond window edge \(limit)"))
                 }
                 if index >= held { rings[sender][index] = payload }
                 index += 1
@@ -331,7 +340,9 @@ public struct OrderingCore: Sendable {
                 guard count > 0 else { throw refuse(CoreError(.emptyNullRun, "sender rank \(sender) index \(index)")) }
                 guard count <= limit - index else {
                     throw refuse(
-                        CoreError(.windowOverrun, "sender rank \(sender) \(count) nulls at \(index) beyond window edge \(limit)"))
+                        CoreError(
+                            .windowOverrun,
+                            "sender rank \(sender) \(count) nulls at \(index) beyond window edge \(limit)"))
                 }
                 index += count
             }
@@ -344,11 +355,13 @@ public struct OrderingCore: Sendable {
 
     private mutating func applyRow(_ row: Row, from: Int) throws(CoreError) {
         guard row.received.count == senderCount else {
-            throw CoreError(.malformedRow, "row of member rank \(from) has \(row.received.count) senders, not \(senderCount)")
+            throw CoreError(
+                .malformedRow, "row of member rank \(from) has \(row.received.count) senders, not \(senderCount)")
         }
         let words = rows[memberRank].suspected.count
         guard row.suspected.count == words else {
-            throw CoreError(.malformedRow, "row of member rank \(from) has \(row.suspected.count) suspicion words, not \(words)")
+            throw CoreError(
+                .malformedRow, "row of member rank \(from) has \(row.suspected.count) suspicion words, not \(words)")
         }
         try checkMembershipColumns(row, from: from)
         // A suspected member's rows are ignored: it is leaving this view, and what it reports
@@ -365,7 +378,9 @@ public struct OrderingCore: Sendable {
         // the group. Suspect it instead, and read nothing more from it. (A member suspected by
         // one that is not cut off adopts the suspicion of itself, and is removed: it cannot tell
         // which of the two lost the link, and removing one end is the cheaper guess.)
-        if viewChanges && !Self.isMajority(survivors: view.memberCount - Self.count(row.suspected), of: view.memberCount) {
+        if viewChanges
+            && !Self.isMajority(survivors: view.memberCount - Self.count(row.suspected), of: view.memberCount)
+        {
             suspect(from)
             return
         }
@@ -581,7 +596,8 @@ public struct OrderingCore: Sendable {
     /// The lowest index of `sender` not yet released here (what the receive window counts from).
     private func heldFrom(sender: Int) -> UInt64 {
         switch configuration.deliveryMode {
-        case .ordered: return Self.indicesBelow(rows[memberRank].delivered, senderRank: sender, senderCount: senderCountWide)
+        case .ordered:
+            return Self.indicesBelow(rows[memberRank].delivered, senderRank: sender, senderCount: senderCountWide)
         // Unordered delivery releases on receipt (at the next poll). A row reports received[s]
         // only after those messages were delivered, so a sender's view of the minimum received
         // never runs ahead of what any receiver has released: the window bounds the ring.

@@ -1,6 +1,7 @@
 // Deliveries as an AsyncSequence with back-pressure: the seed of the embedding API.
 //
-//     let (member, deliveries) = try await MemberRuntime.startStreaming(settings: settings, eventLoop: loop, logger: logger)
+//     let (member, deliveries) = try await MemberRuntime.startStreaming(
+//         settings: settings, eventLoop: loop, logger: logger)
 //     for await delivery in deliveries { apply(delivery.payload) }
 //
 // When the application falls behind by `highWatermark` deliveries, the member stops reading
@@ -8,8 +9,8 @@
 // deliveries already made wait in the sequence's buffer (at most a window's worth per sender
 // beyond the watermark), and reading resumes once the application is down to `lowWatermark`.
 
-import Logging
 import LockstepCore
+import Logging
 import NIOCore
 
 public typealias DeliverySequence = NIOAsyncSequenceProducer<
@@ -38,7 +39,8 @@ extension MemberRuntime {
         settings: RuntimeSettings, eventLoop: EventLoop, logger: Logger, lowWatermark: Int = 1_024,
         highWatermark: Int = 8_192
     ) async throws -> (MemberRuntime, DeliverySequence) {
-        precondition(0 < lowWatermark && lowWatermark < highWatermark, "watermarks \(lowWatermark) and \(highWatermark)")
+        precondition(
+            0 < lowWatermark && lowWatermark < highWatermark, "watermarks \(lowWatermark) and \(highWatermark)")
         let delegate = DeliveryStreamDelegate()
         let producer = DeliverySequence.makeSequence(
             backPressureStrategy: .init(lowWatermark: lowWatermark, highWatermark: highWatermark),

@@ -9,9 +9,9 @@
 // Control bodies are JSON: rare, small, and easier to extend and to debug than a binary layout.
 
 import Foundation
-import Logging
 import LockstepCore
 import LockstepWire
+import Logging
 import NIOCore
 import NIOPosix
 
@@ -99,11 +99,14 @@ extension MemberRuntime {
         let deadline = ContinuousClock.now + timeout
         for _ in 0..<Self.redirectsMax {
             let answer = try await ask(
-                target, ControlMessage(kind: .join, id: member.rawValue, host: listen.host, port: listen.port), limits: limits,
+                target, ControlMessage(kind: .join, id: member.rawValue, host: listen.host, port: listen.port),
+                limits: limits,
                 eventLoop: eventLoop, deadline: deadline)
             switch answer.kind {
             case .redirect:
-                guard let host = answer.host, let port = answer.port else { throw RuntimeError(.joinFailed, "a redirect without an address") }
+                guard let host = answer.host, let port = answer.port else {
+                    throw RuntimeError(.joinFailed, "a redirect without an address")
+                }
                 target = PeerAddress(host: host, port: port)
             case .refused:
                 throw RuntimeError(.joinFailed, "join refused by \(target): \(answer.reason ?? "no reason given")")
@@ -178,6 +181,8 @@ final class ControlAnswerHandler: ChannelInboundHandler, @unchecked Sendable {
             }
         }
     }
-    func channelInactive(context: ChannelHandlerContext) { finish(.failure(RuntimeError(.joinFailed, "the connection closed before an answer"))) }
+    func channelInactive(context: ChannelHandlerContext) {
+        finish(.failure(RuntimeError(.joinFailed, "the connection closed before an answer")))
+    }
     func errorCaught(context: ChannelHandlerContext, error: Error) { finish(.failure(error)) }
 }

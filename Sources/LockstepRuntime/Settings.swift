@@ -55,7 +55,9 @@ public struct RuntimeSettings: Sendable {
 
     /// A joiner's settings, from the leader's welcome.
     public init(configuration: Configuration, joining welcome: Welcome) {
-        self.init(configuration: configuration, view: welcome.view, memberRank: welcome.memberRank, addresses: welcome.addresses)
+        self.init(
+            configuration: configuration, view: welcome.view, memberRank: welcome.memberRank,
+            addresses: welcome.addresses)
         dialsEveryone = true
     }
 }
@@ -82,9 +84,12 @@ public struct RDMASettings: Sendable {
 
     public func validate() throws {
         guard ringBytes >= 64 * 1_024, ringBytes <= 1 << 30, ringBytes % 4_096 == 0 else {
-            throw RuntimeError(.invalidSettings, "rdma ringBytes \(ringBytes): must be a multiple of 4096 between 64 KiB and 1 GiB")
+            throw RuntimeError(
+                .invalidSettings, "rdma ringBytes \(ringBytes): must be a multiple of 4096 between 64 KiB and 1 GiB")
         }
-        guard rowSlots >= 8, rowSlots <= 1_024 else { throw RuntimeError(.invalidSettings, "rdma rowSlots \(rowSlots): must be 8...1024") }
+        guard rowSlots >= 8, rowSlots <= 1_024 else {
+            throw RuntimeError(.invalidSettings, "rdma rowSlots \(rowSlots): must be 8...1024")
+        }
         guard rowSlotBytes >= 256, rowSlotBytes <= 1 << 20 else {
             throw RuntimeError(.invalidSettings, "rdma rowSlotBytes \(rowSlotBytes): must be 256...1048576")
         }

@@ -24,10 +24,11 @@ public struct Occupancy: Sendable, Codable, Equatable, CustomStringConvertible {
     public init() {}
 
     public var description: String {
-        "window \(windowMessagesFree) messages free, \(windowBytesInFlight) bytes in flight; send queue \(sendQueueMessages); "
-            + "next-view frames held \(futureFramesHeld) (\(futureBytesHeld) bytes); relay: \(relayBatchesWaiting) batches "
-            + "waiting, \(relayAssemblies) payloads assembling (\(relayAssemblyBytes) bytes), \(relayBlocksBacklogged) blocks "
-            + "backlogged; outbound queued \(outboundBytesQueued) bytes; links up \(linksUp); members done \(membersDone)"
+        "window \(windowMessagesFree) messages free, \(windowBytesInFlight) bytes in flight; "
+            + "send queue \(sendQueueMessages); next-view frames held \(futureFramesHeld) (\(futureBytesHeld) bytes); "
+            + "relay: \(relayBatchesWaiting) batches waiting, \(relayAssemblies) payloads assembling "
+            + "(\(relayAssemblyBytes) bytes), \(relayBlocksBacklogged) blocks backlogged; "
+            + "outbound queued \(outboundBytesQueued) bytes; links up \(linksUp); members done \(membersDone)"
     }
 }
 

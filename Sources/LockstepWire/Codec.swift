@@ -141,7 +141,8 @@ extension Wire {
             var entries = batch.entries
             for entry in relayed { entries[entry.position] = .message(Array(repeating: 0, count: entry.bytes)[...]) }
             let full = Message.data(
-                DataBatch(viewID: batch.viewID, senderRank: batch.senderRank, firstIndex: batch.firstIndex, entries: entries))
+                DataBatch(
+                    viewID: batch.viewID, senderRank: batch.senderRank, firstIndex: batch.firstIndex, entries: entries))
             let positions = Set(relayed.map(\.position))
             let isRelayed = { (position: Int, _: Payload) in positions.contains(position) }
             return [UInt8](unsafeUninitializedCapacity: encodedBytes(full, relayed: isRelayed)) { buffer, count in
@@ -166,19 +167,26 @@ extension Wire {
     /// Decodes the frame at the start of `bytes`. Returns `nil` when more bytes are needed, or
     /// the frame and how many bytes it took. Throws as soon as the bytes cannot be a valid frame
     /// (a bad header is refused before its body arrives).
-    public static func decode(_ bytes: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) -> (
+    public static func decode(
+        _ bytes: UnsafeRawBufferPointer, limits: WireLimits
+    ) throws(WireError) -> (
         frame: Frame, bytes: Int
     )? {
         guard bytes.count >= headerBytes else { return nil }
         var header = RawReader(bytes)
         let magicValue = header.u32()
         guard magicValue == magic else {
-            throw WireError(.badMagic, "magic 0x\(String(magicValue, radix: 16)), expected 0x\(String(magic, radix: 16))")
+            throw WireError(
+                .badMagic, "magic 0x\(String(magicValue, radix: 16)), expected 0x\(String(magic, radix: 16))")
         }
         let versionValue = header.u8()
-        guard versionValue == version else { throw WireError(.badVersion, "version \(versionValue), this build speaks \(version)") }
+        guard versionValue == version else {
+            throw WireError(.badVersion, "version \(versionValue), this build speaks \(version)")
+        }
         let typeValue = header.u8()
-        guard let type = FrameType(rawValue: typeValue) else { throw WireError(.unknownFrameType, "frame type \(typeValue)") }
+        guard let type = FrameType(rawValue: typeValue) else {
+            throw WireError(.unknownFrameType, "frame type \(typeValue)")
+        }
         let reserved = header.u16()
         guard reserved == 0 else { throw WireError(.badReservedField, "reserved field \(reserved)") }
         let bodyBytes = Int(header.u32())
@@ -196,7 +204,9 @@ extension Wire {
         case .row: frame = .message(.row(try decodeRow(body, limits: limits)))
         case .block: frame = .block(try decodeBlock(body, limits: limits))
         case .control:
-            guard body.count <= controlBytesMax else { throw WireError(.frameTooLarge, "control frame of \(body.count) bytes") }
+            guard body.count <= controlBytesMax else {
+                throw WireError(.frameTooLarge, "control frame of \(body.count) bytes")
+            }
             frame = .control([UInt8](body))
         }
         return (frame, headerBytes + bodyBytes)
@@ -211,14 +221,18 @@ extension Wire {
     }
 
     private static func decodeHello(_ body: UnsafeRawBufferPointer) throws(WireError) -> Hello {
-        guard body.count == helloBytes else { throw WireError(.truncatedBody, "hello of \(body.count) bytes, expected \(helloBytes)") }
+        guard body.count == helloBytes else {
+            throw WireError(.truncatedBody, "hello of \(body.count) bytes, expected \(helloBytes)")
+        }
         var reader = RawReader(body)
         let member = MemberID(reader.u64())
         let viewID = ViewID(reader.u64())
         let memberRank = Int(reader.u32())
         let senderCount = Int(reader.u32())
         let laneValue = reader.u32()
-        guard let lane = Lane(rawValue: laneValue) else { throw WireError(.valueOutOfRange, "hello for lane \(laneValue)") }
+        guard let lane = Lane(rawValue: laneValue) else {
+            throw WireError(.valueOutOfRange, "hello for lane \(laneValue)")
+        }
         return Hello(member: member, viewID: viewID, memberRank: memberRank, senderCount: senderCount, lane: lane)
     }
 
@@ -230,12 +244,16 @@ extension Wire {
         let delivered = reader.u64()
         let senders = Int(reader.u32())
         let words = Int(reader.u32())
-        guard senders <= limits.sendersMax else { throw WireError(.tooManySenders, "\(senders) senders > \(limits.sendersMax)") }
+        guard senders <= limits.sendersMax else {
+            throw WireError(.tooManySenders, "\(senders) senders > \(limits.sendersMax)")
+        }
         guard words <= Row.suspicionWords(memberCount: limits.sendersMax) else {
             throw WireError(.tooManySenders, "\(words) suspicion words for at most \(limits.sendersMax) members")
         }
         let counters = rowFixedBytes + 8 * senders + 8 * words + 8
-        guard body.count >= counters else { throw WireError(.truncatedBody, "row of \(body.count) bytes, expected at least \(counters)") }
+        guard body.count >= counters else {
+            throw WireError(.truncatedBody, "row of \(body.count) bytes, expected at least \(counters)")
+        }
         var received: [UInt64] = []
         received.reserveCapacity(senders)
         for _ in 0..<senders { received.append(reader.u64()) }
@@ -251,7 +269,9 @@ extension Wire {
         guard reader.u32() == 0 else { throw WireError(.badReservedField, "row trim reserved field") }
         guard trimCount <= limits.sendersMax else { throw WireError(.tooManySenders, "trim of \(trimCount) senders") }
         guard reader.remaining == 8 * trimCount else {
-            throw WireError(reader.remaining < 8 * trimCount ? .truncatedBody : .trailingBytes, "row trim of \(trimCount) senders in \(reader.remaining) bytes")
+            throw WireError(
+                reader.remaining < 8 * trimCount ? .truncatedBody : .trailingBytes,
+                "row trim of \(trimCount) senders in \(reader.remaining) bytes")
         }
         row.trim.reserveCapacity(trimCount)
         for _ in 0..<trimCount { row.trim.append(reader.u64()) }
@@ -259,7 +279,8 @@ extension Wire {
     }
 
     /// Proposal and commit: number, removed bitmap, joiners.
-    private static func decodeViewChange(_ reader: inout RawReader, limits: WireLimits) throws(WireError) -> ViewChange {
+    private static func decodeViewChange(_ reader: inout RawReader, limits: WireLimits) throws(WireError) -> ViewChange
+    {
         guard reader.remaining >= 16 else { throw WireError(.truncatedBody, "row ends inside a view change") }
         let number = reader.u64()
         let words = Int(reader.u32())
@@ -267,7 +288,9 @@ extension Wire {
         guard words <= Row.suspicionWords(memberCount: limits.sendersMax), joiners <= limits.sendersMax else {
             throw WireError(.tooManySenders, "view change of \(words) removed words and \(joiners) joiners")
         }
-        guard reader.remaining >= 8 * (words + joiners) else { throw WireError(.truncatedBody, "row ends inside a view change") }
+        guard reader.remaining >= 8 * (words + joiners) else {
+            throw WireError(.truncatedBody, "row ends inside a view change")
+        }
         var change = ViewChange(number: number, removed: [], joiners: [])
         for _ in 0..<words { change.removed.append(reader.u64()) }
         for _ in 0..<joiners { change.joiners.append(MemberID(reader.u64())) }
@@ -283,7 +306,9 @@ extension Wire {
     /// A block's header fields, checked, without copying its bytes (the runtime copies them
     /// straight into the payload being assembled). `bytes` holds the offset of the block's bytes
     /// in the frame and their count.
-    public static func decodeBlockHeader(_ frame: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) -> (
+    public static func decodeBlockHeader(
+        _ frame: UnsafeRawBufferPointer, limits: WireLimits
+    ) throws(WireError) -> (
         block: Block, bytesAt: Int, byteCount: Int
     ) {
         let body = UnsafeRawBufferPointer(rebasing: frame[headerBytes...])
@@ -291,7 +316,8 @@ extension Wire {
         return (block, headerBytes + blockFixedBytes, count)
     }
 
-    private static func checkBlock(_ body: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) -> (Block, Int) {
+    private static func checkBlock(_ body: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) -> (Block, Int)
+    {
         guard body.count >= blockFixedBytes else { throw WireError(.truncatedBody, "block of \(body.count) bytes") }
         var reader = RawReader(body)
         let viewID = ViewID(reader.u64())
@@ -307,7 +333,10 @@ extension Wire {
         guard count > 0, offset <= total, count <= total - offset else {
             throw WireError(.badBlock, "block of \(count) bytes at \(offset) of a \(total)-byte message")
         }
-        return (Block(viewID: viewID, originMemberRank: origin, index: index, totalBytes: total, offset: offset, bytes: []), count)
+        return (
+            Block(viewID: viewID, originMemberRank: origin, index: index, totalBytes: total, offset: offset, bytes: []),
+            count
+        )
     }
 
     private static func decodeBlock(_ body: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) -> Block {
@@ -316,7 +345,9 @@ extension Wire {
         return block
     }
 
-    private static func decodeData(_ body: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) -> (
+    private static func decodeData(
+        _ body: UnsafeRawBufferPointer, limits: WireLimits
+    ) throws(WireError) -> (
         DataBatch, [RelayedEntry]
     ) {
         guard body.count >= dataFixedBytes else { throw WireError(.truncatedBody, "data frame of \(body.count) bytes") }
@@ -331,7 +362,9 @@ extension Wire {
         return try result.get()
     }
 
-    private static func decodeEntries(_ raw: UnsafeRawBufferPointer, storage: [UInt8], limits: WireLimits) throws(WireError)
+    private static func decodeEntries(
+        _ raw: UnsafeRawBufferPointer, storage: [UInt8], limits: WireLimits
+    ) throws(WireError)
         -> (DataBatch, [RelayedEntry])
     {
         do {
@@ -340,7 +373,9 @@ extension Wire {
             let senderRank = Int(reader.u32())
             let count = Int(reader.u32())
             let firstIndex = reader.u64()
-            guard count <= limits.entriesMax else { throw WireError(.tooManyEntries, "\(count) entries > \(limits.entriesMax)") }
+            guard count <= limits.entriesMax else {
+                throw WireError(.tooManyEntries, "\(count) entries > \(limits.entriesMax)")
+            }
             var entries: [BatchEntry] = []
             var relayed: [RelayedEntry] = []
             var index = firstIndex
@@ -369,7 +404,8 @@ extension Wire {
                     guard reader.remaining >= 4 else { throw WireError(.truncatedBody, "entry \(k): no length") }
                     let length = Int(reader.u32())
                     guard length <= limits.messageBytesMax else {
-                        throw WireError(.messageTooLarge, "entry \(k): relayed \(length) bytes > \(limits.messageBytesMax)")
+                        throw WireError(
+                            .messageTooLarge, "entry \(k): relayed \(length) bytes > \(limits.messageBytesMax)")
                     }
                     relayed.append(RelayedEntry(position: k, index: index, bytes: length))
                     entries.append(.message(storage[0..<0]))
@@ -378,8 +414,12 @@ extension Wire {
                     throw WireError(.unknownEntryKind, "entry \(k): kind \(kind)")
                 }
             }
-            guard reader.remaining == 0 else { throw WireError(.trailingBytes, "\(reader.remaining) bytes after \(count) entries") }
-            return (DataBatch(viewID: viewID, senderRank: senderRank, firstIndex: firstIndex, entries: entries), relayed)
+            guard reader.remaining == 0 else {
+                throw WireError(.trailingBytes, "\(reader.remaining) bytes after \(count) entries")
+            }
+            return (
+                DataBatch(viewID: viewID, senderRank: senderRank, firstIndex: firstIndex, entries: entries), relayed
+            )
         }
     }
 }
@@ -413,7 +453,8 @@ struct RawWriter {
         offset += MemoryLayout<T>.size
     }
     mutating func bytes(_ payload: Payload) {
-        precondition(offset + payload.count <= base.count, "writing \(payload.count) bytes at \(offset) of \(base.count)")
+        precondition(
+            offset + payload.count <= base.count, "writing \(payload.count) bytes at \(offset) of \(base.count)")
         payload.withUnsafeBytes { source in
             UnsafeMutableRawBufferPointer(rebasing: base[offset..<(offset + source.count)]).copyMemory(from: source)
         }

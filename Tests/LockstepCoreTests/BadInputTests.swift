@@ -66,13 +66,17 @@ struct BadInputTests {
     }
 
     @Test func rowOfTheWrongShape() throws {
-        try expectRejected(.row(Row(viewID: ViewID(7), received: [1, 2, 3], seq: 0, delivered: 0)), code: .malformedRow)
+        try expectRejected(
+            .row(Row(viewID: ViewID(7), received: [1, 2, 3], seq: 0, delivered: 0)), code: .malformedRow)
     }
 
     @Test func oversizedMessageFromAPeer() throws {
         let group = try DirectGroup(memberCount: 2, senders: [0]) { $0.messageBytesMax = 2 }
         #expect(throws: CoreError(.messageTooLarge, "sender rank 0 index 0: 3 bytes")) {
-            try group.cores[1].handle(.received(.data(DataBatch(viewID: ViewID(7), senderRank: 0, firstIndex: 0, entries: [.message([1, 2, 3])])), fromMemberRank: 0))
+            try group.cores[1].handle(
+                .received(
+                    .data(DataBatch(viewID: ViewID(7), senderRank: 0, firstIndex: 0, entries: [.message([1, 2, 3])])),
+                    fromMemberRank: 0))
         }
     }
 
@@ -155,7 +159,9 @@ struct ConfigurationTests {
         var configuration = Configuration()
         configuration.windowMessagesMax = 0
         let view = try View(id: ViewID(1), members: [MemberID(1)])
-        #expect(throws: CoreSetupError.self) { try OrderingCore(configuration: configuration, view: view, memberRank: 0) }
+        #expect(throws: CoreSetupError.self) {
+            try OrderingCore(configuration: configuration, view: view, memberRank: 0)
+        }
     }
 
     @Test("Malformed views are rejected")
@@ -164,9 +170,12 @@ struct ConfigurationTests {
         #expect(throws: ViewError.self) { try View(id: ViewID(1), members: [MemberID(1), MemberID(1)]) }
         #expect(throws: ViewError.self) { try View(id: ViewID(1), members: [MemberID(1)], senders: [MemberID(2)]) }
         #expect(throws: ViewError.self) { try View(id: ViewID(1), members: [MemberID(1)], senders: []) }
-        let view = try View(id: ViewID(1), members: [MemberID(5), MemberID(3), MemberID(9)], senders: [MemberID(9), MemberID(5)])
+        let view = try View(
+            id: ViewID(1), members: [MemberID(5), MemberID(3), MemberID(9)], senders: [MemberID(9), MemberID(5)])
         #expect(view.senderMemberRanks == [0, 2], "senders are ordered by member rank")
         #expect(view.senderRank(ofMemberRank: 2) == 1)
-        #expect(throws: CoreSetupError.self) { try OrderingCore(configuration: Configuration(), view: view, memberRank: 3) }
+        #expect(throws: CoreSetupError.self) {
+            try OrderingCore(configuration: Configuration(), view: view, memberRank: 3)
+        }
     }
 }

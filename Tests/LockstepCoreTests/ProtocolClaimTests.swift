@@ -25,7 +25,8 @@ struct ProtocolClaimTests {
         #expect(group.delivered(2) == group.delivered(0))
     }
 
-    @Test("A late sender's places are taken by nulls: its messages come after the others', in the same order everywhere")
+    @Test(
+        "A late sender's places are taken by nulls: its messages come after the others', in the same order everywhere")
     func lateSenderComesAfterNulls() throws {
         let group = try DirectGroup(memberCount: 3)
         try group.send(2, count: 3, first: 200)
@@ -94,7 +95,12 @@ struct ProtocolClaimTests {
         for rank in 0..<3 { #expect(group.deliveries[rank].count == 8) }
     }
 
-    @Test("Window in bytes: a sender's messages in flight carry at most windowBytesMax payload bytes; a larger message goes alone into an empty window; delivery releases the bytes")
+    @Test(
+        """
+            Window in bytes: a sender's messages in flight carry at most windowBytesMax payload bytes; a larger \
+            message goes alone into an empty window; delivery releases the bytes
+            """
+    )
     func windowBytesBackPressure() throws {
         let group = try DirectGroup(memberCount: 3, senders: [0]) { $0.windowBytesMax = 1_024 }
         let kilobyte = [UInt8](repeating: 1, count: 400)
@@ -127,7 +133,9 @@ struct ProtocolClaimTests {
         let group = try DirectGroup(memberCount: 3, senders: [0])
         try group.send(0, count: 3)
         // Member 2 receives nothing.
-        let cutOff: Set<DirectGroup.Link> = [.init(from: 0, to: 2), .init(from: 1, to: 2), .init(from: 2, to: 0), .init(from: 2, to: 1)]
+        let cutOff: Set<DirectGroup.Link> = [
+            .init(from: 0, to: 2), .init(from: 1, to: 2), .init(from: 2, to: 0), .init(from: 2, to: 1),
+        ]
         try group.settle(holding: cutOff)
         #expect(group.cores[1].ownRow.received == [3])
         #expect(group.cores[0].stabilityFrontier == 0)
@@ -234,7 +242,12 @@ struct ProtocolClaimTests {
         }
     }
 
-    @Test("A member silent for longer than failureTimeout is suspected; the suspicion spreads through the rows and every member wedges")
+    @Test(
+        """
+            A member silent for longer than failureTimeout is suspected; the suspicion spreads through the rows and \
+            every member wedges
+            """
+    )
     func silenceRaisesSuspicionAndWedges() throws {
         let group = try DirectGroup(memberCount: 3) {
             $0.heartbeatInterval = .milliseconds(10)
@@ -308,14 +321,21 @@ struct ProtocolClaimTests {
         #expect(!group.cores[0].isWedged)
         #expect(group.cores[0].statistics.localStalls == 1)
         // But if member 1 then stays silent past the timeout, it is suspected.
-        for step in 1...8 { try group.cores[0].handle(.tick(Timestamp(nanoseconds: 2_001_000_000 + UInt64(step) * 10_000_000))) }
+        for step in 1...8 {
+            try group.cores[0].handle(.tick(Timestamp(nanoseconds: 2_001_000_000 + UInt64(step) * 10_000_000)))
+        }
         #expect(group.cores[0].suspectedRanks == [1])
     }
 
     /// Regression (issue 10, item 5): stalls shorter than half the failure timeout were not
     /// credited, so a receiver starved for 200 ms and a sender starved for 200 ms added up to a
     /// false suspicion on a loaded machine.
-    @Test("A shorter stall of this member (a late tick) is credited: the peer's silence is shortened by the tick's lateness, and a silent peer is still suspected after")
+    @Test(
+        """
+            A shorter stall of this member (a late tick) is credited: the peer's silence is shortened by the tick's \
+            lateness, and a silent peer is still suspected after
+            """
+    )
     func shortStallIsCredited() throws {
         func tick(_ group: DirectGroup, _ milliseconds: UInt64) throws {
             try group.cores[0].handle(.tick(Timestamp(nanoseconds: milliseconds * 1_000_000)))

@@ -76,7 +76,9 @@ enum SwiftText {
     }
 
     /// Skips a string literal's body (interpolations included), returning the index after it.
-    private static func skipString(_ bytes: [UInt8], from start: Int, multiline: Bool, into out: inout [UInt8])
+    private static func skipString(
+        _ bytes: [UInt8], from start: Int, multiline: Bool, into out: inout [UInt8]
+    )
         -> Int
     {
         var index = start
@@ -114,7 +116,8 @@ func coreImportsNothing() throws {
     for (path, text) in files {
         for line in text.split(separator: "\n") {
             let words = line.split(separator: " ")
-            let isImport = words.first == "import" || (words.count > 1 && words[1] == "import" && words[0].hasPrefix("@"))
+            let isImport =
+                words.first == "import" || (words.count > 1 && words[1] == "import" && words[0].hasPrefix("@"))
             #expect(!isImport, "\(path) imports: \(line)")
         }
     }
@@ -198,8 +201,10 @@ private func declaredFunction(in line: String) -> String? {
     if let index = words.firstIndex(of: "func"), index + 1 < words.count { return "func \(words[index + 1])" }
     let trimmed = line.trimmingCharacters(in: .whitespaces)
     let initializer = words.contains { $0 == "init" || $0 == "init?" }
-    if initializer && (trimmed.hasPrefix("init") || trimmed.contains(" init(") || trimmed.contains(" init?(")
-        || trimmed.contains(" init<")) {
+    if initializer
+        && (trimmed.hasPrefix("init") || trimmed.contains(" init(") || trimmed.contains(" init?(")
+            || trimmed.contains(" init<"))
+    {
         return "init"
     }
     return nil

@@ -9,12 +9,18 @@ struct CommandLineTests {
     static let cases: [([String], String)] = [
         (["node", "--rank", "5", "--peers", "127.0.0.1:7000,127.0.0.1:7001"], "--rank 5 is not a position in --peers"),
         (["node", "--rank", "0", "--peers", "127.0.0.1:7000,127.0.0.1:7001", "--window", "0"], "windowMessagesMax"),
-        (["node", "--rank", "0", "--peers", "127.0.0.1:7000,127.0.0.1:7001", "--window-bytes", "lots"], "--window-bytes 'lots'"),
+        (
+            ["node", "--rank", "0", "--peers", "127.0.0.1:7000,127.0.0.1:7001", "--window-bytes", "lots"],
+            "--window-bytes 'lots'"
+        ),
         (["bench", "--stall-timeout", "0"], "--stall-timeout"),
         (["bench", "--netns"], "tools/with-netns"),
         (["node", "--rank", "0", "--peers", "127.0.0.1:70000"], "127.0.0.1:70000"),
         (["node", "--rank", "0", "--peers", "127.0.0.1:7000,127.0.0.1:7000"], "lists an address twice"),
-        (["node", "--rank", "0", "--peers", "127.0.0.1:7000", "--relay-threshold", "lots"], "--relay-threshold 'lots'"),
+        (
+            ["node", "--rank", "0", "--peers", "127.0.0.1:7000", "--relay-threshold", "lots"],
+            "--relay-threshold 'lots'"
+        ),
         (["node", "--peers", "127.0.0.1:7000"], "--rank"),
         (["node", "--config", "/nonexistent/member.json"], "cannot read config file"),
         (["node", "--rank", "0", "--peers", "127.0.0.1:7000", "--failure-timeout-ms", "100"], "failureTimeout"),

@@ -9,10 +9,14 @@ import Foundation
 import Testing
 
 /// Runs `lockstep` under the emulated fabric, with extra environment.
-func runLockstepEmulated(_ arguments: [String], environment: [String: String] = [:]) async throws -> (status: Int32, output: String) {
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+func runLockstepEmulated(
+    _ arguments: [String], environment: [String: String] = [:]
+) async throws -> (status: Int32, output: String) {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
     return try await runProcess(
-        root.appendingPathComponent("tools/with-emulated-rdma"), [try lockstepExecutable().path] + arguments, environment: environment)
+        root.appendingPathComponent("tools/with-emulated-rdma"), [try lockstepExecutable().path] + arguments,
+        environment: environment)
 }
 
 /// The first result of a bench report.
@@ -25,26 +29,36 @@ private func firstResult(_ report: URL) throws -> [String: Any] {
 private func rdmaCarried(_ result: [String: Any]) -> (Bool, [String: Any]) {
     let operations = result["rdma_operations"] as? [String: Any] ?? [:]
     let counts = ["data_writes", "row_writes", "credit_writes", "receives"].map { operations[$0] as? Int ?? 0 }
-    return (result["transport"] as? String == "rdma" && result["rdma_device"] as? String == "emulated"
-        && counts.allSatisfy { $0 > 0 }, operations)
+    return (
+        result["transport"] as? String == "rdma" && result["rdma_device"] as? String == "emulated"
+            && counts.allSatisfy { $0 > 0 }, operations
+    )
 }
 
 /// The emulated fabric is compiled from the verbs headers (libibverbs-dev, librdmacm-dev), which
 /// `.ci/run` installs; without them this suite is skipped and says why.
-let verbsHeadersPresent = FileManager.default.fileExists(atPath: "/usr/include/infiniband/verbs.h")
+let verbsHeadersPresent =
+    FileManager.default.fileExists(atPath: "/usr/include/infiniband/verbs.h")
     && FileManager.default.fileExists(atPath: "/usr/include/rdma/rdma_cma.h")
 
 @Suite(
     "RDMA transport over the emulated fabric", .serialized, .timeLimit(.minutes(5)),
     .enabled(if: verbsHeadersPresent, "needs libibverbs-dev and librdmacm-dev (apt-get install; .ci/run does)"))
 struct RDMATests {
-    let report = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-rdma-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).json")
+    let report = FileManager.default.temporaryDirectory.appendingPathComponent(
+        "lockstep-rdma-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).json")
 
-    @Test("3 members, one sender, stream mixed sizes (4 KiB ones through the relay: one sender of three) over RDMA: every message everywhere, one order, and RDMA operations did it")
+    @Test(
+        """
+            3 members, one sender, stream mixed sizes (4 KiB ones through the relay: one sender of three) over RDMA: \
+            every message everywhere, one order, and RDMA operations did it
+            """
+    )
     func groupStreams() async throws {
         defer { try? FileManager.default.removeItem(at: report) }
         let (status, text) = try await runLockstepEmulated([
-            "bench", "--transport", "rdma", "--mix", "--size", "16,1K,4K", "--count", "20000", "--relay-threshold", "4K",
+            "bench", "--transport", "rdma", "--mix", "--size", "16,1K,4K", "--count", "20000", "--relay-threshold",
+            "4K",
             "--senders", "one", "--baseline-seconds", "0.2", "--output", report.path,
         ])
         #expect(status == 0, "\(text)")
@@ -58,13 +72,20 @@ struct RDMATests {
         #expect((operations["bytes_written"] as? Int ?? 0) > 2 * 20_000 * 16)
     }
 
-    @Test("Asynchronous completions with random delays, a 128 KiB ring and 8 row slots (the ring wraps, credit runs out, slots are reused): the checker passes")
+    @Test(
+        """
+            Asynchronous completions with random delays, a 128 KiB ring and 8 row slots (the ring wraps, credit runs \
+            out, slots are reused): the checker passes
+            """
+    )
     func asynchronousCompletions() async throws {
         defer { try? FileManager.default.removeItem(at: report) }
         let (status, text) = try await runLockstepEmulated(
             [
-                "bench", "--transport", "rdma", "--mix", "--size", "16,1K,16K", "--count", "2000", "--relay-threshold", "16K",
-                "--rdma-ring-bytes", "131072", "--rdma-row-slots", "8", "--baseline-seconds", "0.2", "--output", report.path,
+                "bench", "--transport", "rdma", "--mix", "--size", "16,1K,16K", "--count", "2000", "--relay-threshold",
+                "16K",
+                "--rdma-ring-bytes", "131072", "--rdma-row-slots", "8", "--baseline-seconds", "0.2", "--output",
+                report.path,
             ], environment: ["LOCKSTEP_EMULATED_RDMA_DELAY_US": "100"])
         #expect(status == 0, "\(text)")
         let result = try firstResult(report)
@@ -77,7 +98,10 @@ struct RDMATests {
     }
 
     @Test(
-        "Failure completions (bad rkey, receiver not ready): the member whose writes fail loses its links, stays up, and is removed; the others install a view and go on; safety holds",
+        """
+            Failure completions (bad rkey, receiver not ready): the member whose writes fail loses its links, stays \
+            up, and is removed; the others install a view and go on; safety holds
+            """,
         arguments: ["rkey@400", "rnr@400"])
     func failureCompletions(fault: String) async throws {
         defer { try? FileManager.default.removeItem(at: report) }
@@ -86,19 +110,26 @@ struct RDMATests {
         // (with 4 s, a full `swift test` once saw the view installed after sending had stopped).
         let (status, text) = try await runLockstepEmulated([
             "bench", "--transport", "rdma", "--size", "1K", "--duration", "8", "--kill-after", "1.5",
-            "--fault-environment", "LOCKSTEP_EMULATED_RDMA_FAULT=\(fault)", "--baseline-seconds", "0.2", "--output", report.path,
+            "--fault-environment", "LOCKSTEP_EMULATED_RDMA_FAULT=\(fault)", "--baseline-seconds", "0.2", "--output",
+            report.path,
         ])
         #expect(status == 0, "\(text)")
         let result = try firstResult(report)
         #expect(result["checker"] as? String == "passed (safety only)", "\(text)")
         let (carried, operations) = rdmaCarried(result)
         #expect(carried, "RDMA operations: \(operations)")
-        #expect((operations["error_completions"] as? Int ?? 0) >= 2, "both links of the faulty member broke: \(operations)")
+        #expect(
+            (operations["error_completions"] as? Int ?? 0) >= 2, "both links of the faulty member broke: \(operations)")
         #expect((result["messages_per_second_after_view_change"] as? Double ?? 0) > 0, "\(text)")
         #expect(result["delivered_per_member"] as? [Int] != nil)
     }
 
-    @Test("A peer that falls silent (its writes neither land nor complete, as on rxe): the transport's own timeout fails its links long before the 10 s failure timeout would; the others install a view without it")
+    @Test(
+        """
+            A peer that falls silent (its writes neither land nor complete, as on rxe): the transport's own timeout \
+            fails its links long before the 10 s failure timeout would; the others install a view without it
+            """
+    )
     func silentPeerTimesOut() async throws {
         defer { try? FileManager.default.removeItem(at: report) }
         let (status, text) = try await runLockstepEmulated([
@@ -118,11 +149,17 @@ struct RDMATests {
         #expect(carried, "RDMA operations: \(operations)")
     }
 
-    @Test("A peer that dies (SIGKILL) over RDMA: the survivors detect it and install a view without it within 3 x failureTimeout")
+    @Test(
+        """
+            A peer that dies (SIGKILL) over RDMA: the survivors detect it and install a view without it within 3 x \
+            failureTimeout
+            """
+    )
     func peerDies() async throws {
         defer { try? FileManager.default.removeItem(at: report) }
         let (status, text) = try await runLockstepEmulated([
-            "bench", "--transport", "rdma", "--size", "1K", "--duration", "4", "--kill-after", "1", "--baseline-seconds", "0.2",
+            "bench", "--transport", "rdma", "--size", "1K", "--duration", "4", "--kill-after", "1",
+            "--baseline-seconds", "0.2",
             "--output", report.path,
         ])
         #expect(status == 0, "\(text)")
@@ -135,15 +172,22 @@ struct RDMATests {
         #expect(carried, "RDMA operations: \(operations)")
     }
 
-    @Test("Members with other ring sizes are refused at connect (rdma_cm reject, with the reason logged): no link, no traffic")
+    @Test(
+        """
+            Members with other ring sizes are refused at connect (rdma_cm reject, with the reason logged): no link, no\
+             traffic
+            """
+    )
     func mismatchedSizesAreRefused() async throws {
         let ports = try (0..<2).map { _ in try freePort() }
         let peers = ports.map { "127.0.0.1:\($0)" }.joined(separator: ",")
         func node(_ rank: Int, ring: Int) async throws -> (Int32, String) {
-            try await runLockstepEmulated([
-                "node", "--transport", "rdma", "--rank", "\(rank)", "--peers", peers, "--rdma-ring-bytes", "\(ring)",
-                "--size", "64", "--duration", "1",
-            ], environment: ["LOCKSTEP_LOG_LEVEL": "warning"])
+            try await runLockstepEmulated(
+                [
+                    "node", "--transport", "rdma", "--rank", "\(rank)", "--peers", peers, "--rdma-ring-bytes",
+                    "\(ring)",
+                    "--size", "64", "--duration", "1",
+                ], environment: ["LOCKSTEP_LOG_LEVEL": "warning"])
         }
         async let acceptor = node(0, ring: 1 << 20)
         try await Task.sleep(for: .milliseconds(300))
@@ -158,7 +202,8 @@ struct RDMATests {
     func autoTakesRDMA() async throws {
         defer { try? FileManager.default.removeItem(at: report) }
         let (status, text) = try await runLockstepEmulated([
-            "bench", "--transport", "auto", "--size", "64", "--count", "2000", "--baseline-seconds", "0.2", "--output", report.path,
+            "bench", "--transport", "auto", "--size", "64", "--count", "2000", "--baseline-seconds", "0.2", "--output",
+            report.path,
         ])
         #expect(status == 0, "\(text)")
         let result = try firstResult(report)
@@ -179,10 +224,12 @@ struct NoRDMADeviceTests {
         #expect(status != 0)
         #expect(
             text.contains("--transport rdma: ")
-                && (text.contains("no RDMA device") || text.contains("cannot be loaded") || text.contains("without the RDMA headers")),
+                && (text.contains("no RDMA device") || text.contains("cannot be loaded")
+                    || text.contains("without the RDMA headers")),
             "\(text)")
         let (autoStatus, autoText) = try await runLockstep([
-            "bench", "--transport", "auto", "--size", "64", "--count", "2000", "--baseline-seconds", "0.2", "--output", report.path,
+            "bench", "--transport", "auto", "--size", "64", "--count", "2000", "--baseline-seconds", "0.2", "--output",
+            report.path,
         ])
         #expect(autoStatus == 0, "\(autoText)")
         #expect(try firstResult(report)["transport"] as? String == "tcp")

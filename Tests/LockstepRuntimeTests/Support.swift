@@ -2,11 +2,11 @@
 // in-process members.
 
 import Foundation
-import Logging
+import LockstepChecker
 import LockstepCore
 import LockstepRuntime
-import LockstepChecker
 import LockstepWire
+import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -61,7 +61,9 @@ final class RawPeer {
         for attempt in 0..<attempts {
             if attempt > 0 { usleep(20_000) }
             connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
             }
             if connected == 0 { break }
         }
@@ -127,7 +129,8 @@ func testLogger() -> Logger {
 func lockstepExecutable() throws -> URL {
     let candidates = [
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("lockstep"),
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
             .appendingPathComponent(".build/debug/lockstep"),
     ]
     for candidate in candidates where FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
@@ -186,7 +189,8 @@ func runProcess(
             let waiter = Thread {
                 let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
                 process.waitUntilExit()
-                let note = timedOut.load(ordering: .relaxed)
+                let note =
+                    timedOut.load(ordering: .relaxed)
                     ? "\n[test support: killed after \(timeoutSeconds) s, with every process it started]" : ""
                 continuation.resume(returning: (process.terminationStatus, text + note))
             }
@@ -207,12 +211,18 @@ func startGroup(
     let addresses = ports.map { PeerAddress(host: "127.0.0.1", port: $0) }
     return try await withThrowingTaskGroup(of: (Int, MemberRuntime).self) { tasks in
         for rank in view.members.indices {
-            var settings = RuntimeSettings(configuration: configuration, view: view, memberRank: rank, addresses: addresses)
+            var settings = RuntimeSettings(
+                configuration: configuration, view: view, memberRank: rank, addresses: addresses)
             adjust(&settings)
             let log = logs[rank]
             let finalSettings = settings
             tasks.addTask {
-                (rank, try await MemberRuntime.start(settings: finalSettings, eventLoop: group.next(), logger: testLogger()) { log.append($0) })
+                (
+                    rank,
+                    try await MemberRuntime.start(
+                        settings: finalSettings, eventLoop: group.next(), logger: testLogger()
+                    ) { log.append($0) }
+                )
             }
         }
         var result: [MemberRuntime?] = Array(repeating: nil, count: view.memberCount)

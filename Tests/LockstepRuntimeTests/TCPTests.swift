@@ -2,9 +2,9 @@
 // and dropped connections on a live link, and a real multi-process run.
 
 import Foundation
+import LockstepChecker
 import LockstepCore
 import LockstepRuntime
-import LockstepChecker
 import LockstepWire
 import NIOCore
 import NIOPosix
@@ -22,7 +22,12 @@ struct TCPTests {
         case allSenders
     }
 
-    @Test("Three in-process members over loopback TCP deliver everything, in one order; the relay carries payloads only with fewer senders than members - 1", arguments: RelayCase.allCases)
+    @Test(
+        """
+            Three in-process members over loopback TCP deliver everything, in one order; the relay carries payloads \
+            only with fewer senders than members - 1
+            """,
+        arguments: RelayCase.allCases)
     func inProcessGroup(relayCase: RelayCase) async throws {
         let relay = relayCase == .oneSender
         let ids = (1...3).map { MemberID(UInt64($0)) }
@@ -32,7 +37,8 @@ struct TCPTests {
         configuration.windowMessagesMax = 16
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 3)
         let logs = (0..<3).map { _ in DeliveryLog() }
-        let runtimes = try await startGroup(view: view, configuration: configuration, on: group, logs: logs) { settings in
+        let runtimes = try await startGroup(view: view, configuration: configuration, on: group, logs: logs) {
+            settings in
             // Payloads of 100 bytes or more are relay candidates, in 64-byte blocks along the chain.
             settings.relayThresholdBytes = relayCase == .off ? nil : 100
             settings.relayBlockBytes = 64
@@ -57,7 +63,11 @@ struct TCPTests {
         }
         // Per-sender FIFO: each sender's messages in the order sent.
         for sender in senderIDs {
-            let sequence = logs[1].all.filter { $0.sender == sender }.map { $0.payload.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) } }
+            let sequence = logs[1].all.filter { $0.sender == sender }.map {
+                $0.payload.prefix(8).enumerated().reduce(UInt64(0)) {
+                    $0 | UInt64($1.element) << (8 * UInt64($1.offset))
+                }
+            }
             #expect(sequence == (0..<UInt64(perSender)).map { $0 })
         }
         var forwarded: UInt64 = 0
@@ -118,9 +128,14 @@ struct TCPTests {
         /// Sends messages `first` and `first + 1` of member 1 and its row, and waits for delivery.
         func deliverTwo(through peer: RawPeer, from first: UInt64) async throws {
             let batch = DataBatch(
-                viewID: view.id, senderRank: 0, firstIndex: first, entries: [.message([1, 1, UInt8(first)]), .message([2, 2, UInt8(first)])])
+                viewID: view.id, senderRank: 0, firstIndex: first,
+                entries: [.message([1, 1, UInt8(first)]), .message([2, 2, UInt8(first)])])
             peer.send(Wire.encode(.message(.data(batch))))
-            peer.send(Wire.encode(.message(.row(Row(viewID: view.id, received: [first + 2], seq: first + 2, delivered: 0, suspected: [0])))))
+            peer.send(
+                Wire.encode(
+                    .message(
+                        .row(Row(viewID: view.id, received: [first + 2], seq: first + 2, delivered: 0, suspected: [0])))
+                ))
             let expected = Int(first) + 2
             try await waitUntil(seconds: 10) { log.count == expected }
         }
@@ -135,7 +150,8 @@ struct TCPTests {
         case badMagic, badVersion, impossibleLength, truncatedBody, garbage, droppedConnection
 
         func bytes(_ view: View) -> [UInt8] {
-            let valid = Wire.encode(.message(.row(Row(viewID: view.id, received: [2], seq: 2, delivered: 2, suspected: [0]))))
+            let valid = Wire.encode(
+                .message(.row(Row(viewID: view.id, received: [2], seq: 2, delivered: 2, suspected: [0]))))
             switch self {
             case .badMagic: return [0xDE, 0xAD] + valid.dropFirst(2)
             case .badVersion: return Array(valid[0..<4]) + [9] + valid.dropFirst(5)
@@ -148,7 +164,10 @@ struct TCPTests {
     }
 
     @Test(
-        "A malformed frame or a dropped connection closes only that link; the member stays up and keeps what it delivered",
+        """
+            A malformed frame or a dropped connection closes only that link; the member stays up and keeps what it \
+            delivered
+            """,
         arguments: Malformed.allCases)
     func badLinkCostsNothingElse(_ kind: Malformed) async throws {
         let link = try await PlayedLink.start()
@@ -179,12 +198,18 @@ struct TCPTests {
         try await link.stop()
     }
 
-    @Test("A multi-process group: 3 `lockstep node` processes stream 100,000 messages of mixed sizes each and pass the checker")
+    @Test(
+        """
+            A multi-process group: 3 `lockstep node` processes stream 100,000 messages of mixed sizes each and pass \
+            the checker
+            """
+    )
     func multiProcess() async throws {
         let report = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-test-\(getpid()).json")
         defer { try? FileManager.default.removeItem(at: report) }
         let arguments = [
-            "bench", "--members", "3", "--mix", "--size", "16,100,1K,4K", "--count", "100000", "--baseline-seconds", "0.2",
+            "bench", "--members", "3", "--mix", "--size", "16,100,1K,4K", "--count", "100000", "--baseline-seconds",
+            "0.2",
             "--relay-threshold", "4K",
             "--output", report.path,
         ]
@@ -200,12 +225,18 @@ struct TCPTests {
 
 @Suite("Failure detection across processes", .timeLimit(.minutes(5)))
 struct KillAfterTests {
-    @Test("bench --kill-after: the survivors of a SIGKILLed member suspect it, install a view without it within 3 x failureTimeout, and deliver again; safety holds")
+    @Test(
+        """
+            bench --kill-after: the survivors of a SIGKILLed member suspect it, install a view without it within 3 x \
+            failureTimeout, and deliver again; safety holds
+            """
+    )
     func killedMemberIsDetected() async throws {
         let report = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-kill-\(getpid()).json")
         defer { try? FileManager.default.removeItem(at: report) }
         let arguments = [
-            "bench", "--size", "1K", "--duration", "4", "--kill-after", "1", "--baseline-seconds", "0.2", "--output", report.path,
+            "bench", "--size", "1K", "--duration", "4", "--kill-after", "1", "--baseline-seconds", "0.2", "--output",
+            report.path,
         ]
         let (status, text) = try await runLockstep(arguments)
         #expect(status == 0, "\(text)")
@@ -225,7 +256,9 @@ struct KillAfterTests {
 
 @Suite("Chaos on real processes", .timeLimit(.minutes(5)))
 struct ChaosTests {
-    @Test("lockstep chaos: 5 processes stream while a new member joins over TCP and another is killed; every check passes")
+    @Test(
+        "lockstep chaos: 5 processes stream while a new member joins over TCP and another is killed; every check passes"
+    )
     func chaosRun() async throws {
         let (status, text) = try await runLockstep(["chaos", "--duration", "14", "--seed", "12"])
         #expect(status == 0, "\(text)")
@@ -246,7 +279,9 @@ struct ChaosTests {
 struct DeliveryStreamTests {
     /// Three members over loopback, member rank 0 the one sender, each with a delivery stream
     /// of watermarks 4 and 16.
-    static func streamingGroup(windowMessagesMax: Int, on group: MultiThreadedEventLoopGroup) async throws
+    static func streamingGroup(
+        windowMessagesMax: Int, on group: MultiThreadedEventLoopGroup
+    ) async throws
         -> [(MemberRuntime, DeliverySequence)]
     {
         let ports = try (0..<3).map { _ in try freePort() }
@@ -256,10 +291,12 @@ struct DeliveryStreamTests {
         configuration.windowMessagesMax = windowMessagesMax
         return try await withThrowingTaskGroup(of: (Int, MemberRuntime, DeliverySequence).self) { tasks in
             for rank in 0..<3 {
-                let settings = RuntimeSettings(configuration: configuration, view: view, memberRank: rank, addresses: addresses)
+                let settings = RuntimeSettings(
+                    configuration: configuration, view: view, memberRank: rank, addresses: addresses)
                 tasks.addTask {
                     let (runtime, deliveries) = try await MemberRuntime.startStreaming(
-                        settings: settings, eventLoop: group.next(), logger: testLogger(), lowWatermark: 4, highWatermark: 16)
+                        settings: settings, eventLoop: group.next(), logger: testLogger(), lowWatermark: 4,
+                        highWatermark: 16)
                     return (rank, runtime, deliveries)
                 }
             }
@@ -306,7 +343,12 @@ struct DeliveryStreamTests {
     /// whose reads were paused (or whose link was full of data) stopped hearing its peers, and a
     /// healthy group suspected itself apart. Rows now travel on the control lane, which is read
     /// whatever the data lane does.
-    @Test("A consumer that reads nothing for 4 x the failure timeout costs no suspicion: rows still flow on the control lane while its data lane is paused")
+    @Test(
+        """
+            A consumer that reads nothing for 4 x the failure timeout costs no suspicion: rows still flow on the \
+            control lane while its data lane is paused
+            """
+    )
     func pausedDataLaneKeepsHeartbeats() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 3)
         let started = try await Self.streamingGroup(windowMessagesMax: 64, on: group)
@@ -339,7 +381,9 @@ struct DeliveryStreamTests {
         try await sender.value
         for (rank, (runtime, _)) in started.enumerated() {
             let statistics = try await runtime.statistics()
-            #expect(statistics.wedgedAtUptimeNanoseconds == nil, "member rank \(rank) suspected \(statistics.suspectedRanks)")
+            #expect(
+                statistics.wedgedAtUptimeNanoseconds == nil,
+                "member rank \(rank) suspected \(statistics.suspectedRanks)")
             #expect(statistics.viewID == 1)
         }
         #expect(try await started[2].0.statistics().readPauses > 0)
@@ -352,19 +396,29 @@ struct DeliveryStreamTests {
 struct LaneTests {
     /// The lane rule: a pair's second connection must come within connectTimeout of the first,
     /// or the link fails (the peer is then suspected like any failed link), and the member stays up.
-    @Test("A peer that opens its control lane but never its data lane has its link failed after connectTimeout; the member stays up")
+    @Test(
+        """
+            A peer that opens its control lane but never its data lane has its link failed after connectTimeout; the \
+            member stays up
+            """
+    )
     func missingDataLaneFailsTheLink() async throws {
         let ports = try (0..<2).map { _ in try freePort() }
         let view = try View(id: ViewID(1), members: [MemberID(1), MemberID(2)], senders: [MemberID(1)])
         var configuration = Configuration()
         configuration.viewChanges = false
         var settings = RuntimeSettings(
-            configuration: configuration, view: view, memberRank: 0, addresses: ports.map { PeerAddress(host: "127.0.0.1", port: $0) })
+            configuration: configuration, view: view, memberRank: 0,
+            addresses: ports.map { PeerAddress(host: "127.0.0.1", port: $0) })
         settings.connectTimeout = .seconds(2)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        async let started = MemberRuntime.start(settings: settings, eventLoop: group.next(), logger: testLogger()) { _ in }
+        async let started = MemberRuntime.start(settings: settings, eventLoop: group.next(), logger: testLogger()) {
+            _ in
+        }
         let control = try await RawPeer.connecting(port: ports[0])
-        control.send(Wire.encode(.hello(Hello(member: MemberID(2), viewID: view.id, memberRank: 1, senderCount: 1, lane: .control))))
+        control.send(
+            Wire.encode(
+                .hello(Hello(member: MemberID(2), viewID: view.id, memberRank: 1, senderCount: 1, lane: .control))))
         // The link is up at its first lane: the member starts.
         let runtime = try await started
         #expect(try await runtime.statistics().linksClosedWithError == 0)
@@ -400,7 +454,12 @@ struct RuntimeWindowTests {
     /// the runtime offered its source an unlimited byte budget; the source gave 1,024 messages of
     /// 1 MiB, the core refused all but one, and the refused ones were lost (gaps in the senders'
     /// sequences, 1.1 GB of RSS, a stalled run).
-    @Test("A source that gives more than the byte window admits loses nothing: every message is delivered, in order, and the window held")
+    @Test(
+        """
+            A source that gives more than the byte window admits loses nothing: every message is delivered, in order, \
+            and the window held
+            """
+    )
     func greedySourceLosesNothing() async throws {
         let ids = (1...3).map { MemberID(UInt64($0)) }
         let view = try View(id: ViewID(1), members: ids, senders: [ids[0]])
@@ -419,7 +478,11 @@ struct RuntimeWindowTests {
             try await Task.sleep(for: .milliseconds(2))
         }
         for log in logs {
-            let sequence = log.all.map { $0.payload.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) } }
+            let sequence = log.all.map {
+                $0.payload.prefix(8).enumerated().reduce(UInt64(0)) {
+                    $0 | UInt64($1.element) << (8 * UInt64($1.offset))
+                }
+            }
             #expect(sequence == (0..<UInt64(total)).map { $0 })
         }
         #expect(inFlightMax <= 256 * 1_024, "the window held: \(inFlightMax) bytes in flight at most")
@@ -437,7 +500,12 @@ struct NodeEndTests {
     /// took the source for never drained and re-polled itself without end, starving its reads;
     /// the peers' rows piled up unread and everyone suspected everyone at the end (1 MiB here
     /// makes the byte window bind).
-    @Test("3 `lockstep node --duration 1` processes (4 KiB and 1 MiB messages) with stdin at EOF run their workload, end by themselves with equal deliveries and status 0, and log no error")
+    @Test(
+        """
+            3 `lockstep node --duration 1` processes (4 KiB and 1 MiB messages) with stdin at EOF run their workload, \
+            end by themselves with equal deliveries and status 0, and log no error
+            """
+    )
     func nodesEndTogether() async throws {
         let ports = try (0..<3).map { _ in try freePort() }
         let peers = ports.map { "127.0.0.1:\($0)" }.joined(separator: ",")
@@ -472,13 +540,16 @@ struct NodeEndTests {
     /// Regression (issue 10 review): when the lone sender is killed, the next view makes every
     /// member a sender; members that had not sent never sent a marked last message, so each
     /// survivor waited for the others' and ended only by the stall watchdog, with status 1.
-    @Test("Survivors of a killed lone sender (`node --senders one`) end by themselves with status 0 and equal deliveries")
+    @Test(
+        "Survivors of a killed lone sender (`node --senders one`) end by themselves with status 0 and equal deliveries")
     func survivorsOfTheSenderEnd() async throws {
         let ports = try (0..<3).map { _ in try freePort() }
         let peers = ports.map { "127.0.0.1:\($0)" }.joined(separator: ",")
         let sender = Process()
         sender.executableURL = try lockstepExecutable()
-        sender.arguments = ["node", "--rank", "0", "--peers", peers, "--senders", "one", "--size", "4K", "--duration", "30"]
+        sender.arguments = [
+            "node", "--rank", "0", "--peers", peers, "--senders", "one", "--size", "4K", "--duration", "30",
+        ]
         sender.standardOutput = FileHandle.nullDevice
         sender.standardError = FileHandle.nullDevice
         sender.standardInput = FileHandle.nullDevice
@@ -493,7 +564,10 @@ struct NodeEndTests {
                 tasks.addTask {
                     let (status, text) = try await runProcess(
                         try lockstepExecutable(),
-                        ["node", "--rank", "\(rank)", "--peers", peers, "--senders", "one", "--size", "4K", "--duration", "30"],
+                        [
+                            "node", "--rank", "\(rank)", "--peers", peers, "--senders", "one", "--size", "4K",
+                            "--duration", "30",
+                        ],
                         timeoutSeconds: 90)
                     return (rank, status, text)
                 }
@@ -515,7 +589,12 @@ struct NodeEndTests {
 
     /// Nothing hangs silently: a member left in a minority (its only peer stopped, SIGSTOP) stops
     /// delivering; its watchdog says so with its state and exits 1.
-    @Test("A node whose group stops delivering (its one peer is SIGSTOPped) prints a stalled line with its state and exits 1 within the stall timeout")
+    @Test(
+        """
+            A node whose group stops delivering (its one peer is SIGSTOPped) prints a stalled line with its state and \
+            exits 1 within the stall timeout
+            """
+    )
     func stalledNodeSaysWhy() async throws {
         let ports = try (0..<2).map { _ in try freePort() }
         let peers = ports.map { "127.0.0.1:\($0)" }.joined(separator: ",")
@@ -559,7 +638,9 @@ struct RelayRuleTests {
             configuration: Configuration(), view: view, memberRank: 0,
             addresses: ports.map { PeerAddress(host: "127.0.0.1", port: $0) })
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        async let started = MemberRuntime.start(settings: settings, eventLoop: group.next(), logger: testLogger()) { _ in }
+        async let started = MemberRuntime.start(settings: settings, eventLoop: group.next(), logger: testLogger()) {
+            _ in
+        }
         let one = try await RawPeer.connecting(port: ports[0])
         one.send(Wire.encode(.hello(Hello(member: MemberID(2), viewID: view.id, memberRank: 1, senderCount: 1))))
         let two = try await RawPeer.connecting(port: ports[0])
@@ -567,7 +648,9 @@ struct RelayRuleTests {
         let runtime = try await started
         // Member 0's predecessor in every chain is rank 2; a block of origin 2 arriving from rank 1
         // (which should have received it from 2, not sent it on to 0) breaks the chain.
-        let block = Block(viewID: view.id, originMemberRank: 2, index: 0, totalBytes: 10, offset: 0, bytes: Array(repeating: 7, count: 10)[...])
+        let block = Block(
+            viewID: view.id, originMemberRank: 2, index: 0, totalBytes: 10, offset: 0,
+            bytes: Array(repeating: 7, count: 10)[...])
         one.send(Wire.encode(.block(block)))
         // Watched through the member's statistics (a blocking read here could hang the test).
         var deadline = ContinuousClock.now + .seconds(10)

@@ -11,10 +11,14 @@ struct RandomSimulationTests {
     static let seedsPerChunk: UInt64 = 100
 
     @Test("1,000 random seeds pass the checker", arguments: 0..<10)
-    func randomSeeds(chunk: Int) {
+    func randomSeeds(chunk: Int) async {
         let first = UInt64(chunk) * Self.seedsPerChunk + 1
         var deliveries = 0
         for seed in first..<(first + Self.seedsPerChunk) {
+            // A chunk runs for seconds on a cooperative thread: between seeds it lets the other
+            // tests' tasks run (with two cores, two chunks would otherwise hold the whole pool
+            // and in-process runtime tests would miss their deadlines).
+            await Task.yield()
             let report = Simulation.run(SimulationOptions(seed: seed, messagesPerSenderMax: 100))
             deliveries += report.deliveries
             #expect(report.passed, "\(report.failureDescription)")
@@ -22,12 +26,18 @@ struct RandomSimulationTests {
         #expect(deliveries > 0)
     }
 
-    @Test("2,000 random fault schedules (crashes, restarts, partitions, failed links, leaves, joins, then a heal) keep safety, views, virtual synchrony and progress", arguments: 0..<20)
-    func faultSeeds(chunk: Int) {
+    @Test(
+        """
+        2,000 random fault schedules (crashes, restarts, partitions, failed links, leaves, joins, then a heal) \
+        keep safety, views, virtual synchrony and progress
+        """,
+        arguments: 0..<20)
+    func faultSeeds(chunk: Int) async {
         let first = 1_000_000 + UInt64(chunk) * 100
         var crashes = 0
         var viewChanges: UInt64 = 0
         for seed in first..<(first + 100) {
+            await Task.yield()  // as in randomSeeds
             let report = Simulation.run(SimulationOptions(seed: seed, messagesPerSenderMax: 60, faults: true))
             crashes += report.crashedProcesses.count
             viewChanges += report.viewChanges
@@ -37,7 +47,10 @@ struct RandomSimulationTests {
     }
 
     @Test(
-        "Fault schedules that once failed to settle: a member that missed the leader's install catches up from a survivor's last row; the operator keeps sweeping",
+        """
+            Fault schedules that once failed to settle: a member that missed the leader's install catches up from a \
+            survivor's last row; the operator keeps sweeping
+            """,
         arguments: [200159, 201853, 202160, 202345] as [UInt64])
     func settlingRegressions(seed: UInt64) {
         let report = Simulation.run(SimulationOptions(seed: seed, faults: true))
@@ -49,7 +62,10 @@ struct RandomSimulationTests {
     /// Unordered mode then dropped the part of its skip not yet used and delivered those re-sent
     /// messages again. These seeds failed ("delivered again") before the leftover carried over.
     @Test(
-        "Unordered mode: a view change while the previous view's re-sends are still in flight (rows overtook them) delivers nothing twice",
+        """
+            Unordered mode: a view change while the previous view's re-sends are still in flight (rows overtook them) \
+            delivers nothing twice
+            """,
         arguments: [1250013, 1250082, 1250164, 1250621] as [UInt64])
     func unorderedSkipCarriesOver(seed: UInt64) {
         let report = Simulation.run(
@@ -83,7 +99,8 @@ struct RandomSimulationTests {
     func replayCommand() {
         let options = SimulationOptions(
             seed: 42, memberCount: 5, deliveryMode: .unordered, messagesPerSenderMax: 9, pauses: false)
-        let expected = "swift run -c release lockstep simulate --seeds 1 --first-seed 42"
+        let expected =
+            "swift run -c release lockstep simulate --seeds 1 --first-seed 42"
             + " --members 5 --mode unordered --messages 9 --no-pauses"
         #expect(options.replayCommand == expected)
     }

@@ -36,7 +36,12 @@ struct ScenarioTests {
         expectCorrect(group)
     }
 
-    @Test("An acceptor stops answering: nothing becomes stable without it, the senders stop at their window, and all resumes when it returns")
+    @Test(
+        """
+            An acceptor stops answering: nothing becomes stable without it, the senders stop at their window, and all \
+            resumes when it returns
+            """
+    )
     func slowAcceptorHoldsStabilityNotSafety() throws {
         let group = try group(members: 3, senders: [0, 1]) { $0.windowMessagesMax = 8 }
         group.pause(2, for: .milliseconds(200))
@@ -53,7 +58,12 @@ struct ScenarioTests {
         expectCorrect(group)
     }
 
-    @Test("A redundant learner is slow: the others deliver what is stable once it catches up, and it catches up in the same order")
+    @Test(
+        """
+            A redundant learner is slow: the others deliver what is stable once it catches up, and it catches up in \
+            the same order
+            """
+    )
     func slowLearnerCatchesUp() throws {
         let group = try group(members: 4, senders: [0, 1, 2]) { $0.windowMessagesMax = 32 }
         group.send(from: 0, count: 50)
@@ -87,7 +97,8 @@ struct ScenarioTests {
         expectCorrect(group)
     }
 
-    @Test("A proposer pauses mid-stream: the order waits at its next place (until membership can remove it), then flows")
+    @Test(
+        "A proposer pauses mid-stream: the order waits at its next place (until membership can remove it), then flows")
     func pausedSenderStallsTheOrderUntilItResumes() throws {
         let group = try group(members: 3) { $0.windowMessagesMax = 64 }
         group.send(from: 0, count: 30)
@@ -114,7 +125,9 @@ struct ScenarioTests {
 
     @Test("Unordered mode: each learner delivers on receipt; per-sender FIFO still holds")
     func unorderedScenario() throws {
-        let group = try group(members: 3) { $0.deliveryMode = .unordered; $0.windowMessagesMax = 4 }
+        let group = try group(members: 3) {
+            $0.deliveryMode = .unordered; $0.windowMessagesMax = 4
+        }
         for process in 0..<3 { group.send(from: process, count: 100) }
         group.pause(1, at: .milliseconds(2), for: .milliseconds(40))
         #expect(group.runUntilQuiet())
@@ -153,7 +166,12 @@ struct ScenarioTests {
         for process in group.activeProcesses { #expect(!group.core(process).isWedged) }
     }
 
-    @Test("An acceptor fails mid-stream: the survivors suspect it, agree on the ragged trim, install a view without it, re-send what was cut, and deliver everything they sent")
+    @Test(
+        """
+            An acceptor fails mid-stream: the survivors suspect it, agree on the ragged trim, install a view without \
+            it, re-send what was cut, and deliver everything they sent
+            """
+    )
     func acceptorCrashes() throws {
         let group = try group(members: 3) { $0.windowMessagesMax = 8 }
         for process in 0..<3 { group.send(from: process, count: 100) }
@@ -188,7 +206,12 @@ struct ScenarioTests {
         #expect(group.core(0).view.members == [MemberID(1), MemberID(2), MemberID(3)])
     }
 
-    @Test("The leader fails during a broadcast: the next-ranked member leads the view change and the leader's cut-off messages are simply gone")
+    @Test(
+        """
+            The leader fails during a broadcast: the next-ranked member leads the view change and the leader's cut-off\
+             messages are simply gone
+            """
+    )
     func leaderFailsDuringBroadcast() throws {
         let group = try group(members: 5) { $0.windowMessagesMax = 32 }
         for process in 0..<5 { group.send(from: process, count: 150) }
@@ -201,7 +224,12 @@ struct ScenarioTests {
         #expect(group.core(1).statistics.proposalsMade >= 1, "the next-ranked member proposed")
     }
 
-    @Test("Dueling leaders after a recovery: a paused leader comes back believing it leads; it learns it was removed, and rejoins as a new incarnation")
+    @Test(
+        """
+            Dueling leaders after a recovery: a paused leader comes back believing it leads; it learns it was removed,\
+             and rejoins as a new incarnation
+            """
+    )
     func duelingLeadersAfterRecovery() throws {
         let group = try group(members: 3) { $0.windowMessagesMax = 16 }
         for process in 0..<3 { group.send(from: process, count: 60) }
@@ -215,7 +243,12 @@ struct ScenarioTests {
         #expect(group.memberID(0) == MemberID(4))
     }
 
-    @Test("The leader fails in the middle of a view change: its successor adopts whatever it committed, and every survivor installs the same view")
+    @Test(
+        """
+            The leader fails in the middle of a view change: its successor adopts whatever it committed, and every \
+            survivor installs the same view
+            """
+    )
     func leaderFailsDuringViewChange() throws {
         for seed: UInt64 in 1...8 {
             let group = try group(members: 5, seed: seed) { $0.windowMessagesMax = 16 }
@@ -245,7 +278,12 @@ struct ScenarioTests {
         #expect(group.core(0).view.id.rawValue >= 2)
     }
 
-    @Test("A partition: the majority side installs a view and goes on; the minority side stays wedged and says why; after the heal it rejoins")
+    @Test(
+        """
+            A partition: the majority side installs a view and goes on; the minority side stays wedged and says why; \
+            after the heal it rejoins
+            """
+    )
     func partitionThatHeals() throws {
         let group = try group(members: 5, seed: 4) { $0.windowMessagesMax = 16 }
         for process in 0..<5 { group.send(from: process, count: 80) }

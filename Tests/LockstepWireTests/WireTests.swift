@@ -32,7 +32,8 @@ struct WireTests {
     @Test("Every frame type round-trips, and the sizes match the layout in docs/WIRE.md")
     func roundTrip() throws {
         var membershipRow = row
-        membershipRow.proposal = ViewChange(number: 3 << 16 | 1, removed: [0b100], joiners: [MemberID(9), MemberID(10)])
+        membershipRow.proposal = ViewChange(
+            number: 3 << 16 | 1, removed: [0b100], joiners: [MemberID(9), MemberID(10)])
         membershipRow.commit = ViewChange(number: 2 << 16, removed: [0b100], joiners: [])
         membershipRow.trim = [4, 0, 70]
         membershipRow.installNumber = 2 << 16
@@ -50,7 +51,9 @@ struct WireTests {
     @Test("Relayed entries and relay blocks round-trip")
     func relayFrames() throws {
         let big = Array(repeating: UInt8(7), count: 500)[...]
-        let message = Message.data(DataBatch(viewID: ViewID(3), senderRank: 1, firstIndex: 10, entries: [.message([1]), .nulls(2), .message(big)]))
+        let message = Message.data(
+            DataBatch(
+                viewID: ViewID(3), senderRank: 1, firstIndex: 10, entries: [.message([1]), .nulls(2), .message(big)]))
         let bytes = Array(repeating: UInt8(0), count: Wire.encodedBytes(message, relayingFrom: 100))
         var encoded = bytes
         encoded.withUnsafeMutableBytes { _ = Wire.encode(message, relayingFrom: 100, into: $0) }
@@ -64,14 +67,22 @@ struct WireTests {
         #expect(batch.entries[0] == .message([1]))
         #expect(Wire.encode(decoded.frame) == encoded)
 
-        let block = Block(viewID: ViewID(1), originMemberRank: 2, index: 13, totalBytes: 500, offset: 100, bytes: big[0..<50])
+        let block = Block(
+            viewID: ViewID(1), originMemberRank: 2, index: 13, totalBytes: 500, offset: 100, bytes: big[0..<50])
         let blockBytes = Wire.encode(.block(block))
-        #expect(try decode(blockBytes)?.frame == .block(Block(viewID: ViewID(1), originMemberRank: 2, index: 13, totalBytes: 500, offset: 100, bytes: Array(big[0..<50])[...])))
+        #expect(
+            try decode(blockBytes)?.frame
+                == .block(
+                    Block(
+                        viewID: ViewID(1), originMemberRank: 2, index: 13, totalBytes: 500, offset: 100,
+                        bytes: Array(big[0..<50])[...])))
     }
 
     @Test("A block that would run past its message is refused")
     func badBlock() {
-        let block = Block(viewID: ViewID(1), originMemberRank: 2, index: 0, totalBytes: 10, offset: 5, bytes: Array(repeating: 1, count: 8)[...])
+        let block = Block(
+            viewID: ViewID(1), originMemberRank: 2, index: 0, totalBytes: 10, offset: 5,
+            bytes: Array(repeating: 1, count: 8)[...])
         expectMalformed(Wire.encode(.block(block)), .badBlock)
     }
 
@@ -163,7 +174,9 @@ struct WireTests {
     func garbage() {
         var generator = SystemRandomNumberGenerator()
         for _ in 0..<20_000 {
-            var bytes = (0..<Int.random(in: 0..<80, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            var bytes = (0..<Int.random(in: 0..<80, using: &generator)).map { _ in
+                UInt8.random(in: 0...255, using: &generator)
+            }
             if Bool.random(using: &generator), bytes.count >= 12 {
                 // A valid header over garbage reaches the body decoders.
                 let header = Wire.encode(.message(.row(row)))[0..<12]
@@ -186,7 +199,8 @@ struct WireTests {
             var rest = bytes[...]
             // Decode frame after frame, as a connection would, until an error or the end.
             while let result = try? Wire.decode(Array(rest), limits: limits) {
-                if case .hello = result.frame {} else {
+                if case .hello = result.frame {
+                } else {
                     // Whatever decodes must re-encode to the same bytes.
                     #expect(Wire.encode(result.frame) == Array(rest.prefix(result.bytes)), "\(file.lastPathComponent)")
                 }

@@ -46,11 +46,15 @@ struct ZeroCostGroup {
                     switch effect {
                     case .sendData(let batch):
                         for to in 0..<memberCount where to != rank {
-                            do { try cores[to].receive(.data(batch), fromMemberRank: rank) } catch { fatalError("\(error)") }
+                            do { try cores[to].receive(.data(batch), fromMemberRank: rank) } catch {
+                                fatalError("\(error)")
+                            }
                         }
                     case .sendRow(let row):
                         for to in 0..<memberCount where to != rank {
-                            do { try cores[to].receive(.row(row), fromMemberRank: rank) } catch { fatalError("\(error)") }
+                            do { try cores[to].receive(.row(row), fromMemberRank: rank) } catch {
+                                fatalError("\(error)")
+                            }
                         }
                     case .deliver(let delivery):
                         blackHole(delivery.payload.count)
@@ -84,7 +88,11 @@ let benchmarks: @Sendable () -> Void = {
         while delivered < target {
             effects.removeAll(keepingCapacity: true)
             for k in 0..<1_024 {
-                effects.append(.deliver(Delivery(viewID: ViewID(1), sender: MemberID(1), senderRank: 0, index: UInt64(k), globalSequence: UInt64(k), payload: sharedPayload)))
+                effects.append(
+                    .deliver(
+                        Delivery(
+                            viewID: ViewID(1), sender: MemberID(1), senderRank: 0, index: UInt64(k),
+                            globalSequence: UInt64(k), payload: sharedPayload)))
             }
             for effect in effects {
                 if case .deliver(let delivery) = effect {

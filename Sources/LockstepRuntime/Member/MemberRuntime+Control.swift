@@ -52,7 +52,8 @@ extension MemberRuntime {
             poll()
         case .redirect(let leader):
             if let leaderAddress = addresses[leader] {
-                link.write(ControlMessage(kind: .redirect, host: leaderAddress.host, port: leaderAddress.port).encoded())
+                link.write(
+                    ControlMessage(kind: .redirect, host: leaderAddress.host, port: leaderAddress.port).encoded())
             } else {
                 link.write(ControlMessage(kind: .refused, reason: "the leader's address is unknown here").encoded())
             }

@@ -90,7 +90,7 @@ extension MemberRuntime {
         for index in pulled.indices {
             do {
                 try core.send(pulled[index])
-            } catch where error.code == .windowFull {
+            } catch  where error.code == .windowFull {
                 pulledBack.append(contentsOf: pulled[index...])
                 return
             } catch {

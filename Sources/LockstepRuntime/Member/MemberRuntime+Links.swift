@@ -41,7 +41,8 @@ extension MemberRuntime: TransportDelegate {
         case .block(let block):
             if let raw = frame.raw {
                 raw.withUnsafeReadableBytes { bytes in
-                    receivedBlock(block, frameBytes: bytes, raw: raw, bytesAt: frame.blockBytesAt, from: member, link: link)
+                    receivedBlock(
+                        block, frameBytes: bytes, raw: raw, bytesAt: frame.blockBytesAt, from: member, link: link)
                 }
             } else if let lent = frame.lent {
                 receivedBlock(block, frameBytes: lent, raw: nil, bytesAt: frame.blockBytesAt, from: member, link: link)

@@ -108,7 +108,9 @@ extension MemberRuntime {
             do {
                 try core.handle(.received(.data(batch), fromMemberRank: rank))
             } catch {
-                if let link = links[origin] { closeLink(link, reason: "member rank \(rank) broke the protocol: \(error)") }
+                if let link = links[origin] {
+                    closeLink(link, reason: "member rank \(rank) broke the protocol: \(error)")
+                }
             }
         }
     }

@@ -62,7 +62,9 @@ extension MemberRuntime {
     /// at least every heartbeat interval, so the gap beyond that is how long a row waited.
     private func noteRowArrival(from member: MemberID) {
         let now = NIODeadline.now().uptimeNanoseconds
-        if let last = lastRowArrival[member] { stats.rowGapMaxNanoseconds = max(stats.rowGapMaxNanoseconds, now - last) }
+        if let last = lastRowArrival[member] {
+            stats.rowGapMaxNanoseconds = max(stats.rowGapMaxNanoseconds, now - last)
+        }
         lastRowArrival[member] = now
     }
 
@@ -71,7 +73,8 @@ extension MemberRuntime {
     func hold(_ frame: HeldFrame, from member: MemberID, viewID: ViewID, link: TransportLink) -> Bool {
         guard nextViewHold.hold(frame, from: member) else {
             let bounds = "\(nextViewHold.framesMax) frames or \(nextViewHold.bytesMax) bytes"
-            closeLink(link, reason: "\(member) sent more than \(bounds) of \(viewID) ahead of this member's \(core.view.id)")
+            closeLink(
+                link, reason: "\(member) sent more than \(bounds) of \(viewID) ahead of this member's \(core.view.id)")
             return false
         }
         stats.futureMessagesHeld += 1

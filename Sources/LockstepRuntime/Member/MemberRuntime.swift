@@ -14,9 +14,9 @@
 // frame covers them all. A data batch is encoded once into a ByteBuffer that every link
 // writes (NIO gathers the queued buffers into one writev at flush).
 
-import Logging
 import LockstepCore
 import LockstepWire
+import Logging
 import NIOCore
 import NIOPosix
 
@@ -120,7 +120,8 @@ public final class MemberRuntime: @unchecked Sendable {
         } catch {
             throw RuntimeError(.invalidSettings, "\(error)")
         }
-        let runtime = MemberRuntime(settings: settings, core: core, eventLoop: eventLoop, logger: logger, onDeliver: onDeliver)
+        let runtime = MemberRuntime(
+            settings: settings, core: core, eventLoop: eventLoop, logger: logger, onDeliver: onDeliver)
         do {
             try await runtime.transport.start(eventLoop: eventLoop, delegate: runtime)
         } catch {

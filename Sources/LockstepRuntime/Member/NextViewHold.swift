@@ -28,7 +28,8 @@ enum HeldFrame {
                 return total + Self.nullsEntryBytesEstimate
             }
         case .message(.row): return Self.rowBytesEstimate
-        case .relayed(let batch, _): return Self.batchBytesEstimate + Self.relayedEntryBytesEstimate * batch.entries.count
+        case .relayed(let batch, _):
+            return Self.batchBytesEstimate + Self.relayedEntryBytesEstimate * batch.entries.count
         case .block(_, let buffer, _): return buffer.readableBytes
         }
     }

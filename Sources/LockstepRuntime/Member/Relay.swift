@@ -109,14 +109,17 @@ struct Relay {
 
     /// Adds a block's bytes (`frameBytes[bytesAt...]`) to its payload's assembly. Returns
     /// whether the payload is complete now, or why the block is refused.
-    mutating func add(_ block: Block, frameBytes: UnsafeRawBufferPointer, bytesAt: Int, origin: MemberID)
+    mutating func add(
+        _ block: Block, frameBytes: UnsafeRawBufferPointer, bytesAt: Int, origin: MemberID
+    )
         -> Result<Bool, RelayRefusal>
     {
         let blockBytes = frameBytes.count - bytesAt
         let total = block.totalBytes
         // Blocks of a message arrive in order along the chain, so each continues where the last
         // ended and a complete payload has no gap (its storage starts uninitialized).
-        var assembly = assemblies[origin]?.removeValue(forKey: block.index)
+        var assembly =
+            assemblies[origin]?.removeValue(forKey: block.index)
             ?? Assembly(bytes: [UInt8](unsafeUninitializedCapacity: total) { $1 = total }, filled: 0)
         guard assembly.bytes.count == total, block.offset == assembly.filled, assembly.filled + blockBytes <= total,
             (assemblies[origin]?.count ?? 0) < assembliesPerOriginMax
@@ -141,7 +144,8 @@ struct Relay {
         waitingBatches[origin]?.removeFirst()
         var entries = batch.entries
         for entry in relayed {
-            guard let assembly = assemblies[origin]?.removeValue(forKey: entry.index), assembly.bytes.count == entry.bytes
+            guard let assembly = assemblies[origin]?.removeValue(forKey: entry.index),
+                assembly.bytes.count == entry.bytes
             else {
                 return .failure(RelayRefusal(reason: "relayed payload \(entry.index) has the wrong length"))
             }

@@ -8,7 +8,9 @@ import NIOCore
 
 enum FrameReader {
     /// The next whole frame of a byte stream (nil: its bytes have not all arrived).
-    static func nextFrame(from buffer: inout ByteBuffer, allocator: ByteBufferAllocator, limits: WireLimits) throws
+    static func nextFrame(
+        from buffer: inout ByteBuffer, allocator: ByteBufferAllocator, limits: WireLimits
+    ) throws
         -> ReceivedFrame?
     {
         let next = try buffer.withUnsafeReadableBytes { try nextFrame(in: $0, allocator: allocator, limits: limits) }
@@ -18,7 +20,9 @@ enum FrameReader {
     }
 
     /// The first whole frame in `bytes` and how many bytes it took (nil: not all there yet).
-    static func nextFrame(in bytes: UnsafeRawBufferPointer, allocator: ByteBufferAllocator, limits: WireLimits) throws
+    static func nextFrame(
+        in bytes: UnsafeRawBufferPointer, allocator: ByteBufferAllocator, limits: WireLimits
+    ) throws
         -> (ReceivedFrame, Int)?
     {
         // A relay block is not decoded into a copy: its header is checked and the frame's bytes
@@ -36,7 +40,9 @@ enum FrameReader {
 
     /// A whole relay block frame at the start of `bytes`: its header, where its payload bytes
     /// start, and its length (nil: not a block, or not all there yet). Checked, not copied.
-    static func blockFrame(in bytes: UnsafeRawBufferPointer, limits: WireLimits) throws
+    static func blockFrame(
+        in bytes: UnsafeRawBufferPointer, limits: WireLimits
+    ) throws
         -> (Block, bytesAt: Int, frameBytes: Int)?
     {
         guard let header = Wire.peekHeader(bytes), header.type == .block else { return nil }

@@ -4,9 +4,9 @@
 // reported and closed, never silently repaired. TCP (TCPTransport) and RDMA (RDMATransport)
 // implement it.
 
-import Logging
 import LockstepCore
 import LockstepWire
+import Logging
 import NIOCore
 
 /// One member's link to one peer, as a transport provides it. Used on the member's event loop.
@@ -97,7 +97,8 @@ public enum TransportKind: String, Sendable, CaseIterable {
         case "rdma":
             switch probeRDMADevice() {
             case .success: return .success(.rdma)
-            case .failure(let error): return .failure(RuntimeError(.transportUnavailable, "--transport rdma: \(error.description)"))
+            case .failure(let error):
+                return .failure(RuntimeError(.transportUnavailable, "--transport rdma: \(error.description)"))
             }
         case "auto":
             if case .success = probeRDMADevice() { return .success(.rdma) }

@@ -28,32 +28,38 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Message sizes, comma-separated, with K/M suffixes (powers of 1024).")
     var size: String = "64,1K,64K,1M"
 
-    @Flag(help: """
-        Run the --size list as one workload of mixed sizes (message i has the i-th size, cyclically) instead of a \
-        sweep.
-        """)
+    @Flag(
+        help: """
+            Run the --size list as one workload of mixed sizes (message i has the i-th size, cyclically) instead of a \
+            sweep.
+            """)
     var mix = false
 
     @Option(help: "The window in messages (default 1024, as node and the library).")
     var window: Int?
 
-    @Option(help: """
-        The window in bytes (K/M suffixes; default 16M, as node and the library): a member's memory stays within \
-        about 64 MiB + senders x this.
-        """)
+    @Option(
+        help: """
+            The window in bytes (K/M suffixes; default 16M, as node and the library): a member's memory stays within \
+            about 64 MiB + senders x this.
+            """)
     var windowBytes: String?
 
-    @Option(help: """
-        Seconds without a delivery anywhere, while messages are outstanding, after which the run stops, prints every \
-        member's state and fails (default: 10, or 3 x the failure timeout if larger).
-        """)
+    @Option(
+        help: """
+            Seconds without a delivery anywhere, while messages are outstanding, after which the run stops, prints \
+            every \
+            member's state and fails (default: 10, or 3 x the failure timeout if larger).
+            """)
     var stallTimeout: Double?
 
-    @Flag(help: """
-        Run the members in the network namespaces of tools/with-netns (run bench under it: tools/with-netns \
-        --members N --rate 1gbit -- lockstep bench --netns ...); the baseline is its iperf3 figure through the same \
-        shaping.
-        """)
+    @Flag(
+        help: """
+            Run the members in the network namespaces of tools/with-netns (run bench under it: tools/with-netns \
+            --members N --rate 1gbit -- lockstep bench --netns ...); the baseline is its iperf3 figure through the \
+            same \
+            shaping.
+            """)
     var netns = false
 
     @Option(help: "Seconds of sending per size.")
@@ -77,32 +83,39 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Payloads of at least this size travel in blocks through the relay ('off': never).")
     var relayThreshold: String = "1M"
 
-    @Option(help: """
-        Kill (SIGKILL) the highest-ranked member this many seconds into each size; report detection and installation \
-        of the new view (view_change_ms) and the survivors' throughput in the second after it against the second \
-        before the kill.
-        """)
+    @Option(
+        help: """
+            Kill (SIGKILL) the highest-ranked member this many seconds into each size; report detection and \
+            installation \
+            of the new view (view_change_ms) and the survivors' throughput in the second after it against the second \
+            before the kill.
+            """)
     var killAfter: Double?
 
     @Option(help: "Seconds of the raw TCP baseline.")
     var baselineSeconds: Double = 2
 
-    @Option(help: """
-        With --kill-after: instead of killing the highest-ranked member, give it this environment variable \
-        (NAME=VALUE) from the start, and take it as the failed member at --kill-after. For fault injection, e.g. \
-        LOCKSTEP_EMULATED_RDMA_FAULT=rkey@500 under tools/with-emulated-rdma.
-        """)
+    @Option(
+        help: """
+            With --kill-after: instead of killing the highest-ranked member, give it this environment variable \
+            (NAME=VALUE) from the start, and take it as the failed member at --kill-after. For fault injection, e.g. \
+            LOCKSTEP_EMULATED_RDMA_FAULT=rkey@500 under tools/with-emulated-rdma.
+            """)
     var faultEnvironment: String?
 
-    @Option(help: """
-        Address the members listen on (RDMA needs one of the device's; default 127.0.0.1, or $LOCKSTEP_RXE_ADDRESS, \
-        which tools/with-rxe-vm sets to rxe0's).
-        """)
+    @Option(
+        help: """
+            Address the members listen on (RDMA needs one of the device's; default 127.0.0.1, or \
+            $LOCKSTEP_RXE_ADDRESS, \
+            which tools/with-rxe-vm sets to rxe0's).
+            """)
     var host: String = ProcessInfo.processInfo.environment["LOCKSTEP_RXE_ADDRESS"] ?? "127.0.0.1"
 
-    @Option(name: .customLong("failure-timeout-ms"), help: """
-        Suspect a member not heard from for this many milliseconds (default 500; raise it on slow emulators).
-        """)
+    @Option(
+        name: .customLong("failure-timeout-ms"),
+        help: """
+            Suspect a member not heard from for this many milliseconds (default 500; raise it on slow emulators).
+            """)
     var failureTimeoutMilliseconds: Int?
 
     @Option(help: "RDMA: bytes of each per-peer data ring (all members use the same).")

@@ -7,10 +7,10 @@
 
 import ArgumentParser
 import Foundation
-import Logging
 import LockstepCore
 import LockstepRuntime
 import LockstepWire
+import Logging
 import NIOPosix
 
 struct Node: AsyncParsableCommand {
@@ -32,10 +32,11 @@ struct Node: AsyncParsableCommand {
 
     @OptionGroup var member: MemberOptions
 
-    @Option(help: """
-        Benchmark workload: payload bytes per message (at least 16), or a comma-separated list (K/M suffixes) \
-        that messages cycle through.
-        """)
+    @Option(
+        help: """
+            Benchmark workload: payload bytes per message (at least 16), or a comma-separated list (K/M suffixes) \
+            that messages cycle through.
+            """)
     var size: String?
 
     @Option(help: "Benchmark workload: seconds of sending.")
@@ -47,31 +48,35 @@ struct Node: AsyncParsableCommand {
     @Option(help: "Benchmark workload: file for the delivery log (read by the checker).")
     var log: String?
 
-    @Option(help: """
-        Join a running group through the member at this host:port (with --id and --listen) instead of starting \
-        one with --peers.
-        """)
+    @Option(
+        help: """
+            Join a running group through the member at this host:port (with --id and --listen) instead of starting \
+            one with --peers.
+            """)
     var join: String?
 
-    @Option(help: """
-        With --join: this process's member id (a new one for every start: a restarted process is a new \
-        incarnation).
-        """)
+    @Option(
+        help: """
+            With --join: this process's member id (a new one for every start: a restarted process is a new \
+            incarnation).
+            """)
     var id: UInt64?
 
     @Option(help: "With --join: the host:port this member listens on.")
     var listen: String?
 
-    @Flag(help: """
-        Benchmark workload: stop when stdin closes (what bench and chaos use), instead of ending with the group \
-        after --duration.
-        """)
+    @Flag(
+        help: """
+            Benchmark workload: stop when stdin closes (what bench and chaos use), instead of ending with the group \
+            after --duration.
+            """)
     var stopOnEof = false
 
-    @Option(help: """
-        Benchmark workload: seconds without a delivery, while messages are outstanding, after which the member \
-        prints its state and exits with status 1 (default: 10, or 3 x the failure timeout if larger).
-        """)
+    @Option(
+        help: """
+            Benchmark workload: seconds without a delivery, while messages are outstanding, after which the member \
+            prints its state and exits with status 1 (default: 10, or 3 x the failure timeout if larger).
+            """)
     var stallTimeout: Double?
 
     @Option(help: "Benchmark workload: seconds to wait, after the last delivery, for every member to say it is done.")

@@ -32,10 +32,12 @@ struct Simulate: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Pause members at random times.")
     var pauses: Bool = true
 
-    @Flag(help: """
-        Fault schedules: crashes, restarts, partitions, one-way link failures, leaves and joins, then a heal; checks \
-        safety, views, virtual synchrony and progress.
-        """)
+    @Flag(
+        help: """
+            Fault schedules: crashes, restarts, partitions, one-way link failures, leaves and joins, then a heal; \
+            checks \
+            safety, views, virtual synchrony and progress.
+            """)
     var faults: Bool = false
 
     @Flag(help: "Print faults and suspicions as they happen (use with --seeds 1).")

@@ -5,10 +5,10 @@
 import ArgumentParser
 import Foundation
 import Histogram
-import Logging
 import LockstepChecker
 import LockstepCore
 import LockstepRuntime
+import Logging
 import NIOCore
 import NIOPosix
 
@@ -139,7 +139,8 @@ final class BenchMember: MessageSource, @unchecked Sendable {
         var logger = Logger(label: "lockstep.member\(settings.memberRank)")
         // LOCKSTEP_LOG_LEVEL=warning (or notice, info, debug) shows suspicions, link losses and
         // view installs in the member's stderr (bench and chaos keep it in member-N.err).
-        logger.logLevel = ProcessInfo.processInfo.environment["LOCKSTEP_LOG_LEVEL"]
+        logger.logLevel =
+            ProcessInfo.processInfo.environment["LOCKSTEP_LOG_LEVEL"]
             .flatMap(Logger.Level.init(rawValue:)) ?? .error
         return logger
     }
@@ -366,4 +367,3 @@ func stallSecondsDefault(failureTimeout: Duration) -> Double {
 /// The stall watchdog's default: at least this many seconds, and this many failure timeouts.
 let stallSecondsMin: Double = 10
 let stallFailureTimeouts: Double = 3
-

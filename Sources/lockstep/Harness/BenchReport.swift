@@ -128,9 +128,10 @@ struct BenchResult: Codable, Sendable {
         messagesPerSecond = sorted.map { Double($0.delivered) / max($0.seconds, 1e-9) }.min() ?? 0
         megabytesPerSecond = sorted.map { Double($0.deliveredBytes) / max($0.seconds, 1e-9) / 1e6 }.min() ?? 0
         let receivers = sorted.filter { !(senders == "one" && $0.rank == 0) }
-        receivedFromOthersMegabytesPerSecond = receivers.map {
-            Double($0.deliveredBytesFromOthers ?? 0) / max($0.seconds, 1e-9) / 1e6
-        }.min() ?? 0
+        receivedFromOthersMegabytesPerSecond =
+            receivers.map {
+                Double($0.deliveredBytesFromOthers ?? 0) / max($0.seconds, 1e-9) / 1e6
+            }.min() ?? 0
         latencyUs = Percentiles(
             p50: sorted.map(\.latencyMicroseconds.p50).max() ?? 0,
             p99: sorted.map(\.latencyMicroseconds.p99).max() ?? 0,
@@ -198,11 +199,12 @@ struct BenchReport: Codable, Sendable {
         // On shaped links (--netns) the link is the reference: what the slowest receiver gets
         // from the others, against it.
         let shaped = results.contains { $0.ratioToLink != nil }
-        let header = (perRow ? ["transport"] : []) + [
-            "size", "senders", "mode", "window", "msg/s", "MB/s", "efficiency",
-        ] + (shaped ? ["from others MB/s", "of link"] : []) + [
-            "p50 us", "p99 us", "p999 us", "CPU s (per member)", "RSS MB max", "row gap ms", "checker",
-        ]
+        let header =
+            (perRow ? ["transport"] : []) + [
+                "size", "senders", "mode", "window", "msg/s", "MB/s", "efficiency",
+            ] + (shaped ? ["from others MB/s", "of link"] : []) + [
+                "p50 us", "p99 us", "p999 us", "CPU s (per member)", "RSS MB max", "row gap ms", "checker",
+            ]
         let rows = results.map { r in
             let linkCells = [
                 format(r.receivedFromOthersMegabytesPerSecond, 1), r.ratioToLink.map { format($0, 2) } ?? "-",
@@ -221,7 +223,8 @@ struct BenchReport: Codable, Sendable {
             "\($0.members) members, \(transports.joined(separator: " and "))"
                 + ($0.inProcess ? ", in one process" : ", one process each")
         }
-        let title = "raw TCP baseline \(format(baseline.rawTcpMegabytesPerSecond, 1)) MB/s; \(group ?? ""); "
+        let title =
+            "raw TCP baseline \(format(baseline.rawTcpMegabytesPerSecond, 1)) MB/s; \(group ?? ""); "
             + "commit \(commit); \(machine.cores) cores"
         if markdown {
             lines.append(title)

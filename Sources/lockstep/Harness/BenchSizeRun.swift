@@ -120,7 +120,8 @@ struct BenchSizeRun {
             // order; the victim's log a prefix of the survivors'.
             // A member failed by --fault-environment is not killed: it stays up and reports too.
             let reporting = bench.faultEnvironment == nil ? bench.members - 1 : bench.members
-            var checker = finals.count == reporting
+            var checker =
+                finals.count == reporting
                 ? LogChecks.benchVerdict(logPaths: logPaths, finals: finals, totalOrder: totalOrder, quiesced: false)
                 : "failed: \(reporting - finals.count) members that should be up did not report"
             if record.detectionMilliseconds.isEmpty { checker = "failed: not every survivor detected the failure" }
@@ -180,9 +181,11 @@ struct BenchSizeRun {
 
         /// Reads progress until the run completes, stops, or (after a kill) the new view ran a second.
         mutating func follow(_ handles: [MemberHandle], victim: ChildProcess?) async throws {
-            let limit = (bench.count == nil ? bench.duration : BenchSizeRun.countedRunSecondsMax)
+            let limit =
+                (bench.count == nil ? bench.duration : BenchSizeRun.countedRunSecondsMax)
                 + BenchSizeRun.completionGraceSeconds
-            let failureTimeout = bench.failureTimeoutMilliseconds.map { Duration.milliseconds($0) }
+            let failureTimeout =
+                bench.failureTimeoutMilliseconds.map { Duration.milliseconds($0) }
                 ?? Configuration().failureTimeout
             let stallSeconds = bench.stallTimeout ?? stallSecondsDefault(failureTimeout: failureTimeout)
             while true {
@@ -260,7 +263,8 @@ struct BenchSizeRun {
                 now - installedAt >= BenchSizeRun.rateAfterKillNanoseconds
             {
                 let delivered = survivors.map(\.delivered).min() ?? 0
-                let rateAfter = Double(delivered - min(delivered, record.deliveredAtInstall))
+                let rateAfter =
+                    Double(delivered - min(delivered, record.deliveredAtInstall))
                     / (Double(now - installedAt) / 1e9)
                 record.rateAfter = rateAfter
                 Output.line(

@@ -205,7 +205,8 @@ struct ChaosRun {
 
     private mutating func pause(_ victim: Int, now: Double, canRemove: Bool) -> String {
         let long = canRemove && random.chance(Self.longPauseChance)
-        let pause = long
+        let pause =
+            long
             ? Double.random(
                 in: (timeout * Self.longPauseTimeouts.lowerBound)...(timeout * Self.longPauseTimeouts.upperBound),
                 using: &random)
@@ -364,7 +365,8 @@ struct ChaosRun {
         if !outside.isEmpty {
             Output.line("  members outside the newest view (removed after a long pause, as designed): \(outside)")
         }
-        let name = "progress: the newest view (v\(newest), \(inNewest.count) members) delivered new messages "
+        let name =
+            "progress: the newest view (v\(newest), \(inNewest.count) members) delivered new messages "
             + "after the faults"
         return ((name, problem), newest)
     }

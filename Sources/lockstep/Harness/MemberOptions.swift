@@ -21,10 +21,11 @@ enum SenderChoice: String, ExpressibleByArgument, Codable, Sendable {
 
 /// Options of one member, shared by `node` and the benchmark.
 struct MemberOptions: ParsableArguments {
-    @Option(help: """
-        JSON file with any of: rank, peers, senders, window, windowBytes, mode, messageBytesMax, batchMessagesMax, \
-        batchBytesMax, heartbeatMilliseconds, failureTimeoutMilliseconds, relayThreshold. Flags override it.
-        """)
+    @Option(
+        help: """
+            JSON file with any of: rank, peers, senders, window, windowBytes, mode, messageBytesMax, batchMessagesMax, \
+            batchBytesMax, heartbeatMilliseconds, failureTimeoutMilliseconds, relayThreshold. Flags override it.
+            """)
     var config: String?
 
     @Option(help: "This member's rank (its position in --peers).")
@@ -39,10 +40,11 @@ struct MemberOptions: ParsableArguments {
     @Option(help: "The window: most messages a sender has beyond the group's delivered minimum (default 1024).")
     var window: Int?
 
-    @Option(help: """
-        The window in bytes: most payload bytes a sender has in flight (K/M suffixes; default 16M). Bounds each \
-        member's memory to about senders x this.
-        """)
+    @Option(
+        help: """
+            The window in bytes: most payload bytes a sender has in flight (K/M suffixes; default 16M). Bounds each \
+            member's memory to about senders x this.
+            """)
     var windowBytes: String?
 
     @Option(help: "Delivery mode: ordered or unordered.")
@@ -51,9 +53,11 @@ struct MemberOptions: ParsableArguments {
     @Option(help: "Largest message payload, bytes.")
     var messageBytesMax: Int?
 
-    @Option(name: .customLong("failure-timeout-ms"), help: """
-        Suspect a member not heard from for this many milliseconds (default 500).
-        """)
+    @Option(
+        name: .customLong("failure-timeout-ms"),
+        help: """
+            Suspect a member not heard from for this many milliseconds (default 500).
+            """)
     var failureTimeoutMilliseconds: Int?
 
     @Option(help: "Transport: tcp, rdma, or auto (rdma when an RDMA device is present).")
@@ -65,10 +69,12 @@ struct MemberOptions: ParsableArguments {
     @Option(help: "RDMA: row slots per peer, also the most unconsumed writes with immediate (default 64).")
     var rdmaRowSlots: Int?
 
-    @Option(help: """
-        Payloads of at least this size (K/M suffixes) travel in blocks through the relay; 'off' sends every payload \
-        directly. Default 1M.
-        """)
+    @Option(
+        help: """
+            Payloads of at least this size (K/M suffixes) travel in blocks through the relay; 'off' sends every \
+            payload \
+            directly. Default 1M.
+            """)
     var relayThreshold: String?
 
     struct FileConfig: Codable {
@@ -216,7 +222,10 @@ extension RuntimeSettings {
         let relay = relayThresholdBytes.map {
             "payloads of \($0) bytes or more, in blocks of \(relayBlockBytes) bytes, along the chain"
         }
-        let rdmaDetail = transport != .rdma ? "" : """
+        let rdmaDetail =
+            transport != .rdma
+            ? ""
+            : """
              (ring \(rdma.ringBytes) bytes, \(rdma.rowSlots) row slots of \(rdma.rowSlotBytes) bytes, \
             chunks up to \(rdma.chunkBytesMax) bytes, peer timeout \(rdma.peerTimeout))
             """

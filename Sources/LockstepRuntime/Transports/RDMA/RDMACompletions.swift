@@ -3,9 +3,9 @@
 
 import CLockstepVerbs
 import Foundation
-import Logging
 import LockstepCore
 import LockstepWire
+import Logging
 import NIOCore
 import Synchronization
 
@@ -25,13 +25,18 @@ extension RDMAPoller {
 
     func handle(_ completion: lsv_completion) {
         let id = UInt32(truncatingIfNeeded: completion.wr_id >> 8)
-        logger.trace("completion: connection \(id) op \(completion.op) status \(completion.status) imm \(completion.imm) tag \(completion.wr_id & 0xff)")
+        logger.trace(
+            """
+            completion: connection \(id) op \(completion.op) status \(completion.status) imm \(completion.imm) \
+            tag \(completion.wr_id & 0xff)
+            """)
         // A connection closed meanwhile: its late completions (flushes) are of no interest.
         guard let connection = connections[id], !connection.failed else { return }
         let tag = completion.wr_id & 0xff
         guard completion.status == 0 else {
             local.errorCompletions += 1
-            let what = completion.op == LSV_OP_RECV ? "a receive" : tag == Self.tagCredit ? "a credit write" : "an RDMA write"
+            let what =
+                completion.op == LSV_OP_RECV ? "a receive" : tag == Self.tagCredit ? "a credit write" : "an RDMA write"
             fail(connection, "\(what) failed: \(String(cString: lsv_status_string(completion.status)))")
             return
         }
@@ -55,7 +60,9 @@ extension RDMAPoller {
         let length = Int(completion.imm & ~Self.rowFlag)
         let arrival: RDMAArrival
         if completion.imm & Self.rowFlag != 0 {
-            guard length <= rdma.rowSlotBytes else { return fail(connection, "a row of \(length) bytes, beyond the slot") }
+            guard length <= rdma.rowSlotBytes else {
+                return fail(connection, "a row of \(length) bytes, beyond the slot")
+            }
             let slot = Int(connection.rowsReceived % UInt64(rdma.rowSlots))
             connection.rowsReceived += 1
             arrival = .row(offset: Int(layout.row_recv) + slot * rdma.rowSlotBytes, length: length)
@@ -86,14 +93,18 @@ extension RDMAPoller {
             let consumedImmediates = connection.link.consumedImmediates.load(ordering: .acquiring)
             let bytes = consumedBytes - connection.returnedBytes
             let immediates = consumedImmediates - connection.returnedImmediates
-            guard bytes >= UInt64(rdma.ringBytes / Self.creditReturnFraction)
-                || immediates >= UInt64(rdma.rowSlots / Self.creditReturnFraction)
+            guard
+                bytes >= UInt64(rdma.ringBytes / Self.creditReturnFraction)
+                    || immediates >= UInt64(rdma.rowSlots / Self.creditReturnFraction)
             else { continue }
             let word = connection.memory + Int(layout.credit_send)
             word.storeBytes(of: consumedBytes, as: UInt64.self)
             (word + 8).storeBytes(of: consumedImmediates, as: UInt64.self)
             (word + 16).storeBytes(of: Self.creditCheck(consumedBytes, consumedImmediates), as: UInt64.self)
-            if post(connection, local: Int(layout.credit_send), remote: Int(layout.credit_recv), length: 24, imm: 0, tag: Self.tagCredit) {
+            if post(
+                connection, local: Int(layout.credit_send), remote: Int(layout.credit_recv), length: 24, imm: 0,
+                tag: Self.tagCredit)
+            {
                 connection.returnedBytes = consumedBytes
                 connection.returnedImmediates = consumedImmediates
             }
@@ -107,7 +118,8 @@ extension RDMAPoller {
         publishStatistics()
         for (id, dial) in dials where now - dial.at > Self.dialAttemptTimeout {
             guard let connection = connections[id] else { continue }
-            dialFailed(id, conn: connection.conn, reason: "no answer to the connect request within \(Self.dialAttemptTimeout)")
+            dialFailed(
+                id, conn: connection.conn, reason: "no answer to the connect request within \(Self.dialAttemptTimeout)")
         }
         for connection in connections.values where connection.established && !connection.failed {
             if let since = connection.stalledSince, now - since > rdma.peerTimeout {

@@ -3,9 +3,9 @@
 
 import CLockstepVerbs
 import Foundation
-import Logging
 import LockstepCore
 import LockstepWire
+import Logging
 import NIOCore
 import Synchronization
 
@@ -33,7 +33,8 @@ extension RDMAPoller {
         lsv_conn_close(conn)
         guard var dial = dials.removeValue(forKey: id) else { return }
         do {
-            dial.at = try dial.schedule.nextAttempt(to: "\(settings.describePeer(rank: dial.rank)) over RDMA", after: reason)
+            dial.at = try dial.schedule.nextAttempt(
+                to: "\(settings.describePeer(rank: dial.rank)) over RDMA", after: reason)
             redials.append(dial)
         } catch {
             dial.waiter.resume(throwing: error)
@@ -46,7 +47,8 @@ extension RDMAPoller {
         while lsv_cm_poll(fabric, &result) == 0, result.kind != LSV_CM_NONE {
             worked = true
             let reason = withUnsafeBytes(of: result.reason) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            logger.debug("rdma_cm: kind \(result.kind) connection \(result.conn.map { lsv_conn_id($0) } ?? 0) \(reason)")
+            logger.debug(
+                "rdma_cm: kind \(result.kind) connection \(result.conn.map { lsv_conn_id($0) } ?? 0) \(reason)")
             switch Int(result.kind) {
             case LSV_CM_ESTABLISHED:
                 guard let conn = result.conn else { continue }
@@ -72,7 +74,9 @@ extension RDMAPoller {
                 guard let conn = result.conn else { continue }
                 dialFailed(lsv_conn_id(conn), conn: conn, reason: reason)
             case LSV_CM_DISCONNECTED:
-                guard let conn = result.conn, let connection = connections.removeValue(forKey: lsv_conn_id(conn)) else { continue }
+                guard let conn = result.conn, let connection = connections.removeValue(forKey: lsv_conn_id(conn)) else {
+                    continue
+                }
                 bury(connection)
                 events.append(.down(connection.link))
             case LSV_CM_REFUSED:

@@ -3,9 +3,9 @@
 
 import CLockstepVerbs
 import Foundation
-import Logging
 import LockstepCore
 import LockstepWire
+import Logging
 import NIOCore
 import Synchronization
 
@@ -83,7 +83,9 @@ final class RDMAPoller: @unchecked Sendable {
     static let tagCredit: UInt64 = 3
     static let rowFlag: UInt32 = 1 << 31
 
-    init(settings: RuntimeSettings, limits: WireLimits, logger: Logger, eventLoop: EventLoop, delegate: TransportDelegate)
+    init(
+        settings: RuntimeSettings, limits: WireLimits, logger: Logger, eventLoop: EventLoop, delegate: TransportDelegate
+    )
         throws(RuntimeError)
     {
         self.settings = settings
@@ -94,7 +96,8 @@ final class RDMAPoller: @unchecked Sendable {
         self.delegate = delegate
         self.highWater = settings.rdma.queuedBytesHighWater
         let sizes = lsv_sizes(
-            ring_bytes: UInt32(rdma.ringBytes), row_slot_bytes: UInt32(rdma.rowSlotBytes), row_slots: UInt32(rdma.rowSlots))
+            ring_bytes: UInt32(rdma.ringBytes), row_slot_bytes: UInt32(rdma.rowSlotBytes),
+            row_slots: UInt32(rdma.rowSlots))
         var error = [CChar](repeating: 0, count: Self.errorTextBytes)
         guard let fabric = lsv_fabric_open(sizes, &error, error.count) else {
             throw RuntimeError(.transportUnavailable, "--transport rdma: \(cText(error))")

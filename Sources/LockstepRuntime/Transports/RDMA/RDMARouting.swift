@@ -3,9 +3,9 @@
 
 import CLockstepVerbs
 import Foundation
-import Logging
 import LockstepCore
 import LockstepWire
+import Logging
 import NIOCore
 import Synchronization
 
@@ -74,10 +74,16 @@ extension RDMAPoller {
                         // A relay block is lent to the runtime in place (no copy unless it forwards it).
                         if let (block, bytesAt, bytes) = try FrameReader.blockFrame(in: rest, limits: limits) {
                             used += bytes
-                            deliver(ReceivedFrame(block: block, lent: UnsafeRawBufferPointer(rebasing: rest[0..<bytes]), blockBytesAt: bytesAt), on: link, delegate)
+                            deliver(
+                                ReceivedFrame(
+                                    block: block, lent: UnsafeRawBufferPointer(rebasing: rest[0..<bytes]),
+                                    blockBytesAt: bytesAt), on: link, delegate)
                             continue
                         }
-                        guard let (frame, bytes) = try FrameReader.nextFrame(in: rest, allocator: allocator, limits: limits) else { break }
+                        guard
+                            let (frame, bytes) = try FrameReader.nextFrame(
+                                in: rest, allocator: allocator, limits: limits)
+                        else { break }
                         used += bytes
                         deliver(frame, on: link, delegate)
                     }
@@ -85,7 +91,8 @@ extension RDMAPoller {
                 } else {
                     link.cumulation.writeBytes(chunk)
                     while !link.isClosed,
-                        let frame = try FrameReader.nextFrame(from: &link.cumulation, allocator: allocator, limits: limits)
+                        let frame = try FrameReader.nextFrame(
+                            from: &link.cumulation, allocator: allocator, limits: limits)
                     {
                         deliver(frame, on: link, delegate)
                     }

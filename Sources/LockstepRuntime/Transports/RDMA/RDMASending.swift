@@ -3,9 +3,9 @@
 
 import CLockstepVerbs
 import Foundation
-import Logging
 import LockstepCore
 import LockstepWire
+import Logging
 import NIOCore
 import Synchronization
 
@@ -61,7 +61,10 @@ extension RDMAPoller {
                 UnsafeMutableRawBufferPointer(start: connection.memory + offset, count: length).copyMemory(from: $0)
             }
             let remote = Int(layout.row_recv) + slot * rdma.rowSlotBytes
-            guard post(connection, local: offset, remote: remote, length: length, imm: Self.rowFlag | UInt32(length), tag: Self.tagRow)
+            guard
+                post(
+                    connection, local: offset, remote: remote, length: length, imm: Self.rowFlag | UInt32(length),
+                    tag: Self.tagRow)
             else { return (posted, false) }
             connection.rowsSent += 1
             connection.pendingRows.removeFirst()
@@ -97,8 +100,10 @@ extension RDMAPoller {
                 }
             }
             copiedBytes += length
-            guard post(connection, local: Int(layout.send_ring) + Int(offset), remote: Int(layout.recv_ring) + Int(offset),
-                length: length, imm: UInt32(length), tag: Self.tagData)
+            guard
+                post(
+                    connection, local: Int(layout.send_ring) + Int(offset), remote: Int(layout.recv_ring) + Int(offset),
+                    length: length, imm: UInt32(length), tag: Self.tagData)
             else { return (posted, false) }
             connection.sendHead += UInt64(length)
             connection.helloPending = false
@@ -125,7 +130,8 @@ extension RDMAPoller {
 
     func post(_ connection: RDMAConnection, local: Int, remote: Int, length: Int, imm: UInt32, tag: UInt64) -> Bool {
         let withImmediate: Int32 = tag == Self.tagCredit ? 0 : 1
-        let rc = lsv_post_write(connection.conn, UInt64(local), UInt64(remote), UInt32(length), withImmediate, imm,
+        let rc = lsv_post_write(
+            connection.conn, UInt64(local), UInt64(remote), UInt32(length), withImmediate, imm,
             UInt64(connection.id) << 8 | tag)
         guard rc == 0 else {
             fail(connection, "posting an RDMA write failed: \(String(cString: strerror(rc)))")

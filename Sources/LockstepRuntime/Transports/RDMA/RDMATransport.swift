@@ -25,9 +25,9 @@
 
 import CLockstepVerbs
 import Foundation
-import Logging
 import LockstepCore
 import LockstepWire
+import Logging
 import NIOCore
 import Synchronization
 
@@ -64,7 +64,8 @@ final class RDMATransport: Transport, @unchecked Sendable {
             throw RuntimeError(
                 .transportUnavailable, "joining a running group is not supported over RDMA yet: use --transport tcp")
         }
-        let poller = try RDMAPoller(settings: settings, limits: limits, logger: logger, eventLoop: eventLoop, delegate: delegate)
+        let poller = try RDMAPoller(
+            settings: settings, limits: limits, logger: logger, eventLoop: eventLoop, delegate: delegate)
         self.poller = poller
         poller.start()
         // Rank r dials every lower rank, as on TCP; refused dials are retried until connectTimeout.

@@ -4,9 +4,9 @@
 // waits behind data (docs/WIRE.md, "Lanes"). A hello naming its lane is the first frame of every
 // dialed connection (Handshake.swift); frames are split by FrameDecoder.
 
-import Logging
 import LockstepCore
 import LockstepWire
+import Logging
 import NIOCore
 import NIOPosix
 
@@ -65,7 +65,9 @@ final class TCPTransport: Transport, @unchecked Sendable {
         logger.info("listening on \(address)")
     }
 
-    private func installHandlers(on channel: Channel, link: TCPLink, lane: Lane?, member: MemberID?)
+    private func installHandlers(
+        on channel: Channel, link: TCPLink, lane: Lane?, member: MemberID?
+    )
         -> EventLoopFuture<Void>
     {
         channel.eventLoop.makeCompletedFuture {
@@ -86,8 +88,9 @@ final class TCPTransport: Transport, @unchecked Sendable {
         }
         for rank in ranks {
             while try await !dialPair(rank: rank, schedule: schedule, on: eventLoop) {
-                try await Task.sleep(until: schedule.nextAttempt(
-                    to: settings.describePeer(rank: rank), after: "the connection closed while dialing"))
+                try await Task.sleep(
+                    until: schedule.nextAttempt(
+                        to: settings.describePeer(rank: rank), after: "the connection closed while dialing"))
             }
         }
     }
@@ -119,12 +122,15 @@ final class TCPTransport: Transport, @unchecked Sendable {
         do {
             try await channel.writeAndFlush(address.encoded()).get()
         } catch {
-            logger.info("telling \(channel.remoteAddress.map { "\($0)" } ?? "a member") this joiner's address failed: \(error)")
+            logger.info(
+                "telling \(channel.remoteAddress.map { "\($0)" } ?? "a member") this joiner's address failed: \(error)")
         }
     }
 
     /// Connects one lane to the member at `rank` and sends its hello; retried until the deadline.
-    private func dial(rank: Int, lane: Lane, link: TCPLink, schedule: DialSchedule, on eventLoop: EventLoop)
+    private func dial(
+        rank: Int, lane: Lane, link: TCPLink, schedule: DialSchedule, on eventLoop: EventLoop
+    )
         async throws -> Channel
     {
         let address = settings.addresses[rank]
@@ -149,8 +155,9 @@ final class TCPTransport: Transport, @unchecked Sendable {
                 // A connection whose hello could not be written is closed before the retry (it
                 // may have closed already: nothing more to release then).
                 try? await connected?.close()
-                try await Task.sleep(until: schedule.nextAttempt(
-                    to: "\(settings.describePeer(rank: rank)) (\(lane) lane)", after: "\(error)"))
+                try await Task.sleep(
+                    until: schedule.nextAttempt(
+                        to: "\(settings.describePeer(rank: rank)) (\(lane) lane)", after: "\(error)"))
             }
         }
     }
