@@ -119,9 +119,11 @@ func waitUntil(seconds: Double = 30, _ condition: () -> Bool) async throws {
     }
 }
 
+/// Quiet unless `LOCKSTEP_TEST_LOG_LEVEL` (trace, debug, info, warning, error) asks for more.
 func testLogger() -> Logger {
     var logger = Logger(label: "test")
-    logger.logLevel = .critical
+    let level = ProcessInfo.processInfo.environment["LOCKSTEP_TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:))
+    logger.logLevel = level ?? .critical
     return logger
 }
 

@@ -419,9 +419,9 @@ struct LaneTests {
         control.send(
             Wire.encode(
                 .hello(Hello(member: MemberID(2), viewID: view.id, memberRank: 1, senderCount: 1, lane: .control))))
-        // The link is up at its first lane: the member starts.
+        // The link is up at its first lane: the member starts (no count of failed links before the
+        // close is asserted: on a loaded machine connectTimeout may pass before the member says).
         let runtime = try await started
-        #expect(try await runtime.statistics().linksClosedWithError == 0)
         #expect(control.waitForClose(), "the half-open link is closed once connectTimeout passes")
         #expect(try await runtime.statistics().linksClosedWithError == 1)
         await runtime.close()

@@ -6,19 +6,18 @@ import LockstepCore
 import LockstepSimulator
 import Testing
 
-@Suite("Random simulation")
+// Serialized: these chunks run for seconds each on a cooperative thread; two at once would hold
+// the whole pool on two cores, and the in-process runtime tests beside them (members that must
+// start and heartbeat within 500 ms of each other) would be starved into false suspicions.
+@Suite("Random simulation", .serialized)
 struct RandomSimulationTests {
     static let seedsPerChunk: UInt64 = 100
 
     @Test("1,000 random seeds pass the checker", arguments: 0..<10)
-    func randomSeeds(chunk: Int) async {
+    func randomSeeds(chunk: Int) {
         let first = UInt64(chunk) * Self.seedsPerChunk + 1
         var deliveries = 0
         for seed in first..<(first + Self.seedsPerChunk) {
-            // A chunk runs for seconds on a cooperative thread: between seeds it lets the other
-            // tests' tasks run (with two cores, two chunks would otherwise hold the whole pool
-            // and in-process runtime tests would miss their deadlines).
-            await Task.yield()
             let report = Simulation.run(SimulationOptions(seed: seed, messagesPerSenderMax: 100))
             deliveries += report.deliveries
             #expect(report.passed, "\(report.failureDescription)")
@@ -32,12 +31,11 @@ struct RandomSimulationTests {
         keep safety, views, virtual synchrony and progress
         """,
         arguments: 0..<20)
-    func faultSeeds(chunk: Int) async {
+    func faultSeeds(chunk: Int) {
         let first = 1_000_000 + UInt64(chunk) * 100
         var crashes = 0
         var viewChanges: UInt64 = 0
         for seed in first..<(first + 100) {
-            await Task.yield()  // as in randomSeeds
             let report = Simulation.run(SimulationOptions(seed: seed, messagesPerSenderMax: 60, faults: true))
             crashes += report.crashedProcesses.count
             viewChanges += report.viewChanges

@@ -57,9 +57,12 @@ extension MemberRuntime {
 
     /// Asks the source for what the window has room for; returns whether it has nothing more now.
     private func pullFromSource() -> Bool {
-        // Unknown until asked: a source that was not asked (no room) may have more.
+        // Not asked (no room in messages, or payloads pulled earlier still wait for bytes): nothing
+        // more can go now, and the window opening (acknowledgements, a poll) asks again. Taking
+        // such a source for "not drained" had the poll re-queue itself without end while the
+        // byte window was full (a core spinning on a greedy source).
         let capacity = core.sendCapacity
-        guard capacity > 0, pulledBack.isEmpty, let source else { return source == nil }
+        guard capacity > 0, pulledBack.isEmpty, let source else { return true }
         // An empty window admits one message of any size (sendCapacityBytes is Int.max): ask for
         // a window's worth, and only if even the first does not fit, for that one alone (asking
         // for one at a time cost small messages a fifth of their rate).

@@ -69,7 +69,11 @@ final class RDMATransport: Transport, @unchecked Sendable {
         self.poller = poller
         poller.start()
         // Rank r dials every lower rank, as on TCP; refused dials are retried until connectTimeout.
-        for rank in 0..<settings.memberRank { try await poller.dial(rank: rank) }
+        // Every pair at once, as on TCP (a member heartbeats only once all its links are up).
+        try await withThrowingTaskGroup(of: Void.self) { pairs in
+            for rank in 0..<settings.memberRank { pairs.addTask { try await poller.dial(rank: rank) } }
+            try await pairs.waitForAll()
+        }
     }
 
     func close() async {

@@ -86,12 +86,20 @@ final class TCPTransport: Transport, @unchecked Sendable {
         let ranks = settings.view.members.indices.filter {
             settings.dialsEveryone ? $0 != settings.memberRank : $0 < settings.memberRank
         }
-        for rank in ranks {
-            while try await !dialPair(rank: rank, schedule: schedule, on: eventLoop) {
-                try await Task.sleep(
-                    until: schedule.nextAttempt(
-                        to: settings.describePeer(rank: rank), after: "the connection closed while dialing"))
+        // Every pair at once: a member is ready (and heartbeats) only once all its links are up,
+        // and peers that were ready sooner start timing its silence; dialing one pair after the
+        // other made that gap the sum of the dials.
+        try await withThrowingTaskGroup(of: Void.self) { pairs in
+            for rank in ranks {
+                pairs.addTask {
+                    while try await !self.dialPair(rank: rank, schedule: schedule, on: eventLoop) {
+                        let reason = "the connection closed while dialing"
+                        try await Task.sleep(
+                            until: schedule.nextAttempt(to: self.settings.describePeer(rank: rank), after: reason))
+                    }
+                }
             }
+            try await pairs.waitForAll()
         }
     }
 
