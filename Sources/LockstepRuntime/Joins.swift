@@ -65,12 +65,25 @@ struct ControlMessage: Codable, Sendable {
         }
     }
 
+    /// The longest host name a control message may carry (a DNS name is at most 253 bytes). A
+    /// peer's host is sent on (redirects, welcomes): one far longer could make those frames pass
+    /// `Wire.controlBytesMax` (JSON escapes "/" as two bytes).
+    static let hostBytesMax = 255
+
     static func decode(_ body: [UInt8]) throws(RuntimeError) -> ControlMessage {
+        let message: ControlMessage
         do {
-            return try JSONDecoder().decode(ControlMessage.self, from: Data(body))
+            message = try JSONDecoder().decode(ControlMessage.self, from: Data(body))
         } catch {
             throw RuntimeError(.joinFailed, "a malformed control message (\(body.count) bytes): \(error)")
         }
+        let hosts = [message.host].compactMap { $0 } + (message.members ?? []).map(\.host)
+        if let long = hosts.first(where: { $0.utf8.count > hostBytesMax }) {
+            throw RuntimeError(
+                .joinFailed,
+                "a \(message.kind) control message with a host of \(long.utf8.count) bytes (at most \(hostBytesMax))")
+        }
+        return message
     }
 }
 

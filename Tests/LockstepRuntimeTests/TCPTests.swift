@@ -24,9 +24,9 @@ struct TCPTests {
 
     @Test(
         """
-            Three in-process members over loopback TCP deliver everything, in one order; the relay carries payloads \
-            only with fewer senders than members - 1
-            """,
+        Three in-process members over loopback TCP deliver everything, in one order; the relay carries payloads \
+        only with fewer senders than members - 1
+        """,
         arguments: RelayCase.allCases)
     func inProcessGroup(relayCase: RelayCase) async throws {
         let relay = relayCase == .oneSender
@@ -148,6 +148,10 @@ struct TCPTests {
 
     enum Malformed: String, CaseIterable, Sendable {
         case badMagic, badVersion, impossibleLength, truncatedBody, garbage, droppedConnection
+        /// Regression (review of the house refactor): a peer's `address` with a 600 KB host was
+        /// kept, and re-encoding it in a redirect passed the control frame limit (JSON escapes
+        /// "/" as two bytes): the member answering a join crashed. Hosts are bounded at decode.
+        case hugeHost
 
         func bytes(_ view: View) -> [UInt8] {
             let valid = Wire.encode(
@@ -159,15 +163,19 @@ struct TCPTests {
             case .truncatedBody: return Array(valid.dropLast(5))
             case .garbage: return (0..<64).map { UInt8(($0 * 37 + 11) % 256) }
             case .droppedConnection: return []
+            case .hugeHost:
+                let body =
+                    #"{"kind":"address","id":2,"port":7000,"host":""# + String(repeating: "/", count: 600_000) + #""}"#
+                return Wire.encode(.control(Array(body.utf8)))
             }
         }
     }
 
     @Test(
         """
-            A malformed frame or a dropped connection closes only that link; the member stays up and keeps what it \
-            delivered
-            """,
+        A malformed frame or a dropped connection closes only that link; the member stays up and keeps what it \
+        delivered
+        """,
         arguments: Malformed.allCases)
     func badLinkCostsNothingElse(_ kind: Malformed) async throws {
         let link = try await PlayedLink.start()
@@ -200,9 +208,9 @@ struct TCPTests {
 
     @Test(
         """
-            A multi-process group: 3 `lockstep node` processes stream 100,000 messages of mixed sizes each and pass \
-            the checker
-            """
+        A multi-process group: 3 `lockstep node` processes stream 100,000 messages of mixed sizes each and pass \
+        the checker
+        """
     )
     func multiProcess() async throws {
         let report = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-test-\(getpid()).json")
@@ -227,9 +235,9 @@ struct TCPTests {
 struct KillAfterTests {
     @Test(
         """
-            bench --kill-after: the survivors of a SIGKILLed member suspect it, install a view without it within 3 x \
-            failureTimeout, and deliver again; safety holds
-            """
+        bench --kill-after: the survivors of a SIGKILLed member suspect it, install a view without it within 3 x \
+        failureTimeout, and deliver again; safety holds
+        """
     )
     func killedMemberIsDetected() async throws {
         let report = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-kill-\(getpid()).json")
@@ -345,9 +353,9 @@ struct DeliveryStreamTests {
     /// whatever the data lane does.
     @Test(
         """
-            A consumer that reads nothing for 4 x the failure timeout costs no suspicion: rows still flow on the \
-            control lane while its data lane is paused
-            """
+        A consumer that reads nothing for 4 x the failure timeout costs no suspicion: rows still flow on the \
+        control lane while its data lane is paused
+        """
     )
     func pausedDataLaneKeepsHeartbeats() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 3)
@@ -398,9 +406,9 @@ struct LaneTests {
     /// or the link fails (the peer is then suspected like any failed link), and the member stays up.
     @Test(
         """
-            A peer that opens its control lane but never its data lane has its link failed after connectTimeout; the \
-            member stays up
-            """
+        A peer that opens its control lane but never its data lane has its link failed after connectTimeout; the \
+        member stays up
+        """
     )
     func missingDataLaneFailsTheLink() async throws {
         let ports = try (0..<2).map { _ in try freePort() }
@@ -456,9 +464,9 @@ struct RuntimeWindowTests {
     /// sequences, 1.1 GB of RSS, a stalled run).
     @Test(
         """
-            A source that gives more than the byte window admits loses nothing: every message is delivered, in order, \
-            and the window held
-            """
+        A source that gives more than the byte window admits loses nothing: every message is delivered, in order, \
+        and the window held
+        """
     )
     func greedySourceLosesNothing() async throws {
         let ids = (1...3).map { MemberID(UInt64($0)) }
@@ -502,9 +510,9 @@ struct NodeEndTests {
     /// makes the byte window bind).
     @Test(
         """
-            3 `lockstep node --duration 1` processes (4 KiB and 1 MiB messages) with stdin at EOF run their workload, \
-            end by themselves with equal deliveries and status 0, and log no error
-            """
+        3 `lockstep node --duration 1` processes (4 KiB and 1 MiB messages) with stdin at EOF run their workload, \
+        end by themselves with equal deliveries and status 0, and log no error
+        """
     )
     func nodesEndTogether() async throws {
         let ports = try (0..<3).map { _ in try freePort() }
@@ -591,9 +599,9 @@ struct NodeEndTests {
     /// delivering; its watchdog says so with its state and exits 1.
     @Test(
         """
-            A node whose group stops delivering (its one peer is SIGSTOPped) prints a stalled line with its state and \
-            exits 1 within the stall timeout
-            """
+        A node whose group stops delivering (its one peer is SIGSTOPped) prints a stalled line with its state and \
+        exits 1 within the stall timeout
+        """
     )
     func stalledNodeSaysWhy() async throws {
         let ports = try (0..<2).map { _ in try freePort() }

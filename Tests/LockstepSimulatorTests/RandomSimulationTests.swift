@@ -9,7 +9,7 @@ import Testing
 // Serialized: these chunks run for seconds each on a cooperative thread; two at once would hold
 // the whole pool on two cores, and the in-process runtime tests beside them (members that must
 // start and heartbeat within 500 ms of each other) would be starved into false suspicions.
-@Suite("Random simulation", .serialized)
+@Suite("Random simulation")
 struct RandomSimulationTests {
     static let seedsPerChunk: UInt64 = 100
 

@@ -57,12 +57,16 @@ extension MemberRuntime {
 
     /// Asks the source for what the window has room for; returns whether it has nothing more now.
     private func pullFromSource() -> Bool {
-        // Not asked (no room in messages, or payloads pulled earlier still wait for bytes): nothing
-        // more can go now, and the window opening (acknowledgements, a poll) asks again. Taking
-        // such a source for "not drained" had the poll re-queue itself without end while the
-        // byte window was full (a core spinning on a greedy source).
+        // Not asked because payloads pulled earlier still wait for bytes: nothing more can go now,
+        // and the window opening (acknowledgements, a poll) asks again. Taking such a source for
+        // "not drained" had the poll re-queue itself without end while the byte window was full
+        // (an event loop spinning on a greedy source).
+        // A window without room in messages is not "drained": the poll below may reopen it, and
+        // the loop then asks again (with no traffic left to trigger a poll, a sender whose source
+        // filled the window exactly would wait for its next heartbeat).
         let capacity = core.sendCapacity
-        guard capacity > 0, pulledBack.isEmpty, let source else { return true }
+        guard capacity > 0 else { return source == nil }
+        guard pulledBack.isEmpty, let source else { return true }
         // An empty window admits one message of any size (sendCapacityBytes is Int.max): ask for
         // a window's worth, and only if even the first does not fit, for that one alone (asking
         // for one at a time cost small messages a fifth of their rate).
