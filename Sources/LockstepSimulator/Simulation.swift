@@ -72,9 +72,6 @@ public struct SimulationReport: Sendable {
     public var coreErrors: [String]
     /// Processes that crashed and messages lost to faults (runs with faults).
     public var crashedProcesses: [Int] = []
-    /// `crashedProcesses` under the name the CLI still prints it by (it counts processes, not
-    /// ranks): remove once Sources/lockstep reads `crashedProcesses`.
-    public var crashedRanks: [Int] { crashedProcesses }
     public var messagesLost: UInt64 = 0
     /// Views installed after the first, and the last install's distance from the heal (faults).
     public var viewChanges: UInt64 = 0

@@ -402,6 +402,55 @@ struct DeliveryStreamTests {
 
 @Suite("Lanes", .timeLimit(.minutes(1)))
 struct LaneTests {
+    /// Regression (found running the full suite for the house refactor): a member heartbeats
+    /// only once all of its own links are up, so a peer that was ready sooner timed its silence
+    /// from its own start and, on a busy machine, removed it at once (m3, 600 ms in). A peer that
+    /// is connected and has sent no row yet is starting, not failed, until connectTimeout.
+    @Test(
+        """
+        A connected peer that has sent no row yet is not suspected within connectTimeout of the start, and is \
+        suspected after it
+        """
+    )
+    func startingPeerIsNotSuspected() async throws {
+        let ports = try (0..<2).map { _ in try freePort() }
+        let view = try View(id: ViewID(1), members: [MemberID(1), MemberID(2)], senders: [MemberID(1)])
+        var settings = RuntimeSettings(
+            configuration: Configuration(), view: view, memberRank: 0,
+            addresses: ports.map { PeerAddress(host: "127.0.0.1", port: $0) })
+        settings.connectTimeout = .seconds(3)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let startedAt = NIODeadline.now().uptimeNanoseconds
+        async let started = MemberRuntime.start(settings: settings, eventLoop: group.next(), logger: testLogger()) {
+            _ in
+        }
+        var lanes: [RawPeer] = []
+        for lane in [Lane.control, .data] {
+            let peer = try await RawPeer.connecting(port: ports[0])
+            peer.send(
+                Wire.encode(
+                    .hello(Hello(member: MemberID(2), viewID: view.id, memberRank: 1, senderCount: 1, lane: lane))))
+            lanes.append(peer)
+        }
+        let runtime = try await started
+        // The peer never sends a row. It is suspected, but not before connectTimeout has passed
+        // since the start (the member's own clock says when it wedged: no test timing involved).
+        let deadline = ContinuousClock.now + .seconds(20)
+        var statistics = try await runtime.statistics()
+        while statistics.suspectedRanks != [1], ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+            statistics = try await runtime.statistics()
+        }
+        #expect(statistics.suspectedRanks == [1], "the silent peer is suspected once connectTimeout has passed")
+        let wedgedAfter = (statistics.wedgedAtUptimeNanoseconds ?? startedAt) - startedAt
+        #expect(
+            wedgedAfter >= 3_000_000_000,
+            "suspected \(wedgedAfter / 1_000_000) ms after the start, within connectTimeout")
+        await runtime.close()
+        try await group.shutdownGracefully()
+        _ = lanes
+    }
+
     /// The lane rule: a pair's second connection must come within connectTimeout of the first,
     /// or the link fails (the peer is then suspected like any failed link), and the member stays up.
     @Test(

@@ -207,8 +207,21 @@ extension MemberRuntime {
         timer = eventLoop.scheduleTask(deadline: .uptimeNanoseconds(at.nanoseconds)) {
             self.timerAt = nil
             self.hearDoneMembers()
+            self.hearPeersStillStarting()
             self.core.tick(Timestamp(nanoseconds: NIODeadline.now().uptimeNanoseconds))
             self.poll()
+        }
+    }
+
+    /// A peer sends rows only once all of its own links are up, which may be a while after its
+    /// link to this member came up (it dials others, its machine is busy): a peer connected and
+    /// not heard from yet is starting, not failed, for `connectTimeout` after this member started
+    /// (the time any member is given to connect). Its failure detector starts with its first row;
+    /// a peer whose link goes down is suspected at once as before.
+    private func hearPeersStillStarting() {
+        guard NIODeadline.now() < startupDeadline else { return }
+        for member in core.view.members where member != me && links[member] != nil && lastRowArrival[member] == nil {
+            if let rank = core.view.rank(of: member) { heard(fromMemberRank: rank) }
         }
     }
 

@@ -94,6 +94,9 @@ public final class MemberRuntime: @unchecked Sendable {
     var allDone: EventLoopPromise<Void>?
     /// When the last row from each peer arrived (uptime nanoseconds).
     var lastRowArrival: [MemberID: UInt64] = [:]
+    /// Until then, a peer whose link is up but that has sent no row yet is taken to be starting,
+    /// not failed (see `hearPeersStillStarting`): `connectTimeout` after this member started.
+    let startupDeadline: NIODeadline
 
     /// A peer still in a view this member left, answered once with this member's last row of it.
     struct Straggler: Hashable {
@@ -153,6 +156,7 @@ public final class MemberRuntime: @unchecked Sendable {
         self.relay = Relay(settings: settings)
         self.nextViewHold = NextViewHold(configuration: settings.configuration, memberCount: settings.view.memberCount)
         self.effectView = settings.view
+        self.startupDeadline = NIODeadline.now() + .nanoseconds(Int64(settings.connectTimeout.nanosecondsClamped))
         effects.reserveCapacity(Self.effectsCapacity)
     }
 

@@ -117,7 +117,7 @@ struct Simulate: AsyncParsableCommand {
 
     private static func seedLine(_ report: SimulationReport) -> String {
         let configuration = report.configuration
-        let faults = report.options.faults ? " crashed=\(report.crashedRanks) lost=\(report.messagesLost)" : ""
+        let faults = report.options.faults ? " crashed=\(report.crashedProcesses) lost=\(report.messagesLost)" : ""
         return "seed \(report.options.seed): \(report.passed ? "passed" : "FAILED") "
             + "members=\(report.view.memberCount) senders=\(report.view.senderCount) "
             + "mode=\(configuration.deliveryMode.rawValue) window=\(configuration.windowMessagesMax) "
