@@ -46,8 +46,8 @@ extension MemberRuntime {
         let address = PeerAddress(host: host, port: port)
         switch core.requestJoin(joiner) {
         case .accepted:
-            joinerLinks[joiner] = (link, address)
-            acceptedAddresses[joiner] = address
+            joinerLinks[joiner] = link
+            addresses[joiner] = address
             logger.warning("accepted a join from \(joiner) at \(address)")
             poll()
         case .redirect(let leader):
@@ -67,11 +67,10 @@ extension MemberRuntime {
     /// As the leader that installed `view`: send each joiner the view, the addresses and a snapshot.
     func welcomeJoiners(of view: View, previous: View) {
         for (rank, joiner) in view.members.enumerated() where !previous.members.contains(joiner) {
-            guard let (link, _) = joinerLinks.removeValue(forKey: joiner) else { continue }
+            guard let link = joinerLinks.removeValue(forKey: joiner) else { continue }
             var members: [ControlMessage.Member] = []
             for (memberRank, id) in view.members.enumerated() {
-                let address = addresses[id] ?? joinerLinks[id]?.address ?? acceptedAddresses[id]
-                guard let address else {
+                guard let address = addresses[id] else {
                     logger.error("cannot welcome \(joiner): no address for \(id)")
                     link.close()
                     return

@@ -42,7 +42,8 @@ public final class MemberRuntime: @unchecked Sendable {
     var links: [MemberID: TransportLink] = [:]
     /// Every member a link was ever admitted for or dialed: the first view's and joiners'.
     var knownMembers: Set<MemberID>
-    /// Where members listen (the first view's, and joiners' as they say): for welcomes and redirects.
+    /// Where members listen (the first view's; a joiner's from its join request or its `address` frame):
+    /// for welcomes and redirects.
     var addresses: [MemberID: PeerAddress] = [:]
     /// Latest row not yet written to a link that was not writable (latest wins).
     var pendingRows: [MemberID: ByteBuffer] = [:]
@@ -67,10 +68,9 @@ public final class MemberRuntime: @unchecked Sendable {
     var nextViewHold: NextViewHold
     var replayPending = false
     // Views and joins. Joiners this member accepted as leader wait on their join connection for
-    // the welcome; what is sent to a member of the view that has not connected yet (a joiner) is
-    // held for it, bounded.
-    var joinerLinks: [MemberID: (link: TransportLink, address: PeerAddress)] = [:]
-    var acceptedAddresses: [MemberID: PeerAddress] = [:]
+    // the welcome (their address is in `addresses` from the request on); what is sent to a member
+    // of the view that has not connected yet (a joiner) is held for it, bounded.
+    var joinerLinks: [MemberID: TransportLink] = [:]
     var answeredStragglers: Set<Straggler> = []
     var heldForJoiners: [MemberID: [ByteBuffer]] = [:]
     /// Joiners for which more was to be held than the bound (said once each).
