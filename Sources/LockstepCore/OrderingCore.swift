@@ -34,7 +34,7 @@ public struct OrderingCore: Sendable {
     var rows: [Row]
     var rings: [SlotRing]
     /// Unordered mode: per sender, how many messages have been delivered (and released) here.
-    private var unorderedDelivered: [UInt64]
+    var unorderedDelivered: [UInt64]
     /// Unordered mode, after a view change: per sender rank, how many of the sender's first
     /// messages in this view are re-sent ones this member already delivered in the last view.
     var unorderedSkip: [UInt64] = []
@@ -47,6 +47,14 @@ public struct OrderingCore: Sendable {
     public mutating func skipResentMessages(_ counts: [UInt64]) {
         guard configuration.deliveryMode == .unordered, counts.count == senderCount else { return }
         unorderedSkip = counts
+    }
+
+    /// Unordered mode: per sender rank, how many of the sender's first messages in this view this
+    /// member's state holds (delivered here, or re-sent ones it delivered in the last view and
+    /// skips): a joiner whose snapshot is this state skips as many. Empty in ordered mode.
+    var skipForJoiner: [UInt64] {
+        guard configuration.deliveryMode == .unordered else { return [] }
+        return (0..<senderCount).map { unorderedDelivered[$0] + (unorderedSkip.isEmpty ? 0 : unorderedSkip[$0]) }
     }
 
     /// Own messages with index below this have been put in a data batch.

@@ -30,6 +30,7 @@ extension SimulatedGroup {
         state.pausedUntil = nil
         state.deferred = []
         state.backlog = 0  // its application is gone too
+        noticeCrash(of: process, id: state.id)
     }
 
     /// An operator's sweep: restarts whatever crashed, was removed or is stuck wedged, and comes
@@ -64,17 +65,31 @@ extension SimulatedGroup {
     func startIncarnation(_ process: Int) {
         let id = MemberID(nextMemberID)
         nextMemberID += 1
-        processes[process] = SimulatedProcess(id: id, status: .joining, core: nil)
+        let clock = (processes[process].clockRate, processes[process].clockOffset)
+        processes[process] = SimulatedProcess(id: id, status: .joining, member: nil)
+        (processes[process].clockRate, processes[process].clockOffset) = clock
         scheduler.resetTimer(process)
         processOfMember[id] = process
         histories[id] = History()
         askToJoin(process)
     }
 
+    /// Not welcomed in time: the joiner asks another member (its contact may have failed, or
+    /// been the leader that accepted it and died); after `joinAttemptsMax` it starts afresh as a
+    /// new incarnation (its id may be in a view that removed it by now).
+    func retryJoin(_ process: Int) {
+        if processes[process].joinAttempts >= joinAttemptsMax {
+            startIncarnation(process)
+        } else {
+            askToJoin(process)
+        }
+    }
+
     private func askToJoin(_ process: Int) {
         let state = processes[process]
         let contacts = processes.indices.filter { $0 != process && processes[$0].status == .active }
         state.joinAskedAt = now
+        state.joinAttempts += 1
         scheduler.schedule(at: now + joinRetryInterval.nanosecondsClamped, .joinRetry(process, state.id))
         guard let contact = contacts.randomElement(using: &random) else { return }
         sendControl(.join(state.id), from: process, to: contact, toID: processes[contact].id)

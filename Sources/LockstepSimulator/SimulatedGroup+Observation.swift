@@ -65,7 +65,7 @@ extension SimulatedGroup {
         line += " wedged \(core.isWedged) suspects \(core.suspectedRanks) backlog \(state.backlog)"
         line += " proposal \(round(row.proposal.number)) commit \(round(row.commit.number))"
         line += " install \(row.installNumber)"
-        line += " received \(row.received) delivered \(row.delivered) future \(state.future.count)"
+        line += " received \(row.received) delivered \(row.delivered) held \(state.member?.heldFrames ?? 0)"
         if state.minority { line += " MINORITY" }
         return line
     }

@@ -29,8 +29,14 @@ public final class SimulatedGroup {
     public internal(set) var lastInstallAt: UInt64 = 0
     /// Largest random payload filler, in bytes (payloads also carry a 16-byte header).
     public var payloadFillerBytesMax = 48
-    /// A joiner that has not been welcomed this long after asking tries again, as a new incarnation.
-    public var joinRetryInterval: Duration = .seconds(2)
+    /// A joiner that has not been welcomed this long after asking asks again (another member,
+    /// the same id). Below the failure timeout: a joiner is a member of the view that adds it
+    /// from the install on, and one not started within the failure timeout is suspected (enough
+    /// of them cost the view its majority). Any member of that view welcomes it when asked.
+    public var joinRetryInterval: Duration = .milliseconds(200)
+    /// A joiner asks this many times before it starts afresh as a new incarnation (its id may
+    /// be in a view that removed it by then).
+    public var joinAttemptsMax = 10
     /// Traffic of views a process has not installed yet that it holds, at most (a bound, like a
     /// runtime's; going past it is reported as a core error).
     public var futureMessagesMax = 1 << 16
@@ -45,7 +51,17 @@ public final class SimulatedGroup {
     var random: DeterministicRandom
     /// The effects buffer every poll fills: one for the group, emptied and refilled by each poll
     /// with its capacity kept, so a poll allocates nothing once the run is warm.
-    var effects: [Effect] = []
+    var memberEffects: [MemberEffect] = []
+    /// How harshly the simulated shells and network treat the members (`Harshness`).
+    public var harshness = Harshness.gentle {
+        didSet { drawClocks() }
+    }
+    /// Rows on their way, by link, that a later row may still replace (`rowCoalescingProbability`):
+    /// the token of the last row sent on each link, and the tokens replaced.
+    var lastRowOnLink: [[(token: UInt64, viewID: ViewID, installs: Bool)?]] = []
+    var replacedRows: Set<UInt64> = []
+    var nextRowToken: UInt64 = 1
+    public private(set) var rowsCoalesced: UInt64 = 0
     /// Data messages sent and not yet arrived or lost (the run is not quiet while any are).
     var dataInFlight = 0
     /// Scripted events not happened yet (the run is not quiet while any are).
@@ -87,20 +103,21 @@ public final class SimulatedGroup {
         var processes: [SimulatedProcess] = []
         let firstInstall = [ViewRecord(viewID: 1, members: ids, stateDigest: AppState().digest)]
         for rank in ids.indices {
-            let core = try OrderingCore(configuration: configuration, view: view, memberRank: rank)
-            processes.append(SimulatedProcess(id: ids[rank], status: .active, core: core))
+            let member = try Member<Message>(configuration: configuration, view: view, memberRank: rank)
+            processes.append(SimulatedProcess(id: ids[rank], status: .active, member: member))
             processOfMember[ids[rank]] = rank
             histories[ids[rank]] = History(installs: firstInstall)
         }
         nextMemberID = UInt64(ids.count) + 1
         for _ in 0..<spareProcesses {
-            processes.append(SimulatedProcess(id: MemberID(0), status: .dormant, core: nil))
+            processes.append(SimulatedProcess(id: MemberID(0), status: .dormant, member: nil))
         }
         self.processes = processes
         var random = DeterministicRandom(seed: seed)
         network = SimulatedNetwork(processCount: processes.count, delay: linkDelay, using: &random)
         self.random = random
         scheduler = SimulatedScheduler(processCount: processes.count)
+        lastRowOnLink = processes.map { _ in processes.map { _ in nil } }
         // Every member's clock starts at once (a runtime ticks from the start): heartbeats and
         // failure detection run even in a group with nothing to send.
         for process in ids.indices { scheduler.startTimer(process) }
@@ -161,8 +178,12 @@ public final class SimulatedGroup {
         }
         eventsProcessed += 1
         switch event {
-        case .arrival(let to, let toID, let from, _, let message):
+        case .arrival(let to, let toID, let from, _, let message, let token):
             if case .data = message { dataInFlight -= 1 }
+            if token != 0 {
+                if replacedRows.remove(token) != nil { return }
+                if lastRowOnLink[from][to]?.token == token { lastRowOnLink[from][to] = nil }
+            }
             deliver(event, to: to, toID: toID, from: from)
         case .control(let to, let toID, let from, _):
             deliver(event, to: to, toID: toID, from: from)
@@ -172,6 +193,9 @@ public final class SimulatedGroup {
             handleOrDefer(event, at: process)
         case .pause(let process, let until):
             beginPause(process, until: until)
+        case .poll(let process), .linkDown(let process, _):
+            guard isLive(process) else { return }
+            handleOrDefer(event, at: process)
         case .burst, .leave, .joinRetry:
             if case .joinRetry = event {} else { scheduledWorkPending -= 1 }
             guard isLive(event.process) else { return }
@@ -181,6 +205,7 @@ public final class SimulatedGroup {
         case .failLink(let from, let to):
             scheduledWorkPending -= 1
             network.fail(from: from, to: to, fromID: processes[from].id, toID: processes[to].id)
+            noticeLinkFailure(from: from, to: to)
         case .healLinks:
             scheduledWorkPending -= 1
             network.healAll()
@@ -230,12 +255,31 @@ public final class SimulatedGroup {
             return
         }
         let lane: Lane
+        var token: UInt64 = 0
         switch message {
         case .data: lane = .data
-        case .row: lane = .control
+        case .row(let row):
+            lane = .control
+            token = coalesceRow(row, from: from, to: to)
         }
         let arrival = network.arrivalTime(from: from, to: to, lane: lane, now: now, using: &random)
-        scheduler.schedule(at: arrival, .arrival(to: to, toID: toID, from: from, fromID: processes[from].id, message))
+        scheduler.schedule(
+            at: arrival, .arrival(to: to, toID: toID, from: from, fromID: processes[from].id, message, token: token))
+    }
+
+    /// Rows are latest-wins on a runtime's link: a row may replace the one still on its way
+    /// before it (of the same view; an install row is never replaced). Returns the row's token.
+    private func coalesceRow(_ row: Row, from: Int, to: Int) -> UInt64 {
+        let token = nextRowToken
+        nextRowToken += 1
+        if let last = lastRowOnLink[from][to], last.viewID == row.viewID, !last.installs,
+            harshness.rowCoalescingProbability > 0, random.chance(harshness.rowCoalescingProbability)
+        {
+            replacedRows.insert(last.token)
+            rowsCoalesced += 1
+        }
+        lastRowOnLink[from][to] = (token, row.viewID, row.installNumber != 0)
+        return token
     }
 
     /// Puts a join-handshake message on the control lane, or counts it lost.

@@ -1,16 +1,9 @@
-// The simulated member shell: what runs around one process's core, as a runtime does. It feeds
-// the core what arrives, lets the application submit what the window admits, polls, and
-// carries out the effects: it sends a view and a state snapshot to joiners, holds traffic of a
-// view it has not installed yet, answers members still in a view it has left, and drops the
-// rest of the traffic of views it has left.
-//
-// The view-change rules here (`receive`, `holdFuture`, `replayFuture`, `answerJoin`,
-// `acceptWelcome`, `install`) also exist in the runtime; issue 12 moves them into one shell that
-// both drive, and what stays is the application (`submitBacklog`, deliveries) and the IO. To
-// keep that step small, the shell reaches outside its own process only through `transmit` and
-// `sendControl` (the network), `processOfMember` (addressing), `scheduler.armTimer`, the records
-// (`histories`, `coreErrors`, `dataInFlight`, `lastInstallAt`), `random` (the payloads) and
-// `startIncarnation` (a joiner that gives up and retries).
+// The simulated member shell: what runs around one process's `Member` (the member shell the
+// runtime drives too: traffic by view, holds, stragglers, audiences and welcomes are its rules,
+// not this file's). What stays here is IO, as in a runtime: handing arrivals to the member,
+// polling it (after every event, or after a burst of them, as read bursts and completion
+// batches do: `Harshness`), carrying out its effects on the simulated network, the joiner's side
+// of the join handshake, and the application (`submitBacklog`, deliveries, snapshots).
 
 import LockstepChecker
 import LockstepCore
@@ -19,63 +12,96 @@ extension SimulatedGroup {
     /// The member in `process` handles one event now, then its application and effects run.
     func handle(_ event: SimulatedEvent) {
         switch event {
-        case .arrival(let to, _, let from, let fromID, let message):
-            receive(message, at: to, from: from, fromID: fromID)
+        case .arrival(let to, _, _, let fromID, let message, _):
+            if processes[to].readingPaused.contains(fromID) {
+                processes[to].unread.append(event)
+                return
+            }
+            receive(message, at: to, fromID: fromID)
+            afterEvent(to)
         case .control(let to, _, let from, let control):
             handleControl(to, from: from, control)
         case .timer(let process):
-            guard processes[process].core != nil else { return }
-            feed(process, .tick(Timestamp(nanoseconds: now)))
-            pump(process)
+            guard processes[process].member != nil else { return }
+            processes[process].member?.tick(Timestamp(nanoseconds: clock(of: process)))
+            afterEvent(process)
+        case .poll(let process):
+            processes[process].pollScheduled = false
+            if processes[process].member != nil { pump(process) }
+        case .linkDown(let process, let peer):
+            guard processes[process].member != nil else { return }
+            processes[process].member?.linkFailed(peer)
+            afterEvent(process)
         case .burst(let process, let count):
             // An application whose member does not send in its view has nothing to send with.
             if processes[process].core != nil, processes[process].core?.senderRank == nil { return }
             processes[process].backlog += count
-            if processes[process].core != nil { pump(process) }
+            if processes[process].member != nil { pump(process) }
         case .leave(let process):
-            guard processes[process].core != nil else { return }
-            processes[process].core?.leave()
+            guard processes[process].member != nil else { return }
+            processes[process].member?.leave()
             pump(process)
         case .joinRetry(let process, let id):
             guard processes[process].id == id, processes[process].status == .joining else { return }
-            // Not welcomed in time (the leader may have failed, or added this incarnation and
-            // died before welcoming it): try again as a new incarnation.
-            startIncarnation(process)
+            retryJoin(process)
         case .pause, .resume, .crash, .failLink, .healLinks, .restart, .recoverStragglers:
             preconditionFailure("pauses and faults are never deferred, got \(event)")
         }
     }
 
-    /// Core traffic from the incarnation `fromID` in process `from`, by the message's view.
-    private func receive(_ message: Message, at process: Int, from: Int, fromID: MemberID) {
-        guard let view = processes[process].core?.view else {
-            holdFuture(process, fromID, message)
-            return
-        }
-        let viewID = message.viewID
-        if viewID > view.id {
-            holdFuture(process, fromID, message)
-            if let rank = view.rank(of: fromID) { feed(process, .heard(fromMemberRank: rank)) }
-        } else if viewID == view.id, let rank = view.rank(of: fromID) {
-            feed(process, .received(message, fromMemberRank: rank))
-            pump(process)
-        } else if viewID < view.id, let last = processes[process].core?.lastRowOfPreviousView,
-            last.viewID == viewID,
-            processes[process].answeredStragglers.insert([fromID.rawValue, viewID.rawValue]).inserted
-        {
-            // The sender is still in a view this member has left: it missed the install.
-            // This member's last row of that view carries it (once per straggler and view).
-            transmit(.row(last), from: process, to: from, toID: fromID)
-        }
+    /// The process's clock now (skewed: `Harshness.clockRateSkewMax`).
+    func clock(of process: Int) -> UInt64 {
+        let state = processes[process]
+        guard state.clockRate != 1 || state.clockOffset != 0 else { return now }
+        return UInt64(max(0, state.clockOffset + Int64(Double(now) * state.clockRate)))
     }
 
-    private func holdFuture(_ process: Int, _ from: MemberID, _ message: Message) {
-        guard processes[process].future.count < futureMessagesMax else {
-            coreErrors.append(
-                "\(processes[process].id) at \(now)ns: more than \(futureMessagesMax) messages of future views held")
+    /// The virtual time at which the process's clock reads `time`.
+    private func virtualTime(of process: Int, at time: UInt64) -> UInt64 {
+        let state = processes[process]
+        guard state.clockRate != 1 || state.clockOffset != 0 else { return time }
+        return UInt64(max(0, Double(Int64(time) - state.clockOffset) / state.clockRate))
+    }
+
+    /// After an event the member polls now, or (a burst) a little later, after whatever else
+    /// reaches it meanwhile.
+    private func afterEvent(_ process: Int) {
+        guard processes[process].member != nil else { return }
+        if processes[process].pollScheduled { return }
+        if harshness.batchedPollProbability > 0, random.chance(harshness.batchedPollProbability) {
+            processes[process].pollScheduled = true
+            let delay = UInt64.random(in: 0...harshness.batchWindow.nanosecondsClamped, using: &random)
+            scheduler.schedule(at: now + delay, .poll(process))
             return
         }
-        processes[process].future.append((from, message))
+        pump(process)
+    }
+
+    /// Core traffic from the incarnation `fromID`: to the member (which routes it by view), or,
+    /// for a joiner not welcomed yet, kept until the welcome.
+    private func receive(_ message: Message, at process: Int, fromID: MemberID) {
+        guard processes[process].member != nil else {
+            guard processes[process].beforeWelcome.count < futureMessagesMax else {
+                coreErrors.append("\(processes[process].id) at \(now)ns: more than \(futureMessagesMax) held")
+                return
+            }
+            processes[process].beforeWelcome.append((fromID, message))
+            return
+        }
+        feed(process, message, from: fromID)
+    }
+
+    private func feed(_ process: Int, _ message: Message, from: MemberID) {
+        let state = processes[process]
+        let before = traceEnabled ? state.core?.suspectedRanks : nil
+        do {
+            try state.member?.receive(message, from: from)
+        } catch {
+            coreErrors.append("\(state.id) at \(now)ns: \(error)")
+        }
+        if traceEnabled, let core = state.core, core.suspectedRanks != before {
+            trace("process \(process) \(state.id) \(core.view.id) suspects \(core.suspectedRanks) after \(message)")
+        }
     }
 
     private func handleControl(_ process: Int, from: Int, _ control: SimulatedControl) {
@@ -87,96 +113,71 @@ extension SimulatedGroup {
             guard state.status == .joining, let leaderProcess = processOfMember[leader], leaderProcess != process
             else { return }
             sendControl(.join(state.id), from: process, to: leaderProcess, toID: leader)
-        case .welcome(let view, let rank, let snapshot, let skip):
-            acceptWelcome(process, view: view, rank: rank, snapshot: snapshot, skip: skip)
+        case .welcome(let start, let snapshot):
+            acceptWelcome(process, start: start, snapshot: snapshot)
         }
     }
 
-    /// A joiner asks this member to add it: the leader takes it into the next view; anyone else
-    /// points the joiner at the leader.
+    /// A joiner asks this member to add it (the member shell decides how to answer).
     private func answerJoin(_ process: Int, from: Int, joiner: MemberID) {
-        guard let answer = processes[process].core?.requestJoin(joiner) else { return }
+        guard let answer = processes[process].member?.requestJoin(joiner) else { return }
         switch answer {
         case .accepted: pump(process)
+        case .welcome(let start):
+            sendControl(.welcome(start, processes[process].app), from: process, to: from, toID: joiner)
         case .redirect(let leader):
             if processOfMember[leader] != nil, processes[from].id == joiner {
                 sendControl(.redirect(leader), from: process, to: from, toID: joiner)
             }
-        case .refused: break  // the joiner retries after joinRetryInterval
+        case .refused: break  // the joiner asks another member after joinRetryInterval
         }
     }
 
-    /// A joiner is welcomed into `view`: it starts its core there from the snapshot, skipping
-    /// the re-sent messages the snapshot already holds, then handles what it held for the view.
-    private func acceptWelcome(_ process: Int, view: View, rank: Int, snapshot: AppState, skip: [UInt64]) {
+    /// A joiner is welcomed: it starts its member from the welcome and the snapshot, then handles
+    /// what reached it before.
+    private func acceptWelcome(_ process: Int, start: JoinerStart, snapshot: AppState) {
         let state = processes[process]
-        guard state.status == .joining, view.members.indices.contains(rank), view.members[rank] == state.id else {
-            return
-        }
+        let view = start.view
+        guard state.status == .joining, view.members.indices.contains(start.memberRank),
+            view.members[start.memberRank] == state.id
+        else { return }
         do {
-            state.core = try OrderingCore(configuration: configuration, view: view, memberRank: rank)
+            state.member = try Member(configuration: configuration, joining: start)
         } catch {
             coreErrors.append("\(state.id): cannot start in \(view): \(error)")
             return
         }
-        state.core?.skipResentMessages(skip)
         state.status = .active
         state.app = snapshot
         histories[state.id]?.initialState = snapshot
         histories[state.id]?.installs.append(
             ViewRecord(viewID: view.id.rawValue, members: view.members, stateDigest: snapshot.digest))
-        feed(process, .tick(Timestamp(nanoseconds: now)))
-        replayFuture(process)
+        state.member?.tick(Timestamp(nanoseconds: clock(of: process)))
+        let held = state.beforeWelcome
+        state.beforeWelcome = []
+        for (from, message) in held { feed(process, message, from: from) }
         pump(process)
     }
 
-    /// Feeds the held traffic of the view just installed; keeps what is for later views.
-    private func replayFuture(_ process: Int) {
-        guard let view = processes[process].core?.view else { return }
-        let held = processes[process].future
-        processes[process].future = []
-        for (from, message) in held {
-            if message.viewID > view.id {
-                processes[process].future.append((from, message))
-            } else if message.viewID == view.id, let rank = view.rank(of: from) {
-                feed(process, .received(message, fromMemberRank: rank))
-            }
-        }
-    }
-
-    private func feed(_ process: Int, _ event: Event) {
-        let state = processes[process]
-        do {
-            let before = traceEnabled ? state.core?.suspectedRanks : nil
-            guard state.core != nil else {
-                preconditionFailure("\(state.id) (\(state.status)) fed \(event) without a core")
-            }
-            try state.core?.handle(event)
-            if traceEnabled, let core = state.core, core.suspectedRanks != before {
-                trace("process \(process) \(state.id) \(core.view.id) suspects \(core.suspectedRanks) after \(event)")
-            }
-        } catch {
-            coreErrors.append("\(state.id) at \(now)ns: \(error)")
-        }
-    }
-
     /// Lets the member's application submit what the window admits, then polls and carries out
-    /// the effects; repeats while deliveries or a new view open the window for more.
+    /// the effects; repeats while deliveries or a new view open the window for more, and after an
+    /// install replays what was held for the new view (all of it before the next poll).
     func pump(_ process: Int) {
         let state = processes[process]
-        while state.status == .active, state.core != nil {
+        while state.status == .active, state.member != nil {
             let submitted = submitBacklog(process)
-            effects.removeAll(keepingCapacity: true)
-            guard let oldView = state.core?.view, let memberRank = state.core?.memberRank else {
-                preconditionFailure("\(state.id) (\(state.status)) lost its core while submitting")
-            }
-            let ledOldView = state.core?.leaderRank == memberRank
+            memberEffects.removeAll(keepingCapacity: true)
             let before = traceEnabled ? state.core?.suspectedRanks : nil
-            state.core?.poll(into: &effects)
-            if traceEnabled, let core = state.core, core.view == oldView, core.suspectedRanks != before {
-                trace("process \(process) \(state.id) \(oldView.id) suspects \(core.suspectedRanks)")
+            let oldView = state.core?.view.id
+            state.member?.poll(into: &memberEffects)
+            if traceEnabled, let core = state.core, core.view.id == oldView, core.suspectedRanks != before {
+                trace("process \(process) \(state.id) \(core.view.id) suspects \(core.suspectedRanks)")
             }
-            let progressed = carryOut(process, oldView: oldView, ledOldView: ledOldView)
+            let progressed = carryOut(process)
+            if state.member?.hasHeldTrafficToReplay == true, let held = state.member?.takeHeldTraffic() {
+                for (from, message) in held { feed(process, message, from: from) }
+                continue
+            }
             guard state.status == .active, let sendCapacity = state.core?.sendCapacity else { break }
             if state.backlog == 0 || (submitted == 0 && !progressed) { break }
             if sendCapacity == 0 { break }
@@ -196,7 +197,7 @@ extension SimulatedGroup {
             let payload = ApplicationPayload.make(
                 sender: id, sequence: sequence, fillerBytesMax: payloadFillerBytesMax, using: &random)
             do {
-                try state.core?.send(payload)
+                try state.member?.send(payload)
             } catch {
                 coreErrors.append("\(id) send #\(sequence): \(error)")
                 return 0
@@ -208,25 +209,25 @@ extension SimulatedGroup {
         return count
     }
 
-    /// Carries out the effects of one poll. Sends before an `installView` go to the old view's
-    /// members, later ones to the new view's. Returns whether anything opened the window.
-    private func carryOut(_ process: Int, oldView: View, ledOldView: Bool) -> Bool {
+    /// Carries out the effects of one poll. Returns whether anything opened the window.
+    private func carryOut(_ process: Int) -> Bool {
         let state = processes[process]
         var progressed = false
-        var currentView = oldView
-        for effect in effects {
+        for effect in memberEffects {
             switch effect {
-            case .sendData(let batch):
-                for member in currentView.members where member != state.id {
+            case .sendData(let batch, let view):
+                for member in view.members where member != state.id {
                     guard let to = processOfMember[member] else { continue }
                     dataInFlight += 1
                     transmit(.data(batch), from: process, to: to, toID: member)
                 }
-            case .sendRow(let row):
-                for member in currentView.members where member != state.id {
+            case .sendRow(let row, let view):
+                for member in view.members where member != state.id {
                     guard let to = processOfMember[member] else { continue }
                     transmit(.row(row), from: process, to: to, toID: member)
                 }
+            case .sendRowTo(let row, let member):
+                if let to = processOfMember[member] { transmit(.row(row), from: process, to: to, toID: member) }
             case .deliver(let delivery):
                 progressed = true
                 let record = ApplicationPayload.record(of: delivery)
@@ -236,11 +237,15 @@ extension SimulatedGroup {
                 state.wedgedAt = now
                 state.everWedged = true
                 state.sentWhenWedged = sentRecords(process).count
-            case .installView(let view, _):
+            case .installed(let view, _, _):
                 progressed = true
-                install(view, at: process, leaving: currentView, ledOldView: ledOldView)
-                currentView = view
-                replayFuture(process)
+                if traceEnabled { trace("process \(process) \(state.id) installs \(view)") }
+                recordInstall(view, at: process)
+            case .welcome(let joiner, let start):
+                if traceEnabled { trace("process \(process) \(state.id) welcomes \(joiner) into \(start.view.id)") }
+                if let to = processOfMember[joiner] {
+                    sendControl(.welcome(start, state.app), from: process, to: to, toID: joiner)
+                }
             case .removed:
                 state.status = .removed
                 histories[state.id]?.removed = true
@@ -249,27 +254,46 @@ extension SimulatedGroup {
             case .minority:
                 state.minority = true
             case .armTimer(let at):
-                scheduler.armTimer(process, at: at.nanoseconds)
+                var time = virtualTime(of: process, at: at.nanoseconds)
+                if harshness.lateTimerProbability > 0, random.chance(harshness.lateTimerProbability) {
+                    time += UInt64.random(in: 0...harshness.lateTimerMax.nanosecondsClamped, using: &random)
+                }
+                scheduler.armTimer(process, at: time)
+            case .pauseReading(let member):
+                if traceEnabled { trace("process \(process) \(state.id) stops reading from \(member)") }
+                state.readingPaused.insert(member)
+            case .resumeReading(let member):
+                resumeReading(process, from: member)
             }
         }
         return progressed
     }
 
-    /// Records an install; the leader of the view left welcomes the joiners with its snapshot.
-    private func install(_ view: View, at process: Int, leaving oldView: View, ledOldView: Bool) {
+    private func resumeReading(_ process: Int, from member: MemberID) {
+        let state = processes[process]
+        state.readingPaused.remove(member)
+        let unread = state.unread
+        state.unread = []
+        for event in unread {
+            guard case .arrival(_, _, _, let fromID, let message, _) = event, fromID == member else {
+                state.unread.append(event)
+                continue
+            }
+            feed(process, message, from: fromID)
+        }
+        // What was read now wants a poll, after this one's effects.
+        if !state.pollScheduled {
+            state.pollScheduled = true
+            scheduler.schedule(at: now, .poll(process))
+        }
+    }
+
+    private func recordInstall(_ view: View, at process: Int) {
         let state = processes[process]
         lastInstallAt = now
         histories[state.id]?.installs.append(
             ViewRecord(viewID: view.id.rawValue, members: view.members, stateDigest: state.app.digest))
         state.wedgedAt = nil
         state.minority = false
-        guard ledOldView else { return }
-        for (rank, member) in view.members.enumerated() where !oldView.members.contains(member) {
-            guard let to = processOfMember[member] else { continue }
-            guard let skip = state.core?.resentAlreadyDelivered else {
-                preconditionFailure("\(state.id) installed \(view.id) without a core")
-            }
-            sendControl(.welcome(view, rank: rank, state.app, skip: skip), from: process, to: to, toID: member)
-        }
     }
 }

@@ -68,6 +68,8 @@ struct SimulatedNetwork {
         }
     }
 
+    func baseDelay(from: Int, to: Int) -> UInt64 { delayBase[from][to] }
+
     mutating func setDelay(from: Int, to: Int, _ delay: Duration) {
         delayBase[from][to] = delay.nanosecondsClamped
     }

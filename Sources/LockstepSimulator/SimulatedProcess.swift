@@ -32,28 +32,41 @@ struct History {
 final class SimulatedProcess {
     var id: MemberID
     var status: SimulatedGroup.Status
-    var core: OrderingCore?
+    /// The member shell (the same `Member` the runtime drives), once the incarnation has a view.
+    var member: Member<Message>?
+    /// The core of the current view (read-only: every event goes through `member`).
+    var core: OrderingCore? { member?.core }
     var app = AppState()
     var backlog = 0
     var nextSenderSequence: UInt64 = 0
     var pausedUntil: UInt64? = nil
     /// What arrived while paused, handled in arrival order on resume.
     var deferred: [SimulatedEvent] = []
-    /// Traffic of a view not installed yet: (sender, message), in arrival order.
-    var future: [(MemberID, Message)] = []
+    /// A joiner's traffic before its welcome: (sender, message), in arrival order (a runtime's
+    /// members hold it for a joiner that has not connected; here the joiner holds it).
+    var beforeWelcome: [(MemberID, Message)] = []
+    /// Members this process does not read from for now (`MemberEffect.pauseReading`), and what
+    /// arrived from them meanwhile, in arrival order.
+    var readingPaused: Set<MemberID> = []
+    var unread: [SimulatedEvent] = []
+    /// A poll is scheduled (events until then are handled without one, as in a read burst).
+    var pollScheduled = false
+    /// This process's clock: `offset + rate x virtual time` (clock skew), in nanoseconds.
+    var clockOffset: Int64 = 0
+    var clockRate = 1.0
+    /// Join attempts of this incarnation (it asks another contact before starting afresh).
+    var joinAttempts = 0
     /// When the member wedged in its current view, and how many messages it had submitted then.
     var wedgedAt: UInt64? = nil
     var everWedged = false
     var sentWhenWedged = 0
     var minority = false
     var joinAskedAt: UInt64 = 0
-    /// (member, view) pairs this process sent its last row of that view to.
-    var answeredStragglers: Set<[UInt64]> = []
 
-    init(id: MemberID, status: SimulatedGroup.Status, core: OrderingCore?) {
+    init(id: MemberID, status: SimulatedGroup.Status, member: Member<Message>?) {
         self.id = id
         self.status = status
-        self.core = core
+        self.member = member
     }
 
     /// Active or joining: it handles what reaches it.

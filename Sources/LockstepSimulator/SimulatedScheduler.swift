@@ -6,9 +6,14 @@ import LockstepCore
 
 /// Something that happens at one virtual instant. Processes are named by index.
 enum SimulatedEvent {
-    case arrival(to: Int, toID: MemberID, from: Int, fromID: MemberID, Message)
+    /// `token` names a row on its link, so a later row can replace it (latest wins); 0 for data.
+    case arrival(to: Int, toID: MemberID, from: Int, fromID: MemberID, Message, token: UInt64)
     case control(to: Int, toID: MemberID?, from: Int, SimulatedControl)
     case timer(Int)
+    /// The poll after a burst of events (`Harshness.batchedPollProbability`).
+    case poll(Int)
+    /// The process's link to incarnation `peer` reports a failure (a reset connection).
+    case linkDown(Int, peer: MemberID)
     case burst(Int, count: Int)
     case pause(Int, until: UInt64)
     case resume(Int)
@@ -24,9 +29,10 @@ enum SimulatedEvent {
     var process: Int {
         switch self {
         case .burst(let process, _), .leave(let process), .joinRetry(let process, _), .timer(let process),
-            .pause(let process, _), .resume(let process), .crash(let process), .restart(let process):
+            .pause(let process, _), .resume(let process), .crash(let process), .restart(let process),
+            .poll(let process), .linkDown(let process, _):
             return process
-        case .arrival(let to, _, _, _, _), .control(let to, _, _, _): return to
+        case .arrival(let to, _, _, _, _, _), .control(let to, _, _, _): return to
         case .failLink(let from, _): return from
         case .healLinks, .recoverStragglers: return 0
         }
@@ -37,7 +43,7 @@ enum SimulatedEvent {
 enum SimulatedControl {
     case join(MemberID)
     case redirect(MemberID)
-    case welcome(View, rank: Int, AppState, skip: [UInt64])
+    case welcome(JoinerStart, AppState)
 }
 
 struct SimulatedScheduler {

@@ -45,6 +45,9 @@ public struct SimulationOptions: Sendable, Equatable {
     public var progressBound: Duration = .seconds(5)
     /// Print faults and suspicions as they happen (debugging one seed).
     public var trace = false
+    /// Fault runs treat the members as a runtime does (`Harshness.runtimeLike`); false: the
+    /// gentle shell of old.
+    public var harsh = true
 
     /// The one command that replays this run.
     public var replayCommand: String {
@@ -54,6 +57,7 @@ public struct SimulationOptions: Sendable, Equatable {
         command += " --messages \(messagesPerSenderMax)"
         if !pauses { command += " --no-pauses" }
         if faults { command += " --faults" }
+        if faults && !harsh { command += " --gentle" }
         return command
     }
 }
@@ -116,6 +120,7 @@ public enum Simulation {
         scheduleWorkload(on: group, messagesPerSenderMax: options.messagesPerSenderMax, using: &random)
         if options.pauses { schedulePauses(on: group, memberCount: setup.memberCount, using: &random) }
         group.traceEnabled = options.trace
+        if options.faults && options.harsh { group.harshness = .runtimeLike }
         if options.faults {
             FaultSchedule(memberCount: setup.memberCount, spareProcesses: spareProcesses)
                 .schedule(on: group, configuration: setup.configuration, using: &random)

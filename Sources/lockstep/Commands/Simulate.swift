@@ -40,6 +40,13 @@ struct Simulate: AsyncParsableCommand {
             """)
     var faults: Bool = false
 
+    @Flag(
+        help: """
+            With --faults: the kind shell of old (a poll after every event, failures seen only by timeouts, every \
+            row delivered, one clock), to tell a finding of the harsh one from a protocol bug.
+            """)
+    var gentle: Bool = false
+
     @Flag(help: "Print faults and suspicions as they happen (use with --seeds 1).")
     var trace: Bool = false
 
@@ -76,6 +83,7 @@ struct Simulate: AsyncParsableCommand {
         var options = SimulationOptions(
             seed: firstSeed + UInt64(k), memberCount: members, deliveryMode: mode, messagesPerSenderMax: messages,
             pauses: pauses, faults: faults)
+        options.harsh = !gentle
         options.trace = trace
         return options
     }
