@@ -253,6 +253,11 @@ public struct OrderingCore: Sendable {
 
     public mutating func tick(_ time: Timestamp) {
         if time > now { now = time }
+        // A tick is the shell's one timer firing: it is gone, whenever it fired. Forgetting it
+        // makes the next poll arm it again even when the tick came before the time asked for (a
+        // skewed or rounded clock), where keeping it would leave the member with no timer at
+        // all: no heartbeats, no failure detection, for good.
+        armedTimerAt = nil
         let previousTick = lastTickAt
         lastTickAt = now
         // The first tick starts the clock. A tick long after the previous one means this member

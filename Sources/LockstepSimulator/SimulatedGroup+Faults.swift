@@ -40,6 +40,7 @@ extension SimulatedGroup {
         // Stuck: wedged for longer than two failure timeouts (a member busy installing a view
         // is wedged for a few round trips only).
         let stuckAfter = 2 * configuration.failureTimeout.nanosecondsClamped
+        if traceEnabled { for line in processSummary { trace("sweep sees: \(line)") } }
         for process in processes.indices {
             switch processes[process].status {
             case .crashed, .removed: startIncarnation(process)

@@ -172,7 +172,7 @@ public final class SimulatedGroup {
         guard let (time, event) = scheduler.popNext() else { return }
         if traceEnabled {
             switch event {
-            case .arrival, .timer, .control, .burst, .joinRetry, .resume: break
+            case .arrival, .timer, .control, .burst, .joinRetry, .resume, .poll: break
             default: print("t=\(time / 1_000_000)ms \(event)")
             }
         }

@@ -50,17 +50,21 @@ extension SimulatedGroup {
     }
 
     /// The process's clock now (skewed: `Harshness.clockRateSkewMax`).
-    func clock(of process: Int) -> UInt64 {
-        let state = processes[process]
-        guard state.clockRate != 1 || state.clockOffset != 0 else { return now }
-        return UInt64(max(0, state.clockOffset + Int64(Double(now) * state.clockRate)))
+    func clock(of process: Int) -> UInt64 { clockReading(of: processes[process], at: now) }
+
+    private func clockReading(of state: SimulatedProcess, at time: UInt64) -> UInt64 {
+        guard state.clockRate != 1 || state.clockOffset != 0 else { return time }
+        return UInt64(max(0, state.clockOffset + Int64(Double(time) * state.clockRate)))
     }
 
     /// The virtual time at which the process's clock reads `time`.
     private func virtualTime(of process: Int, at time: UInt64) -> UInt64 {
         let state = processes[process]
         guard state.clockRate != 1 || state.clockOffset != 0 else { return time }
-        return UInt64(max(0, Double(Int64(time) - state.clockOffset) / state.clockRate))
+        var virtual = UInt64(max(0, (Double(Int64(time) - state.clockOffset) / state.clockRate).rounded(.up)))
+        // Never early by a rounding: the process's clock reads at least `time` then.
+        while clockReading(of: state, at: virtual) < time { virtual += 1 }
+        return virtual
     }
 
     /// After an event the member polls now, or (a burst) a little later, after whatever else
