@@ -34,6 +34,8 @@ struct ControlMessage: Codable, Sendable {
     var members: [Member]? = nil
     var rank: Int? = nil
     var snapshot: Data? = nil
+    /// A welcome, unordered mode: the joiner's skip counts (`JoinerStart.skip`).
+    var skip: [UInt64]? = nil
 
     /// The message as a control frame, or why it cannot be one: a body beyond
     /// `Wire.controlBytesMax` (a welcome whose snapshot is too large for one frame).
@@ -92,8 +94,11 @@ public struct Welcome: Sendable {
     public var view: View
     public var memberRank: Int
     public var addresses: [PeerAddress]
-    /// The application state at the end of the view before (the leader's snapshot hook).
+    /// The application state at the end of the view before (the welcoming member's snapshot hook).
     public var snapshot: [UInt8]
+    /// Unordered mode: per sender rank, how many of the sender's first messages in the view the
+    /// snapshot already holds (the joiner skips them).
+    public var skip: [UInt64] = []
 }
 
 extension MemberRuntime {
@@ -138,9 +143,13 @@ extension MemberRuntime {
                 guard view.members.indices.contains(rank), view.members[rank] == member else {
                     throw RuntimeError(.joinFailed, "the welcome does not place \(member) at rank \(rank) of \(view)")
                 }
+                let skip = answer.skip ?? []
+                guard skip.isEmpty || skip.count == view.senderCount else {
+                    throw RuntimeError(.joinFailed, "the welcome's skip counts do not fit \(view)")
+                }
                 return Welcome(
                     view: view, memberRank: rank, addresses: members.map { PeerAddress(host: $0.host, port: $0.port) },
-                    snapshot: answer.snapshot.map { [UInt8]($0) } ?? [])
+                    snapshot: answer.snapshot.map { [UInt8]($0) } ?? [], skip: skip)
             case .join, .address, .done:
                 throw RuntimeError(.joinFailed, "unexpected \(answer.kind) from \(target)")
             }

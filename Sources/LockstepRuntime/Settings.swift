@@ -45,6 +45,9 @@ public struct RuntimeSettings: Sendable {
     /// A joiner dials every member (they do not know its address); members of the first view
     /// dial the lower ranks.
     public var dialsEveryone = false
+    /// A joiner's welcome, unordered mode: how many of each sender's first messages in the view
+    /// its snapshot already holds (`JoinerStart.skip`).
+    public var joinerSkip: [UInt64] = []
 
     public init(configuration: Configuration, view: View, memberRank: Int, addresses: [PeerAddress]) {
         self.configuration = configuration
@@ -59,6 +62,7 @@ public struct RuntimeSettings: Sendable {
             configuration: configuration, view: welcome.view, memberRank: welcome.memberRank,
             addresses: welcome.addresses)
         dialsEveryone = true
+        joinerSkip = welcome.skip
     }
 }
 

@@ -13,8 +13,6 @@ public struct Harshness: Sendable, Equatable {
     /// A crashed process's connections reset: each live peer learns it from its link (a
     /// failure notification) with this probability, after the link's delay; else by timeout.
     public var crashNoticeProbability = 0.0
-    /// A failed link resets its connection: both ends are told, with this probability.
-    public var linkFailureNoticeProbability = 0.0
     /// A row replaces the row still on its way before it on the same link (latest wins).
     public var rowCoalescingProbability = 0.0
     /// Each process's clock runs at a rate within 1 ± this, from an offset of up to a second.
@@ -31,7 +29,6 @@ public struct Harshness: Sendable, Equatable {
         var harsh = Harshness()
         harsh.batchedPollProbability = 0.5
         harsh.crashNoticeProbability = 0.7
-        harsh.linkFailureNoticeProbability = 0.3
         harsh.rowCoalescingProbability = 0.3
         harsh.clockRateSkewMax = 0.02
         harsh.lateTimerProbability = 0.02
@@ -64,10 +61,8 @@ extension SimulatedGroup {
         }
     }
 
-    /// A failed link may reset its connection, which both ends see.
-    func noticeLinkFailure(from: Int, to: Int) {
-        guard harshness.linkFailureNoticeProbability > 0, random.chance(harshness.linkFailureNoticeProbability)
-        else { return }
+    /// A connection reset: both ends are told (and suspect each other: a reset costs both).
+    func noticeReset(from: Int, to: Int) {
         let fromID = processes[from].id
         let toID = processes[to].id
         scheduler.schedule(at: now + network.baseDelay(from: from, to: to), .linkDown(from, peer: toID))

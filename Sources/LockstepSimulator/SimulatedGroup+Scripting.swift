@@ -38,8 +38,28 @@ extension SimulatedGroup {
 
     /// The link from process `from` to process `to` fails (one way): what is in flight on it and
     /// everything sent later is lost, until `healLinks`.
-    public func failLink(from: Int, to: Int, at time: Duration? = nil) {
-        scheduleScripted(at: when(time), .failLink(from: from, to: to))
+    /// With `reset`, the connection resets and both ends are told at once (a TCP reset), so each
+    /// suspects the other: a reset costs both ends.
+    public func failLink(from: Int, to: Int, at time: Duration? = nil, reset: Bool = false) {
+        scheduleScripted(at: when(time), .failLink(from: from, to: to, reset: reset))
+    }
+
+    /// The link from `from` to `to` works again (for new connections: the incarnations whose
+    /// connection failed stay apart).
+    public func healLink(from: Int, to: Int, at time: Duration? = nil) {
+        scheduleScripted(at: when(time), .healLink(from: from, to: to))
+    }
+
+    /// A cut between two sets: every link between a process in `a` and one in `b` fails both
+    /// ways (a partition when the sets cover the group; a non-transitive cut when a third set
+    /// still reaches both).
+    public func cut(_ a: Set<Int>, from b: Set<Int>, at time: Duration? = nil) {
+        for x in a {
+            for y in b where x != y {
+                failLink(from: x, to: y, at: time)
+                failLink(from: y, to: x, at: time)
+            }
+        }
     }
 
     /// A symmetric partition: every link between the processes in `side` and the others fails,

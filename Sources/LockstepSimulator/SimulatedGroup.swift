@@ -42,6 +42,9 @@ public final class SimulatedGroup {
     public var futureMessagesMax = 1 << 16
     /// Print faults and suspicions as they happen (debugging one seed).
     public var traceEnabled = false
+    /// A member removed while alive (a long pause, a false suspicion) starts again as a new
+    /// incarnation this long after it learns it (as `lockstep node` does); nil: it stays out.
+    public var rejoinAfterRemoval: Duration? = .milliseconds(50)
 
     var processes: [SimulatedProcess]
     var scheduler: SimulatedScheduler
@@ -202,16 +205,22 @@ public final class SimulatedGroup {
             handleOrDefer(event, at: event.process)
         case .crash(let process):
             crashNow(process)
-        case .failLink(let from, let to):
+        case .failLink(let from, let to, let reset):
             scheduledWorkPending -= 1
             network.fail(from: from, to: to, fromID: processes[from].id, toID: processes[to].id)
-            noticeLinkFailure(from: from, to: to)
+            if reset { noticeReset(from: from, to: to) }
+        case .healLink(let from, let to):
+            scheduledWorkPending -= 1
+            network.heal(from: from, to: to)
         case .healLinks:
             scheduledWorkPending -= 1
             network.healAll()
         case .restart(let process):
             scheduledWorkPending -= 1
             startIncarnation(process)
+        case .rejoin(let process, let id):
+            scheduledWorkPending -= 1
+            if processes[process].id == id, processes[process].status == .removed { startIncarnation(process) }
         case .recoverStragglers:
             sweepStragglers()
         case .resume(let process):

@@ -44,7 +44,7 @@ extension SimulatedGroup {
         case .joinRetry(let process, let id):
             guard processes[process].id == id, processes[process].status == .joining else { return }
             retryJoin(process)
-        case .pause, .resume, .crash, .failLink, .healLinks, .restart, .recoverStragglers:
+        case .pause, .resume, .crash, .failLink, .healLink, .healLinks, .restart, .rejoin, .recoverStragglers:
             preconditionFailure("pauses and faults are never deferred, got \(event)")
         }
     }
@@ -254,6 +254,11 @@ extension SimulatedGroup {
                 state.status = .removed
                 histories[state.id]?.removed = true
                 state.backlog = 0
+                if let after = rejoinAfterRemoval {
+                    // As `lockstep node` does: a member removed while alive joins again, afresh.
+                    scheduledWorkPending += 1
+                    scheduler.schedule(at: now + after.nanosecondsClamped, .rejoin(process, state.id))
+                }
                 return progressed
             case .minority:
                 state.minority = true

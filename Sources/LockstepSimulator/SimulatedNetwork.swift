@@ -61,6 +61,11 @@ struct SimulatedNetwork {
         failedConnections.insert([fromID.rawValue, toID.rawValue])
     }
 
+    /// The link from `from` to `to` works again (new connections only).
+    mutating func heal(from: Int, to: Int) {
+        failed[from][to] = false
+    }
+
     /// Every link works again; connections that failed stay failed.
     mutating func healAll() {
         for from in failed.indices {

@@ -18,10 +18,14 @@ enum SimulatedEvent {
     case pause(Int, until: UInt64)
     case resume(Int)
     case crash(Int)
-    case failLink(from: Int, to: Int)
+    /// `reset`: the connection resets, and both ends are told (else they learn by timeouts).
+    case failLink(from: Int, to: Int, reset: Bool)
+    case healLink(from: Int, to: Int)
     case healLinks
     case recoverStragglers
     case restart(Int)
+    /// The incarnation, removed while alive, joins again afresh (if it is still the one there).
+    case rejoin(Int, MemberID)
     case leave(Int)
     case joinRetry(Int, MemberID)
 
@@ -30,10 +34,10 @@ enum SimulatedEvent {
         switch self {
         case .burst(let process, _), .leave(let process), .joinRetry(let process, _), .timer(let process),
             .pause(let process, _), .resume(let process), .crash(let process), .restart(let process),
-            .poll(let process), .linkDown(let process, _):
+            .poll(let process), .linkDown(let process, _), .rejoin(let process, _):
             return process
         case .arrival(let to, _, _, _, _, _), .control(let to, _, _, _): return to
-        case .failLink(let from, _): return from
+        case .failLink(let from, _, _), .healLink(let from, _): return from
         case .healLinks, .recoverStragglers: return 0
         }
     }

@@ -121,15 +121,26 @@ public enum Simulation {
         if options.pauses { schedulePauses(on: group, memberCount: setup.memberCount, using: &random) }
         group.traceEnabled = options.trace
         if options.faults && options.harsh { group.harshness = .runtimeLike }
+        var faults: FaultSchedule? = nil
         if options.faults {
-            FaultSchedule(memberCount: setup.memberCount, spareProcesses: spareProcesses)
-                .schedule(on: group, configuration: setup.configuration, using: &random)
+            faults = FaultSchedule.draw(memberCount: setup.memberCount, spareProcesses: spareProcesses, using: &random)
+            faults?.schedule(on: group, configuration: setup.configuration, using: &random)
         }
-        let quiesced = group.runUntilQuiet(limit: .seconds(options.faults ? 60 : 600))
         var progress = ProgressCheck()
-        if options.faults && quiesced { progress = ProgressCheck(group, bound: options.progressBound) }
+        let quiesced: Bool
+        if let split = faults?.split {
+            // Safety only: no majority survives the split, so nothing may install after it, and
+            // nothing may diverge. The run is not expected to quiesce (members stay wedged).
+            group.run(for: FaultSchedule.safetyOnlyRun)
+            quiesced = true
+            progress.checkNothingInstalled(group, after: split)
+        } else {
+            quiesced = group.runUntilQuiet(limit: .seconds(options.faults ? 60 : 600))
+            if options.faults && quiesced { progress = ProgressCheck(group, bound: options.progressBound) }
+        }
         let checker = group.checker
-        let violations = checker.check(totalOrder: setup.configuration.deliveryMode == .ordered, quiesced: quiesced)
+        let complete = quiesced && faults?.split == nil
+        let violations = checker.check(totalOrder: setup.configuration.deliveryMode == .ordered, quiesced: complete)
         return SimulationReport(
             options: options, view: group.view, configuration: setup.configuration, quiesced: quiesced,
             messagesSent: checker.sent.values.reduce(0) { $0 + $1.count },
@@ -213,79 +224,6 @@ private struct GroupSetup {
     }
 }
 
-/// A fault schedule: faults at random times in the first `window`, then a heal, an operator's
-/// sweep, and more messages from every process.
-private struct FaultSchedule {
-    var memberCount: Int
-    var spareProcesses: Int
-    /// Faults happen in the first 600 ms (in microseconds); the links heal 100 ms after.
-    static let windowMicroseconds: Int64 = 600_000
-    static let heal: Duration = .microseconds(windowMicroseconds + 100_000)
-
-    func schedule(on group: SimulatedGroup, configuration: Configuration, using random: inout DeterministicRandom) {
-        scheduleFaults(on: group, using: &random)
-        scheduleJoiners(on: group, using: &random)
-        // The faults end: links heal, the operator restarts whatever is outside the group,
-        // and every live member sends more (new messages must be delivered after the faults).
-        group.healLinks(at: Self.heal)
-        group.recoverStragglers(at: Self.heal + configuration.failureTimeout * 3)
-        for process in 0..<(memberCount + spareProcesses) {
-            group.send(
-                from: process, count: Int.random(in: 1...20, using: &random),
-                at: Self.heal + configuration.failureTimeout * 6)
-        }
-    }
-
-    private static func at(using random: inout DeterministicRandom) -> Duration {
-        .microseconds(Int64.random(in: 0...windowMicroseconds, using: &random))
-    }
-
-    /// Faults hit at most a minority of the first members, together (the premise of progress: a
-    /// connected majority remains): crashes (some come back as new incarnations), one side of a
-    /// partition, one end of a one-way link failure, a leave.
-    private func scheduleFaults(on group: SimulatedGroup, using random: inout DeterministicRandom) {
-        var budget = Int.random(in: 0...max(0, (memberCount - 1) / 2), using: &random)
-        var order = Array(0..<memberCount).shuffled(using: &random)
-        func take(_ count: Int) -> [Int] {
-            let taken = Array(order.prefix(count))
-            order.removeFirst(taken.count)
-            budget -= taken.count
-            return taken
-        }
-        if budget > 0, random.chance(0.3) {
-            group.partition(Set(take(Int.random(in: 1...budget, using: &random))), at: Self.at(using: &random))
-        }
-        // A one-way failure costs one end: the end that no longer hears the other suspects
-        // it, and the suspected end adopts the suspicion of itself.
-        if budget > 0, random.chance(0.3), let from = take(1).first {
-            let to = (from + Int.random(in: 1..<memberCount, using: &random)) % memberCount
-            group.failLink(from: from, to: to, at: Self.at(using: &random))
-        }
-        if budget > 0, random.chance(0.2), let leaver = take(1).first {
-            group.leave(leaver, at: Self.at(using: &random))
-        }
-        for process in take(budget) {
-            let when = Self.at(using: &random)
-            group.crash(process, at: when)
-            if random.chance(0.5) {
-                group.restart(process, at: when + .milliseconds(Int64.random(in: 10...400, using: &random)))
-            }
-        }
-    }
-
-    /// Every spare process joins during the faults; half of them send a little.
-    private func scheduleJoiners(on group: SimulatedGroup, using random: inout DeterministicRandom) {
-        for process in memberCount..<(memberCount + spareProcesses) {
-            group.join(process, at: Self.at(using: &random))
-            if random.chance(0.5) {
-                group.send(
-                    from: process, count: Int.random(in: 1...50, using: &random),
-                    at: Self.at(using: &random) + .milliseconds(300))
-            }
-        }
-    }
-}
-
 /// Progress after the heal (fault runs that quiesced): every live member in one view, none
 /// wedged, and the last view installed within the bound.
 private struct ProgressCheck {
@@ -293,6 +231,16 @@ private struct ProgressCheck {
     var settledAfterHeal: UInt64? = nil
 
     init() {}
+
+    /// A safety-only schedule: no view may be installed after the split that left no majority
+    /// (one a poll batch later at most: acknowledgements that arrived before it).
+    mutating func checkNothingInstalled(_ group: SimulatedGroup, after split: Duration) {
+        let slack = Harshness.runtimeLike.batchWindow.nanosecondsClamped
+        if group.lastInstallAt > split.nanosecondsClamped + slack {
+            let at = group.lastInstallAt / 1_000_000
+            violations.append("a view was installed at \(at) ms, after the split at \(split) left no majority")
+        }
+    }
 
     init(_ group: SimulatedGroup, bound: Duration) {
         let live = group.activeProcesses

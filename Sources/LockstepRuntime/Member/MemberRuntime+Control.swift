@@ -36,7 +36,9 @@ extension MemberRuntime {
         }
     }
 
-    /// A join request: the core accepts it (this member leads), redirects to the leader, or refuses.
+    /// A join request: this member accepts it (it leads), welcomes it at once (the joiner is in
+    /// this member's view already: its join was committed and its welcome never came), redirects
+    /// to the leader, or refuses (the member shell decides).
     private func join(_ message: ControlMessage, link: TransportLink) {
         guard let id = message.id, let host = message.host, let port = message.port else {
             closeLink(link, reason: "a join without id or address")
@@ -44,12 +46,16 @@ extension MemberRuntime {
         }
         let joiner = MemberID(id)
         let address = PeerAddress(host: host, port: port)
-        switch core.requestJoin(joiner) {
+        switch shell.requestJoin(joiner) {
         case .accepted:
             joinerLinks[joiner] = link
             addresses[joiner] = address
             logger.warning("accepted a join from \(joiner) at \(address)")
             poll()
+        case .welcome(let start):
+            addresses[joiner] = address
+            logger.warning("\(joiner) asks to join \(start.view.id), which it is in: welcoming it")
+            welcome(joiner, start, on: link)
         case .redirect(let leader):
             if let leaderAddress = addresses[leader] {
                 link.write(
@@ -64,30 +70,32 @@ extension MemberRuntime {
         }
     }
 
-    /// As the leader that installed `view`: send each joiner the view, the addresses and a snapshot.
-    func welcomeJoiners(of view: View, previous: View) {
-        for (rank, joiner) in view.members.enumerated() where !previous.members.contains(joiner) {
-            guard let link = joinerLinks.removeValue(forKey: joiner) else { continue }
-            var members: [ControlMessage.Member] = []
-            for (memberRank, id) in view.members.enumerated() {
-                guard let address = addresses[id] else {
-                    logger.error("cannot welcome \(joiner): no address for \(id)")
-                    link.close()
-                    return
-                }
-                let sends = view.senderRank(ofMemberRank: memberRank) != nil
-                members.append(.init(id: id.rawValue, host: address.host, port: address.port, sends: sends))
+    /// Sends `joiner` its welcome: the view, every member's address, its rank, the skip counts
+    /// and this member's snapshot.
+    func welcome(_ joiner: MemberID, _ start: JoinerStart, on link: TransportLink) {
+        let view = start.view
+        var members: [ControlMessage.Member] = []
+        for (memberRank, id) in view.members.enumerated() {
+            guard let address = addresses[id] else {
+                logger.error("cannot welcome \(joiner): no address for \(id)")
+                link.write(ControlMessage(kind: .refused, reason: "no address for \(id) here").encoded())
+                link.flush()
+                return
             }
-            let snapshot = snapshotProvider?() ?? []
-            let welcome = ControlMessage(
-                kind: .welcome, viewID: view.id.rawValue, members: members, rank: rank, snapshot: Data(snapshot))
-            do {
-                link.write(try welcome.frame())
-            } catch {
-                logger.error("cannot welcome \(joiner): \(error)")
-                link.write(ControlMessage(kind: .refused, reason: error.message).encoded())
-            }
-            link.flush()
+            let sends = view.senderRank(ofMemberRank: memberRank) != nil
+            members.append(.init(id: id.rawValue, host: address.host, port: address.port, sends: sends))
         }
+        let snapshot = snapshotProvider?() ?? []
+        var welcome = ControlMessage(
+            kind: .welcome, viewID: view.id.rawValue, members: members, rank: start.memberRank,
+            snapshot: Data(snapshot))
+        welcome.skip = start.skip.isEmpty ? nil : start.skip
+        do {
+            link.write(try welcome.frame())
+        } catch {
+            logger.error("cannot welcome \(joiner): \(error)")
+            link.write(ControlMessage(kind: .refused, reason: error.message).encoded())
+        }
+        link.flush()
     }
 }

@@ -18,17 +18,15 @@ extension MemberRuntime {
             admitQueuedSends()
             let sourceDrained = pullFromSource()
             effects.removeAll(keepingCapacity: true)
-            // Only a wedged member can install a view (and welcome joiners) in this poll.
-            ledBeforePoll = core.isWedged && core.leaderRank == core.memberRank
-            core.poll(into: &effects)
+            shell.poll(into: &effects)
             carryOutEffects()
-            if replayPending {
+            if shell.hasHeldTrafficToReplay {
                 replayHeldFrames()
                 continue
             }
             // Deliveries in this poll may have opened the window: go round again while there is
             // something to send and room for it. After a few rounds, yield to reads and come back.
-            guard hasMoreToSend(sourceDrained: sourceDrained), core.sendCapacity > 0 else { break }
+            guard hasMoreToSend(sourceDrained: sourceDrained), shell.core.sendCapacity > 0 else { break }
             if rounds == Self.pollRoundsMax {
                 eventLoop.execute { self.poll() }
                 break
@@ -40,16 +38,18 @@ extension MemberRuntime {
     /// Application sends waiting for the window, then payloads pulled earlier and not admitted
     /// then, in their order, while the window has room.
     private func admitQueuedSends() {
-        while core.sendCapacity > 0, let first = sendQueue.first, first.0.count <= core.sendCapacityBytes {
+        while shell.core.sendCapacity > 0, let first = sendQueue.first, first.0.count <= shell.core.sendCapacityBytes {
             let (payload, promise) = sendQueue.removeFirst()
             do {
-                try core.send(payload)
+                try shell.send(payload)
                 promise.succeed(())
             } catch {
                 promise.fail(RuntimeError(.sendRefused, "\(error)"))
             }
         }
-        while core.sendCapacity > 0, let payload = pulledBack.first, payload.count <= core.sendCapacityBytes {
+        while shell.core.sendCapacity > 0, let payload = pulledBack.first,
+            payload.count <= shell.core.sendCapacityBytes
+        {
             pulledBack.removeFirst()
             sendFromSource(payload)
         }
@@ -64,13 +64,13 @@ extension MemberRuntime {
         // A window without room in messages is not "drained": the poll below may reopen it, and
         // the loop then asks again (with no traffic left to trigger a poll, a sender whose source
         // filled the window exactly would wait for its next heartbeat).
-        let capacity = core.sendCapacity
+        let capacity = shell.core.sendCapacity
         guard capacity > 0 else { return source == nil }
         guard pulledBack.isEmpty, let source else { return true }
         // An empty window admits one message of any size (sendCapacityBytes is Int.max): ask for
         // a window's worth, and only if even the first does not fit, for that one alone (asking
         // for one at a time cost small messages a fifth of their rate).
-        let bytesRoom = core.sendCapacityBytes
+        let bytesRoom = shell.core.sendCapacityBytes
         let empty = bytesRoom == Int.max
         pulled.removeAll(keepingCapacity: true)
         source.nextPayloads(
@@ -84,19 +84,19 @@ extension MemberRuntime {
     }
 
     private func hasMoreToSend(sourceDrained: Bool) -> Bool {
-        let room = core.sendCapacityBytes
+        let room = shell.core.sendCapacityBytes
         let queued = sendQueue.first.map { $0.0.count <= room } ?? false
         let pulledEarlier = pulledBack.first.map { $0.count <= room } ?? false
         return queued || pulledEarlier || !sourceDrained
     }
 
-    /// Hands the payloads pulled from the source to the core. A source that gave more than the
+    /// Hands the payloads pulled from the source to the shell.core. A source that gave more than the
     /// window admits loses nothing: from the first the window refuses, they wait in `pulledBack`
     /// for room, in order.
     private func sendPulled() {
         for index in pulled.indices {
             do {
-                try core.send(pulled[index])
+                try shell.send(pulled[index])
             } catch  where error.code == .windowFull {
                 pulledBack.append(contentsOf: pulled[index...])
                 return
@@ -108,7 +108,7 @@ extension MemberRuntime {
 
     private func sendFromSource(_ payload: Payload) {
         do {
-            try core.send(payload)
+            try shell.send(payload)
         } catch {
             logSourceRefusal(error)
         }
@@ -124,49 +124,64 @@ extension MemberRuntime {
     private func carryOutEffects() {
         for effect in effects {
             switch effect {
-            case .sendData(let batch):
-                sendData(batch)
-            case .sendRow(let row):
-                sendRow(row)
+            case .sendData(let batch, let view):
+                sendData(batch, to: view)
+            case .sendRow(let row, let view):
+                sendRow(row, to: view)
+            case .sendRowTo(let row, let member):
+                if let link = links[member] {
+                    link.write(encode(.row(row)))
+                    link.flush()
+                }
             case .deliver(let delivery):
                 onDeliver(delivery)
             case .armTimer(let at):
                 armTimer(at)
-            case .wedged(let ranks):
-                wedged(suspecting: ranks)
-            case .installView(let view, _):
-                installed(view)
+            case .wedged(let suspected):
+                wedged(suspecting: suspected)
+            case .installed(let view, _, let previous):
+                installed(view, previous: previous)
+            case .welcome(let joiner, let start):
+                if let link = joinerLinks.removeValue(forKey: joiner) { welcome(joiner, start, on: link) }
+            case .pauseReading(let member):
+                stats.readPauses += 1
+                links[member]?.setReading(false)
+                let held = "\(shell.heldFrames) frames held"
+                logger.warning("\(member) is far ahead (\(held)): not reading from it until the install")
+            case .resumeReading(let member):
+                if deliveriesWanted { links[member]?.setReading(true) }
             case .removed(let reason):
                 stats.removed = true
                 logger.error("removed from the group: \(reason)")
             case .minority(let reachable, let of):
                 stats.minority = true
                 let why =
-                    "suspects ranks \(core.suspectedRanks), \(core.statistics.suspicionsRaised) suspicions raised "
-                    + "here, \(core.statistics.localStalls) local stalls"
+                    "suspects ranks \(shell.core.suspectedRanks), "
+                    + "\(shell.core.statistics.suspicionsRaised) suspicions raised "
+                    + "here, \(shell.core.statistics.localStalls) local stalls"
                 let minority =
-                    "in a minority: reaches \(reachable) of \(of) members of \(core.view.id) (\(why)); "
+                    "in a minority: reaches \(reachable) of \(of) members of \(shell.core.view.id) (\(why)); "
                     + "not forming a view (partition safety)"
                 logger.error("\(minority)")
             }
         }
     }
 
-    private func sendData(_ batch: DataBatch) {
-        if let threshold = relay.carries(batch, in: effectView) {
-            return sendThroughRelay(batch, threshold: threshold)
+    private func sendData(_ batch: DataBatch, to view: View) {
+        if let threshold = relay.carries(batch, in: view) {
+            return sendThroughRelay(batch, threshold: threshold, to: view)
         }
         let buffer = encode(.data(batch))
-        forEachPeerLink(holding: buffer) { _, link in
+        forEachPeerLink(in: view, holding: buffer) { _, link in
             link.write(buffer)
             stats.framesSent += 1
             stats.bytesSent += UInt64(buffer.readableBytes)
         }
     }
 
-    private func sendRow(_ row: Row) {
+    private func sendRow(_ row: Row, to view: View) {
         let buffer = encode(.row(row))
-        forEachPeerLink(holding: buffer) { member, link in
+        forEachPeerLink(in: view, holding: buffer, row: row) { member, link in
             if link.isWritable {
                 link.write(buffer)
                 stats.framesSent += 1
@@ -181,13 +196,17 @@ extension MemberRuntime {
         }
     }
 
-    private func wedged(suspecting ranks: [Int]) {
+    private func wedged(suspecting suspected: [MemberID]) {
         stats.wedgedAtUptimeNanoseconds = NIODeadline.now().uptimeNanoseconds
+        let ranks = suspected.compactMap { shell.core.view.rank(of: $0) }
         stats.suspectedRanks = ranks
-        let silences = ranks.map { "\($0): \(core.silenceNanoseconds(ofMemberRank: $0) / 1_000_000) ms" }
+        let silences = zip(suspected, ranks).map {
+            "\($0.0): \(shell.core.silenceNanoseconds(ofMemberRank: $0.1) / 1_000_000) ms"
+        }
         let wedged =
-            "wedged: member ranks \(ranks) suspected (silent for \(silences.joined(separator: ", ")); "
-            + "\(core.statistics.localStalls) local stalls); this member sends nothing new in \(core.view.id)"
+            "wedged: \(suspected) suspected (silent for \(silences.joined(separator: ", ")); "
+            + "\(shell.core.statistics.localStalls) local stalls); "
+            + "this member sends nothing new in \(shell.core.view.id)"
         logger.warning("\(wedged)")
     }
 
@@ -208,7 +227,7 @@ extension MemberRuntime {
             self.timerAt = nil
             self.hearDoneMembers()
             self.hearPeersStillStarting()
-            self.core.tick(Timestamp(nanoseconds: NIODeadline.now().uptimeNanoseconds))
+            self.shell.tick(Timestamp(nanoseconds: NIODeadline.now().uptimeNanoseconds))
             self.poll()
         }
     }
@@ -220,8 +239,9 @@ extension MemberRuntime {
     /// a peer whose link goes down is suspected at once as before.
     private func hearPeersStillStarting() {
         guard NIODeadline.now() < startupDeadline else { return }
-        for member in core.view.members where member != me && links[member] != nil && lastRowArrival[member] == nil {
-            if let rank = core.view.rank(of: member) { heard(fromMemberRank: rank) }
+        let view = shell.core.view
+        for member in view.members where member != me && links[member] != nil && lastRowArrival[member] == nil {
+            heard(member)
         }
     }
 
@@ -229,8 +249,6 @@ extension MemberRuntime {
     /// its silence is not a failure (it delivered everything; its last row came before its
     /// `done`). One that is done but still connected is watched as usual.
     private func hearDoneMembers() {
-        for member in membersDone where links[member] == nil && member != me {
-            if let rank = core.view.rank(of: member) { heard(fromMemberRank: rank) }
-        }
+        for member in membersDone where links[member] == nil && member != me { heard(member) }
     }
 }

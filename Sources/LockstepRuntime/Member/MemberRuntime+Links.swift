@@ -1,5 +1,5 @@
 // What the transport reports (TransportDelegate): links up and down, frames, writability. Every
-// peer is a MemberID here; its rank is looked up in the core's view when a frame reaches the core.
+// peer is a MemberID here; its rank is looked up in the core's view when a frame reaches the shell.core.
 
 import LockstepCore
 import LockstepWire
@@ -15,7 +15,12 @@ extension MemberRuntime: TransportDelegate {
         knownMembers.insert(member)
         if !deliveriesWanted { link.setReading(false) }
         if let held = heldForJoiners.removeValue(forKey: member) {
-            for buffer in held { link.write(buffer) }
+            if let lost = held.lost {
+                // What it must receive was not all kept: it would find a gap and close anyway.
+                closeLink(link, reason: "\(member) connected after \(lost) frames for it were more than could be held")
+                return
+            }
+            for buffer in held.buffers { link.write(buffer) }
             link.flush()
         }
         checkReady()
@@ -26,7 +31,7 @@ extension MemberRuntime: TransportDelegate {
         guard hello.member != me else { return false }
         if knownMembers.contains(hello.member) { return true }
         // A joiner: a member of this view that had not connected, or of a view not installed yet.
-        let view = core.view
+        let view = shell.core.view
         return hello.viewID > view.id || (hello.viewID == view.id && view.rank(of: hello.member) != nil)
     }
 
@@ -78,22 +83,22 @@ extension MemberRuntime: TransportDelegate {
     }
 
     func linkDown(_ link: TransportLink, member: MemberID?) {
+        if let joiner = joinerLinks.first(where: { $0.value === link })?.key {
+            joinerLinks[joiner] = nil
+            shell.joinerGone(joiner)
+        }
         guard let member, links[member] === link else { return }
         links[member] = nil
         if isExpectedDown(member) {
             if !isClosed { logger.info("link to \(member), which is done, closed") }
             return
         }
-        guard !isClosed, let rank = core.view.rank(of: member) else { return }
+        guard !isClosed, shell.core.view.rank(of: member) != nil else { return }
         // A failed link is a suspicion (shared through the rows): the member wedges and the view
         // change removes the peer.
-        do {
-            try core.handle(.linkFailed(memberRank: rank))
-        } catch {
-            logger.error("the core refused the failure of \(member)'s link: \(error)")
-        }
+        shell.linkFailed(member)
         poll()
-        logger.warning("link to member rank \(rank) (\(member)) is down")
+        logger.warning("link to \(member) is down")
     }
 
     /// Closes one link with a logged reason; the member stays up.
@@ -107,37 +112,72 @@ extension MemberRuntime: TransportDelegate {
         for member in settings.view.members where member != me && links[member] == nil { return }
         isReady = true
         readyPromise.succeed(())
-        for block in relay.forwardBacklog { relayToSuccessor(block, in: core.view) }
+        for block in relay.forwardBacklog { relayToSuccessor(block, in: shell.core.view) }
         relay.forwardBacklog = []
         poll()
     }
 
-    /// Links of the other members of the view the effects being carried out belong to. Not
-    /// `core.view`: after a poll that installs a view the core is already in the next one, while
-    /// the effects before `installView` (the leader's install row above all) belong to the old
-    /// one and must reach all of its members. A member never connected (a joiner) gets
-    /// `holding` kept for it; a known member whose link is down gets nothing (it is suspected).
-    func forEachPeerLink(holding buffer: ByteBuffer? = nil, _ body: (MemberID, TransportLink) -> Void) {
-        for member in effectView.members where member != me {
+    /// Links of the other members of `view` (the view an effect names: after a poll that
+    /// installs a view, effects before the install belong to the old one). A member never
+    /// connected (a joiner) gets `holding` kept for it; a known member whose link is down gets
+    /// nothing (it is suspected).
+    func forEachPeerLink(
+        in view: View? = nil, holding buffer: ByteBuffer? = nil, row: Row? = nil,
+        _ body: (MemberID, TransportLink) -> Void
+    ) {
+        for member in (view ?? shell.core.view).members where member != me {
             if let link = links[member] {
                 body(member, link)
             } else if !knownMembers.contains(member), let buffer {
-                holdForJoiner(member, buffer)
+                holdForJoiner(member, buffer, row: row)
             }
         }
     }
 
-    /// A joiner that has not connected yet: keep what it must receive, bounded (sent at its
-    /// linkUp). Past the bound the joiner cannot catch up from this member's traffic: what does
-    /// not fit is dropped, and said so once per joiner.
-    func holdForJoiner(_ member: MemberID, _ buffer: ByteBuffer) {
-        let held = heldForJoiners[member, default: []].count
-        guard held < nextViewHold.framesMax else {
-            if joinersOverflowed.insert(member).inserted {
-                logger.error("holding \(held) frames for \(member), which has not connected: dropping what follows")
-            }
-            return
+    /// A joiner that has not connected yet: keep what it must receive (sent at its linkUp).
+    func holdForJoiner(_ member: MemberID, _ buffer: ByteBuffer, row: Row?) {
+        var hold = heldForJoiners[member] ?? JoinerHold(configuration: settings.configuration)
+        if hold.hold(buffer, row: row) {
+            logger.error("more is to be held for \(member), which has not connected, than \(hold.framesMax) frames")
         }
-        heldForJoiners[member, default: []].append(buffer)
+        heldForJoiners[member] = hold
+    }
+}
+
+/// What a member holds for a joiner that has not connected yet, in order. Rows are latest-wins,
+/// so only the newest row is kept (an install row is never replaced: it is what a straggler
+/// needs); data is bounded by the window, which waits for the joiner's acknowledgements. So an
+/// honest group never passes the bound; if it is passed anyway, the hold is marked lost and the
+/// joiner's link is closed when it comes, rather than fed a gap.
+struct JoinerHold {
+    private(set) var buffers: [ByteBuffer] = []
+    /// Where the newest row is in `buffers`, unless it carries an install.
+    private var replaceableRowAt: Int?
+    private(set) var lost: Int? = nil
+    let framesMax: Int
+
+    init(configuration: Configuration) {
+        framesMax = 4 * configuration.windowMessagesMax + 1_024
+    }
+
+    /// Holds `buffer`; returns true the first time the bound is passed.
+    mutating func hold(_ buffer: ByteBuffer, row: Row?) -> Bool {
+        if let lost {
+            self.lost = lost + 1
+            return false
+        }
+        if let row, let at = replaceableRowAt {
+            buffers[at] = buffer
+            replaceableRowAt = row.installNumber != 0 ? nil : at
+            return false
+        }
+        guard buffers.count < framesMax else {
+            lost = 1
+            buffers = []
+            return true
+        }
+        if let row { replaceableRowAt = row.installNumber != 0 ? nil : buffers.count }
+        buffers.append(buffer)
+        return false
     }
 }

@@ -1,6 +1,6 @@
 // The relay's IO (its rules and state are Relay.swift): sending a batch's large payloads as
 // blocks to the next member of the chain, forwarding blocks as they arrive, and handing batches
-// whose payloads are complete to the core.
+// whose payloads are complete to the shell.core.
 
 import LockstepCore
 import LockstepWire
@@ -14,39 +14,34 @@ extension MemberRuntime {
         let next = view.members[(rank + 1) % view.memberCount]
         if let link = links[next] {
             link.write(buffer)
-        } else {
-            holdForJoiner(next, buffer)
+        } else if !knownMembers.contains(next) {
+            holdForJoiner(next, buffer, row: nil)
         }
     }
 
     /// Sends a batch with large payloads: the batch to everyone, the payloads to the next member.
-    func sendThroughRelay(_ batch: DataBatch, threshold: Int) {
+    func sendThroughRelay(_ batch: DataBatch, threshold: Int, to view: View) {
         let direct = encode(.data(batch), relayingFrom: threshold)
-        forEachPeerLink(holding: direct) { _, link in
+        forEachPeerLink(in: view, holding: direct) { _, link in
             link.write(direct)
             stats.framesSent += 1
             stats.bytesSent += UInt64(direct.readableBytes)
         }
-        guard let ownRank = effectView.rank(of: me) else { return }
+        guard let ownRank = view.rank(of: me) else { return }
         for block in relay.blocks(of: batch, ownRank: ownRank, threshold: threshold) {
-            relayToSuccessor(block, in: effectView)
+            relayToSuccessor(block, in: view)
             stats.blocksSent += 1
             stats.bytesSent += UInt64(block.readableBytes)
         }
     }
 
     func receivedRelayedData(_ batch: DataBatch, relayed: [RelayedEntry], from member: MemberID, link: TransportLink) {
-        if batch.viewID != core.view.id {
-            if batch.viewID > core.view.id {
-                _ = hold(.relayed(batch, relayed), from: member, viewID: batch.viewID, link: link)
-            } else {
-                stats.staleMessagesDropped += 1
-            }
-            return
-        }
-        guard core.view.rank(of: member) != nil else {
+        switch shell.route(batch.viewID, from: member) {
+        case .later: return hold(.relayed(batch, relayed), from: member)
+        case .dropped:
             stats.staleMessagesDropped += 1
             return
+        case .current: break
         }
         relay.wait(batch, relayed: relayed, from: member)
         releaseWaitingBatches(of: member)
@@ -58,17 +53,15 @@ extension MemberRuntime {
         _ block: Block, frameBytes: UnsafeRawBufferPointer, raw: ByteBuffer?, bytesAt: Int, from member: MemberID,
         link: TransportLink
     ) {
-        let view = core.view
-        if block.viewID != view.id {
-            if block.viewID > view.id {
-                let held = HeldFrame.block(block, raw ?? ByteBuffer(bytes: frameBytes), bytesAt)
-                _ = hold(held, from: member, viewID: block.viewID, link: link)
-            } else {
-                stats.staleMessagesDropped += 1
-            }
+        let view = shell.core.view
+        switch shell.route(block.viewID, from: member) {
+        case .later: return hold(.block(block, raw ?? ByteBuffer(bytes: frameBytes), bytesAt), from: member)
+        case .dropped:
+            stats.staleMessagesDropped += 1
             return
+        case .current: break
         }
-        let ownRank = core.memberRank
+        let ownRank = shell.core.memberRank
         if let refusal = relay.refusal(of: block, from: member, in: view, ownRank: ownRank) {
             return closeLink(link, reason: refusal)
         }
@@ -104,13 +97,10 @@ extension MemberRuntime {
                 if let link = links[origin] { closeLink(link, reason: "\(origin): \(refusal.reason)") }
                 return
             }
-            guard let rank = core.view.rank(of: origin) else { return }
             do {
-                try core.handle(.received(.data(batch), fromMemberRank: rank))
+                try shell.receive(.data(batch), from: origin)
             } catch {
-                if let link = links[origin] {
-                    closeLink(link, reason: "member rank \(rank) broke the protocol: \(error)")
-                }
+                if let link = links[origin] { closeLink(link, reason: "\(origin) broke the protocol: \(error)") }
             }
         }
     }

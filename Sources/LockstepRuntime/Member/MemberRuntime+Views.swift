@@ -1,6 +1,7 @@
-// Traffic of other views, and installs: a peer ahead (it installed the next view first) has its
-// frames held until this member installs that view too; a peer behind (it missed the install)
-// is answered with this member's last row of its view, which carries the install.
+// Traffic by view, and installs. The rules are the member shell's (LockstepCore's `Member`):
+// it routes every frame by its view, holds what belongs to a view not installed yet and answers
+// stragglers. Here: handing frames to it, and what the runtime does at an install (the relay
+// starts afresh, held frames are replayed through the same paths as fresh ones).
 
 import LockstepCore
 import LockstepWire
@@ -10,52 +11,21 @@ import NIOPosix
 extension MemberRuntime {
     func received(_ message: Message, from member: MemberID, link: TransportLink) {
         if case .row = message { noteRowArrival(from: member) }
-        let viewID = message.viewID
-        guard viewID == core.view.id else { return receivedOfOtherView(message, from: member, link: link) }
-        guard let rank = core.view.rank(of: member) else {
-            stats.staleMessagesDropped += 1
-            return
-        }
-        if case .data(let batch) = message, relay.isWaiting(for: member) {
+        if case .data(let batch) = message, batch.viewID == shell.core.view.id, relay.isWaiting(for: member) {
             // Behind a batch that waits for relayed payloads: keep the sender's order.
             relay.wait(batch, relayed: [], from: member)
             return
         }
         do {
-            try core.handle(.received(message, fromMemberRank: rank))
+            if case .dropped = try shell.receive(message, from: member) { stats.staleMessagesDropped += 1 }
         } catch {
-            closeLink(link, reason: "member rank \(rank) (\(member)) broke the protocol: \(error)")
+            closeLink(link, reason: "\(member) broke the protocol: \(error)")
         }
     }
 
-    private func receivedOfOtherView(_ message: Message, from member: MemberID, link: TransportLink) {
-        let viewID = message.viewID
-        if viewID > core.view.id {
-            // A peer installed the next view first: hold its traffic until this member does.
-            guard hold(.message(message), from: member, viewID: viewID, link: link) else { return }
-            // Its sender is alive even if this member is slow to install the view.
-            if let rank = core.view.rank(of: member) { heard(fromMemberRank: rank) }
-            return
-        }
-        stats.staleMessagesDropped += 1
-        // The sender is still in a view this member has left: it missed the install. This
-        // member's last row of that view carries it (once per straggler and view).
-        if let last = core.lastRowOfPreviousView, last.viewID == viewID,
-            answeredStragglers.insert(Straggler(member: member, viewID: viewID)).inserted
-        {
-            link.write(encode(.row(last)))
-            link.flush()
-        }
-    }
-
-    /// Tells the failure detector `rank` is alive. The core refuses only a rank outside its view,
-    /// which the callers have looked up in that view.
-    func heard(fromMemberRank rank: Int) {
-        do {
-            try core.handle(.heard(fromMemberRank: rank))
-        } catch {
-            preconditionFailure("the core refused to hear from rank \(rank) of \(core.view): \(error)")
-        }
+    /// Tells the failure detector `member` is alive.
+    func heard(_ member: MemberID) {
+        shell.heard(member)
     }
 
     /// The longest gap between two rows from one peer: what the failure detector sees. Rows come
@@ -68,37 +38,42 @@ extension MemberRuntime {
         lastRowArrival[member] = now
     }
 
-    /// Holds a frame of a view not installed yet; false if that would pass the bound (the link
-    /// is then closed: a peer this far ahead is not one this member can catch up with).
-    func hold(_ frame: HeldFrame, from member: MemberID, viewID: ViewID, link: TransportLink) -> Bool {
-        guard nextViewHold.hold(frame, from: member) else {
-            let bounds = "\(nextViewHold.framesMax) frames or \(nextViewHold.bytesMax) bytes"
-            closeLink(
-                link, reason: "\(member) sent more than \(bounds) of \(viewID) ahead of this member's \(core.view.id)")
-            return false
-        }
+    /// Holds a relay frame of a view not installed yet (the member shell's hold, bounded: past
+    /// it, reading from the sender pauses until the install).
+    func hold(_ frame: HeldFrame, from member: MemberID) {
+        shell.hold(frame, from: member)
         stats.futureMessagesHeld += 1
-        return true
     }
 
-    /// The next view is installed: forget the relay's state, welcome joiners (as the leader that
-    /// installed it), and replay what peers sent in this view before this member installed it.
-    func installed(_ view: View) {
-        let previous = effectView
-        effectView = view
+    /// The next view is installed: the relay starts afresh, and holds for joiners of other views go.
+    func installed(_ view: View, previous: View) {
         heldForJoiners = heldForJoiners.filter { view.members.contains($0.key) }
-        if ledBeforePoll { welcomeJoiners(of: view, previous: previous) }
+        joinerLinks = joinerLinks.filter { !previous.members.contains($0.key) || view.members.contains($0.key) }
+        pruneForgottenMembers(keeping: view, previous: previous)
         relay.reset()
         stats.viewInstalledAtUptimeNanoseconds = NIODeadline.now().uptimeNanoseconds
         stats.wedgedAtUptimeNanoseconds = stats.wedgedAtUptimeNanoseconds ?? stats.viewInstalledAtUptimeNanoseconds
-        logger.warning("installed \(view) at rank \(core.memberRank)")
+        logger.warning("installed \(view) at rank \(shell.core.memberRank)")
         onViewInstalled?(view)
-        replayPending = !nextViewHold.isEmpty
+    }
+
+    /// Members of neither the view left nor the view installed leave every table (their links
+    /// are closed: a member removed two views ago has nothing to say to this one).
+    private func pruneForgottenMembers(keeping view: View, previous: View) {
+        let kept = Set(view.members).union(previous.members).union(joinerLinks.keys)
+        for (member, link) in links where !kept.contains(member) {
+            links[member] = nil
+            link.close()
+        }
+        knownMembers = knownMembers.filter { kept.contains($0) }
+        addresses = addresses.filter { kept.contains($0.key) }
+        pendingRows = pendingRows.filter { kept.contains($0.key) }
+        lastRowArrival = lastRowArrival.filter { kept.contains($0.key) }
+        membersDone = membersDone.filter { kept.contains($0) }
     }
 
     func replayHeldFrames() {
-        replayPending = false
-        for (member, frame) in nextViewHold.takeAll() {
+        for (member, frame) in shell.takeHeldTraffic() {
             guard let link = links[member] else { continue }
             switch frame {
             case .message(let message):

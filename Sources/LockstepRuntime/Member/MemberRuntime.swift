@@ -2,7 +2,7 @@
 // over links to every other member given by a Transport (TCP or RDMA), and interprets the core's
 // effects. All mutable state is touched only on `eventLoop`. Peers are named by `MemberID`
 // (who) everywhere here; a rank (a position in a view) is looked up in the core's view at the
-// moment a frame is handed to the core.
+// moment a frame is handed to the shell.core.
 //
 // The rooms: this file holds the state, start and the application API; MemberRuntime+Links
 // (what the transport reports), +Control (joins and `done`), +Views (traffic of other views,
@@ -36,7 +36,8 @@ public final class MemberRuntime: @unchecked Sendable {
     let me: MemberID
     let logger: Logger
     let limits: WireLimits
-    var core: OrderingCore
+    /// The member shell: the core across views, and the rules around a view change.
+    var shell: Member<HeldFrame>
     let transport: Transport
     /// The link to each peer that is up.
     var links: [MemberID: TransportLink] = [:]
@@ -47,7 +48,7 @@ public final class MemberRuntime: @unchecked Sendable {
     var addresses: [MemberID: PeerAddress] = [:]
     /// Latest row not yet written to a link that was not writable (latest wins).
     var pendingRows: [MemberID: ByteBuffer] = [:]
-    var effects: [Effect] = []
+    var effects: [MemberEffect] = []
     var pulled: [Payload] = []
     /// Payloads the source gave beyond what the window admitted, sent first once it has room.
     var pulledBack = CircularBuffer<Payload>()
@@ -64,20 +65,11 @@ public final class MemberRuntime: @unchecked Sendable {
     let readyPromise: EventLoopPromise<Void>
     var stats = RuntimeStatistics()
     var relay: Relay
-    /// Traffic of a view not installed yet (bounded in frames and bytes).
-    var nextViewHold: NextViewHold
-    var replayPending = false
-    // Views and joins. Joiners this member accepted as leader wait on their join connection for
-    // the welcome (their address is in `addresses` from the request on); what is sent to a member
-    // of the view that has not connected yet (a joiner) is held for it, bounded.
+    // Joins. Joiners that asked this member wait on their join connection for the welcome
+    // (their address is in `addresses` from the request on); what is sent to a member of the view
+    // that has not connected yet (a joiner) is held for it, bounded (`JoinerHold`).
     var joinerLinks: [MemberID: TransportLink] = [:]
-    var answeredStragglers: Set<Straggler> = []
-    var heldForJoiners: [MemberID: [ByteBuffer]] = [:]
-    /// Joiners for which more was to be held than the bound (said once each).
-    var joinersOverflowed: Set<MemberID> = []
-    /// The view the effects being carried out belong to (see `forEachPeerLink`).
-    var effectView: View
-    var ledBeforePoll = false
+    var heldForJoiners: [MemberID: JoinerHold] = [:]
     var snapshotProvider: (@Sendable () -> [UInt8])?
     /// A poll is queued to run after this event-loop iteration's reads (`readsComplete`).
     var pollAfterReads = false
@@ -98,12 +90,6 @@ public final class MemberRuntime: @unchecked Sendable {
     /// not failed (see `hearPeersStillStarting`): `connectTimeout` after this member started.
     let startupDeadline: NIODeadline
 
-    /// A peer still in a view this member left, answered once with this member's last row of it.
-    struct Straggler: Hashable {
-        var member: MemberID
-        var viewID: ViewID
-    }
-
     /// Effects buffer capacity reserved at start (a poll's effects fit without growing).
     static let effectsCapacity = 4_096
 
@@ -116,15 +102,16 @@ public final class MemberRuntime: @unchecked Sendable {
             let counts = "\(settings.addresses.count) addresses for \(settings.view.memberCount) members"
             throw RuntimeError(.invalidSettings, "addresses: \(counts)")
         }
-        let core: OrderingCore
+        let shell: Member<HeldFrame>
         do {
-            core = try OrderingCore(
-                configuration: settings.configuration, view: settings.view, memberRank: settings.memberRank)
+            shell = try Member(
+                configuration: settings.configuration,
+                joining: JoinerStart(view: settings.view, memberRank: settings.memberRank, skip: settings.joinerSkip))
         } catch {
             throw RuntimeError(.invalidSettings, "\(error)")
         }
         let runtime = MemberRuntime(
-            settings: settings, core: core, eventLoop: eventLoop, logger: logger, onDeliver: onDeliver)
+            settings: settings, shell: shell, eventLoop: eventLoop, logger: logger, onDeliver: onDeliver)
         do {
             try await runtime.transport.start(eventLoop: eventLoop, delegate: runtime)
         } catch {
@@ -139,12 +126,12 @@ public final class MemberRuntime: @unchecked Sendable {
     }
 
     private init(
-        settings: RuntimeSettings, core: OrderingCore, eventLoop: EventLoop, logger: Logger,
+        settings: RuntimeSettings, shell: Member<HeldFrame>, eventLoop: EventLoop, logger: Logger,
         onDeliver: @escaping (Delivery) -> Void
     ) {
         self.settings = settings
         self.me = settings.view.members[settings.memberRank]
-        self.core = core
+        self.shell = shell
         self.eventLoop = eventLoop
         self.logger = logger
         self.onDeliver = onDeliver
@@ -154,8 +141,6 @@ public final class MemberRuntime: @unchecked Sendable {
         self.addresses = Dictionary(uniqueKeysWithValues: zip(settings.view.members, settings.addresses))
         self.readyPromise = eventLoop.makePromise(of: Void.self)
         self.relay = Relay(settings: settings)
-        self.nextViewHold = NextViewHold(configuration: settings.configuration, memberCount: settings.view.memberCount)
-        self.effectView = settings.view
         self.startupDeadline = NIODeadline.now() + .nanoseconds(Int64(settings.connectTimeout.nanosecondsClamped))
         effects.reserveCapacity(Self.effectsCapacity)
     }
@@ -232,15 +217,15 @@ public final class MemberRuntime: @unchecked Sendable {
 
     private func statisticsOnLoop() -> RuntimeStatistics {
         var stats = self.stats
-        stats.core = core.statistics
-        stats.viewID = core.view.id.rawValue
-        stats.occupancy.windowMessagesFree = core.sendCapacity
-        stats.occupancy.windowBytesInFlight = core.windowBytesInFlight
+        stats.core = shell.core.statistics
+        stats.viewID = shell.core.view.id.rawValue
+        stats.occupancy.windowMessagesFree = shell.core.sendCapacity
+        stats.occupancy.windowBytesInFlight = shell.core.windowBytesInFlight
         stats.occupancy.sendQueueMessages = sendQueue.count
-        stats.occupancy.futureFramesHeld = nextViewHold.frames.count
-        stats.occupancy.futureBytesHeld = nextViewHold.bytes
+        stats.occupancy.futureFramesHeld = shell.heldFrames
+        stats.occupancy.futureBytesHeld = shell.heldBytes
         relay.record(into: &stats.occupancy)
-        stats.occupancy.linksUp = core.view.members.filter { $0 != me && links[$0] != nil }.count
+        stats.occupancy.linksUp = shell.core.view.members.filter { $0 != me && links[$0] != nil }.count
         stats.occupancy.membersDone = membersDone.count
         stats.occupancy.outboundBytesQueued = links.values.reduce(0) { $0 + $1.queuedBytes }
         return stats
@@ -252,7 +237,7 @@ public final class MemberRuntime: @unchecked Sendable {
     /// How many messages the window admits now (on the event loop).
     public var sendCapacityOnLoop: Int {
         eventLoop.preconditionInEventLoop()
-        return core.sendCapacity
+        return shell.core.sendCapacity
     }
 
     /// Ends this member together with the rest of the view, quietly: says it is done (a control
@@ -291,7 +276,9 @@ public final class MemberRuntime: @unchecked Sendable {
 
     private func membersNotDone() async -> [MemberID] {
         do {
-            return try await eventLoop.submit { self.core.view.members.filter { !self.membersDone.contains($0) } }.get()
+            return try await eventLoop.submit {
+                self.shell.core.view.members.filter { !self.membersDone.contains($0) }
+            }.get()
         } catch {
             // The event loop is gone: nobody was heard from after that.
             return settings.view.members.filter { $0 != me }
@@ -299,7 +286,7 @@ public final class MemberRuntime: @unchecked Sendable {
     }
 
     func checkAllDone() {
-        guard saidDone, let promise = allDone, core.view.members.allSatisfy(membersDone.contains) else { return }
+        guard saidDone, let promise = allDone, shell.core.view.members.allSatisfy(membersDone.contains) else { return }
         allDone = nil
         promise.succeed(())
     }
