@@ -155,7 +155,7 @@ struct MembershipRegressionTests {
             case .joinerNamedTwice: row.commit.joiners = [MemberID(9), MemberID(9)]
             case .joinerAlreadyAMember: row.commit.joiners = [MemberID(2)]
             case .proposalJoinerAlreadyAMember: row.proposal.joiners = [MemberID(1)]
-            case .joinersBeyondMembersMax: row.commit.joiners = [MemberID(9), MemberID(10)]
+            case .joinersBeyondMembersMax: row.commit.joiners = [MemberID(9), MemberID(10), MemberID(11)]
             case .commitRemovesEveryone:
                 row.suspected = [0b111]
                 row.commit.removed = [0b111]
@@ -182,11 +182,11 @@ struct MembershipRegressionTests {
         }
     }
 
-    /// Three members, a window of 4 and membersMax 4; member rank 0 sent 6 messages, delivered.
+    /// Three members, a window of 4 and membersMax 5; member rank 0 sent 6 messages, delivered.
     private func warmGroup() throws -> DirectGroup {
         let group = try DirectGroup(memberCount: 3) {
             $0.windowMessagesMax = 4
-            $0.membersMax = 4
+            $0.membersMax = 5
         }
         try group.send(0, count: 4)
         try group.settle()
