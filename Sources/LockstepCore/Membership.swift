@@ -38,16 +38,38 @@ extension OrderingCore {
         suspect(memberRank)
     }
 
-    /// A process asks to join. Only the leader accepts; others redirect to it.
+    /// How many ids of former members (removed from views this member installed) it remembers,
+    /// to refuse their reuse: four full groups' worth (256 ids, 2 KiB, at the default membersMax
+    /// of 64), copied at each install. An id removed longer ago could join again; by then no
+    /// traffic of the views it was in is left (shells drop what belongs to views left behind),
+    /// so the cost is a reused name in logs, not a mixed-up member.
+    var formerMembersMax: Int { 4 * configuration.membersMax }
+
+    /// A process asks to join. Only the leader accepts; others redirect to it. A member that
+    /// was removed redirects to a member that stayed.
     public mutating func requestJoin(_ joiner: MemberID) -> JoinAnswer {
         guard configuration.viewChanges else { return .refused(reason: "view changes are off in this member") }
-        guard removedReason == nil else { return .refused(reason: "this member was removed from the group") }
+        guard removedReason == nil else {
+            guard let kept = keptAfterRemoval else { return .refused(reason: "this member was removed from the group") }
+            return .redirect(leader: kept)
+        }
         guard view.rank(of: joiner) == nil else {
             return .refused(
                 reason: "\(joiner) is already a member of \(view.id); a restarted process joins with a new id")
         }
+        guard !formerMembers.contains(joiner) else {
+            return .refused(
+                reason: "\(joiner) was a member of an earlier view; a restarted process joins with a new id")
+        }
         guard let leader = leaderRank else { return .refused(reason: "this member suspects every member") }
         guard leader == memberRank else { return .redirect(leader: view.members[leader]) }
+        // A leader that reaches no majority cannot propose (partition safety): the joiner would
+        // wait for a view that this member cannot form. It asks again later, or elsewhere.
+        let reachable = view.memberCount - Self.count(rows[memberRank].suspected)
+        guard Self.isMajority(survivors: reachable, of: view.memberCount) else {
+            return .refused(
+                reason: "this member reaches \(reachable) of \(view.memberCount) members, no majority to form a view")
+        }
         if pendingJoiners.contains(joiner) { return .accepted }
         guard view.memberCount + pendingJoiners.count < configuration.membersMax else {
             return .refused(reason: "the group is full (membersMax \(configuration.membersMax))")
@@ -61,11 +83,17 @@ extension OrderingCore {
     /// Partition safety: a view change needs more than half of the current view.
     static func isMajority(survivors: Int, of memberCount: Int) -> Bool { survivors * 2 > memberCount }
 
-    /// Refuses rows whose membership columns do not fit this view.
+    /// Refuses rows whose membership columns do not fit this view, or show what no honest member
+    /// can show: a refused row changes nothing, and every step that acts on rows later (commit,
+    /// install, the next view) can rely on what is checked here instead of crashing.
     func checkMembershipColumns(_ row: Row, from: Int) throws(CoreError) {
+        // Honest suspicions name members of this view only (they also count toward majorities).
+        if marksRankOutsideView(row.suspected) {
+            throw CoreError(.malformedRow, "row of member rank \(from): suspects a rank outside \(view.id)")
+        }
         // Two calls, not a loop over [proposal, commit]: an array literal would allocate per row.
-        try checkViewChange(row.proposal, from: from)
-        try checkViewChange(row.commit, from: from)
+        try checkViewChange(row.proposal, of: row, from: from, "proposal")
+        try checkViewChange(row.commit, of: row, from: from, "commit")
         guard row.trim.isEmpty || row.trim.count == senderCount else {
             throw CoreError(
                 .malformedRow, "row of member rank \(from): trim of \(row.trim.count) senders, not \(senderCount)")
@@ -78,16 +106,88 @@ extension OrderingCore {
                 .malformedRow,
                 "row of member rank \(from): installs \(row.installNumber) but commits \(row.commit.number)")
         }
+        if row.commit.number != 0 && !row.commit.isRemoved(memberRank) { try checkTrim(row.trim, from: from) }
     }
 
-    private func checkViewChange(_ change: ViewChange, from: Int) throws(CoreError) {
+    /// The trim of a commit that keeps this member. Per sender it is the least `received` over
+    /// the survivors of a proposal (this member among them), read from copies of their rows; a
+    /// member reports only what it holds, and its counters only grow, so an honest trim never
+    /// exceeds what this member holds, whenever the row arrives (rows may overtake data, but not
+    /// this member's own). And this member stopped sending when it wedged, before it
+    /// acknowledged, at most a window beyond what every survivor's acknowledgement reported: its
+    /// own messages beyond the trim fit one window (they are re-sent in the next view).
+    private func checkTrim(_ trim: [UInt64], from: Int) throws(CoreError) {
+        let received = rows[memberRank].received
+        for sender in 0..<senderCount where trim[sender] > received[sender] {
+            throw CoreError(
+                .malformedRow,
+                "row of member rank \(from): trim \(trim[sender]) of sender rank \(sender) beyond the "
+                    + "\(received[sender]) held here")
+        }
+        if let own = senderRank, received[own] - trim[own] > UInt64(configuration.windowMessagesMax) {
+            throw CoreError(
+                .malformedRow,
+                "row of member rank \(from): trim \(trim[own]) of this member's messages is more than "
+                    + "windowMessagesMax \(configuration.windowMessagesMax) below the \(received[own]) it sent")
+        }
+    }
+
+    /// Honest numbers are `round << 16 | leaderRank` with round 1 or more, a leader of this
+    /// view, and room for a higher round.
+    static let roundMax: UInt64 = (1 << 48) - 2
+
+    private func checkViewChange(_ change: ViewChange, of row: Row, from: Int, _ name: String) throws(CoreError) {
         guard change.removed.count <= rows[memberRank].suspected.count else {
             throw CoreError(
-                .malformedRow, "row of member rank \(from): removed bitmap of \(change.removed.count) words")
+                .malformedRow,
+                "row of member rank \(from): \(name) with a removed bitmap of \(change.removed.count) words")
         }
         guard change.joiners.count <= configuration.membersMax - view.memberCount else {
-            throw CoreError(.malformedRow, "row of member rank \(from): \(change.joiners.count) joiners")
+            throw CoreError(
+                .malformedRow,
+                "row of member rank \(from): \(name) with \(change.joiners.count) joiners; \(view.memberCount) "
+                    + "members and membersMax \(configuration.membersMax)")
         }
+        guard change.number != 0 else { return }
+        let round = change.number >> 16
+        let leader = Int(change.number & 0xFFFF)
+        guard round >= 1, round <= Self.roundMax, leader < view.memberCount else {
+            throw CoreError(
+                .malformedRow,
+                "row of member rank \(from): \(name) number \(change.number) (round \(round), leader rank "
+                    + "\(leader)) in a view of \(view.memberCount)")
+        }
+        // A leader removes what it suspects, and a member merges the suspicions of the row it
+        // copies a proposal or commit from before copying it: honest rows suspect everyone
+        // they remove. (So a commit that removes this member comes with a suspicion this member
+        // adopts, and it never leads a commit that removes itself.)
+        for (word, bits) in change.removed.enumerated() where bits & ~row.suspected[word] != 0 {
+            throw CoreError(.malformedRow, "row of member rank \(from): \(name) removes members it does not suspect")
+        }
+        // A leader proposes only with a majority of the view left (partition safety).
+        let survivors = view.memberCount - Self.count(change.removed)
+        guard Self.isMajority(survivors: survivors, of: view.memberCount) else {
+            throw CoreError(
+                .malformedRow,
+                "row of member rank \(from): \(name) keeps \(survivors) of \(view.memberCount) members, no majority")
+        }
+        for (position, joiner) in change.joiners.enumerated() {
+            guard view.rank(of: joiner) == nil, !change.joiners[..<position].contains(joiner) else {
+                throw CoreError(
+                    .malformedRow,
+                    "row of member rank \(from): \(name) joins \(joiner), already a member of \(view.id) or "
+                        + "named twice")
+            }
+        }
+    }
+
+    /// Whether `bitmap` (by member rank) marks a rank outside this view.
+    private func marksRankOutsideView(_ bitmap: [UInt64]) -> Bool {
+        for (word, bits) in bitmap.enumerated() where bits != 0 && (word + 1) * 64 > view.memberCount {
+            let ranksInWord = max(0, view.memberCount - word * 64)
+            if bits >> UInt64(ranksInWord) != 0 { return true }
+        }
+        return false
     }
 
     /// Records the membership columns of `from`'s row and acts on those of the leader.
@@ -109,6 +209,7 @@ extension OrderingCore {
         if row.installNumber != 0 && row.installNumber == row.commit.number {
             if row.commit.isRemoved(memberRank) {
                 removedReason = "removed from \(view.id) (install shown by \(view.members[from]))"
+                keptAfterRemoval = view.members.indices.first { !row.commit.isRemoved($0) }.map { view.members[$0] }
                 return
             }
             if own.commit.number != row.commit.number || own.trim != row.trim {
@@ -188,6 +289,16 @@ extension OrderingCore {
         }
         let number = own.proposal.number
         let survivors = view.members.indices.filter { !rows[memberRank].isSuspected($0) }
+        // Members acknowledge only a number above any they promised (Paxos), and copy a commit
+        // only if they promised nothing higher since. A survivor whose row shows a higher number
+        // (a predecessor's proposal this leader never saw: a one-way link failure hid it, or it
+        // proposed before those rows arrived) would never acknowledge this proposal, nor copy its
+        // commit: propose again, above every number any row shows. Only survivors must
+        // acknowledge, so a higher number in a suspected member's row does not call for it (the
+        // next proposal goes above those as well).
+        if survivors.contains(where: { rows[$0].proposal.number > number || rows[$0].commit.number > number }) {
+            return propose(removing: suspected)
+        }
         guard survivors.allSatisfy({ rows[$0].proposal.number == number }) else { return }
         if own.commit.number != number { return commit(number, survivors: survivors, removing: suspected) }
         guard survivors.allSatisfy({ rows[$0].commit.number == number }) else { return }
@@ -259,6 +370,8 @@ extension OrderingCore {
             next.pendingJoiners = pendingJoiners.filter { !commit.joiners.contains($0) }
         }
         next.previousViewRow = own
+        let removed = view.members.indices.filter { commit.isRemoved($0) }.map { view.members[$0] }
+        next.formerMembers = Array((formerMembers + removed).suffix(formerMembersMax))
         self = next
         effects.append(.installView(nextView, memberRank: nextRank))
     }
@@ -328,11 +441,7 @@ extension OrderingCore {
         next.now = now
         next.clockStarted = clockStarted
         for rank in next.lastHeard.indices { next.lastHeard[rank] = now }
-        for payload in resend {
-            do { try next.send(payload) } catch {
-                preconditionFailure("re-sending \(resend.count) messages in a fresh window failed: \(error)")
-            }
-        }
+        for payload in resend { next.resend(payload) }
         next.statistics.messagesResent += UInt64(resend.count)
         return next
     }
@@ -348,6 +457,11 @@ extension OrderingCore {
                 let newSender = nextView.senderRank(ofMemberRank: nextRank)
             else { continue }
             let leftover = unorderedSkip.isEmpty ? 0 : unorderedSkip[oldSender]
+            // poll delivers before it installs: everything received here was delivered (or skipped).
+            precondition(
+                unorderedDelivered[oldSender] == own.received[oldSender],
+                "installing with \(own.received[oldSender]) received of sender \(oldSender) but only "
+                    + "\(unorderedDelivered[oldSender]) delivered")
             next.unorderedSkip[newSender] = own.received[oldSender] - own.trim[oldSender] + leftover
         }
         next.resentAlreadyDelivered = next.unorderedSkip

@@ -91,6 +91,12 @@ public struct OrderingCore: Sendable {
     var previousViewRow: Row? = nil
     var removedReported = false
     var minorityReported = false
+    /// A removed member: the lowest-ranked member the installed commit that removed it kept (it
+    /// leads the next view), where a joiner that asks here is sent.
+    var keptAfterRemoval: MemberID? = nil
+    /// Ids of members of earlier views this member installed, the latest `formerMembersMax`
+    /// (Membership.swift): a join with one of them is refused.
+    var formerMembers: [MemberID] = []
 
     public internal(set) var statistics = CoreStatistics()
 
@@ -243,6 +249,21 @@ public struct OrderingCore: Sendable {
                     + "(\(ownWindowBytes) in flight)"
             )
         }
+        enqueue(payload, sender: own, index: index)
+    }
+
+    /// Installing: a message of the previous view beyond its trim goes out again, first. The
+    /// fresh window holds a window's worth (checkTrim refuses a trim further back), and the bytes
+    /// were admitted by the previous view's window, so they are not checked again: a trim that
+    /// lies costs a window over its bytes for a while, not a crash.
+    mutating func resend(_ payload: Payload) {
+        guard let own = senderRank else { preconditionFailure("member rank \(memberRank) re-sends but does not send") }
+        let index = rows[memberRank].received[own]
+        precondition(index < sendLimit, "re-sent message \(index) beyond the fresh window's edge \(sendLimit)")
+        enqueue(payload, sender: own, index: index)
+    }
+
+    private mutating func enqueue(_ payload: Payload, sender own: Int, index: UInt64) {
         rings[own][index] = payload
         ownSizes[Int(truncatingIfNeeded: index & ownSizesMask)] = payload.count
         ownWindowBytes += payload.count
@@ -437,6 +458,10 @@ public struct OrderingCore: Sendable {
     /// Collects what the shell must do after the events fed since the last poll. Appends to
     /// `effects` (which the shell may reuse across polls to avoid allocating).
     public mutating func poll(into effects: inout [Effect]) {
+        // Unordered mode delivers on receipt, and the install (membershipStep) counts every
+        // received message beyond the trim as delivered here, skipping its re-sent copy in the
+        // next view: what arrived since the last poll must be delivered first, or it is lost.
+        if configuration.deliveryMode == .unordered { deliverUnordered(into: &effects) }
         if wedged || !pendingJoiners.isEmpty { membershipStep(into: &effects) }
         if configuration.deliveryMode == .ordered && !wedged { fillNulls() }
         transmit(into: &effects)

@@ -35,40 +35,53 @@ final class DirectGroup {
         for k in 0..<count { try send(rank, [first &+ UInt8(truncatingIfNeeded: k)]) }
     }
 
-    /// Polls `rank` and puts its sends on its outgoing links.
+    /// Polls `rank` and puts its sends on its outgoing links: to the members of the view it was
+    /// in when it emitted them (sends before an `installView` go to the old view).
     @discardableResult
     func poll(_ rank: Int) -> [Effect] {
+        var senderView = cores[rank].view
         let effects = cores[rank].poll()
         lastEffects[rank] = effects
+        let recipients = { (view: View) in
+            self.cores.indices.filter { $0 != rank && view.rank(of: self.memberID(ofIndex: $0)) != nil }
+        }
         for effect in effects {
             switch effect {
             case .sendData(let batch):
-                for to in cores.indices where to != rank { queues[rank][to].append(.data(batch)) }
+                for to in recipients(senderView) { queues[rank][to].append(.data(batch)) }
             case .sendRow(let row):
-                for to in cores.indices where to != rank { queues[rank][to].append(.row(row)) }
+                for to in recipients(senderView) { queues[rank][to].append(.row(row)) }
             case .deliver(let delivery):
                 deliveries[rank].append(delivery)
-            case .armTimer, .wedged, .installView, .removed, .minority:
+            case .installView(let next, _):
+                senderView = next
+            case .armTimer, .wedged, .removed, .minority:
                 break
             }
         }
         return effects
     }
 
+    /// The member id of the core at `index` (ids are 1...memberCount, by index).
+    func memberID(ofIndex index: Int) -> MemberID { MemberID(UInt64(index + 1)) }
+
     /// Hands over everything queued from `from` to `to`, in FIFO order, then polls `to`.
     @discardableResult
     func flush(from: Int, to: Int) throws(CoreError) -> Bool {
         let messages = queues[from][to]
         queues[from][to] = []
-        // Traffic of a view the receiver has not installed waits for it. (Ranks are not re-mapped
-        // across views: the tests that use this shell remove only the highest rank.)
+        // Traffic of a view the receiver has not installed waits for it. The sender's rank is
+        // looked up in the receiver's view (ranks move when a lower rank is removed); traffic
+        // from a member the receiver's view no longer has is dropped, as a shell drops traffic
+        // of views left behind.
         var handed = false
         for (position, message) in messages.enumerated() {
             if message.viewID > cores[to].view.id {
                 queues[from][to] = Array(messages[position...])
                 break
             }
-            try cores[to].handle(.received(message, fromMemberRank: from))
+            guard let fromRank = cores[to].view.rank(of: memberID(ofIndex: from)) else { continue }
+            try cores[to].handle(.received(message, fromMemberRank: fromRank))
             handed = true
         }
         poll(to)
