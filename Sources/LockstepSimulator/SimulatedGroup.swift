@@ -42,9 +42,10 @@ public final class SimulatedGroup {
     public var futureMessagesMax = 1 << 16
     /// Print faults and suspicions as they happen (debugging one seed).
     public var traceEnabled = false
-    /// A member removed while alive (a long pause, a false suspicion) starts again as a new
-    /// incarnation this long after it learns it (as `lockstep node` does); nil: it stays out.
-    public var rejoinAfterRemoval: Duration? = .milliseconds(50)
+    /// A member removed while alive (a long pause, a false suspicion; not one that left) starts
+    /// again as a new incarnation this long after it learns it, as `lockstep node` does; nil
+    /// (scripted tests): it stays out. Fault schedules turn it on.
+    public var rejoinAfterRemoval: Duration? = nil
 
     var processes: [SimulatedProcess]
     var scheduler: SimulatedScheduler

@@ -40,6 +40,7 @@ extension SimulatedGroup {
         case .leave(let process):
             guard processes[process].member != nil else { return }
             processes[process].member?.leave()
+            processes[process].left = true
             pump(process)
         case .joinRetry(let process, let id):
             guard processes[process].id == id, processes[process].status == .joining else { return }
@@ -254,7 +255,7 @@ extension SimulatedGroup {
                 state.status = .removed
                 histories[state.id]?.removed = true
                 state.backlog = 0
-                if let after = rejoinAfterRemoval {
+                if let after = rejoinAfterRemoval, !state.left {
                     // As `lockstep node` does: a member removed while alive joins again, afresh.
                     scheduledWorkPending += 1
                     scheduler.schedule(at: now + after.nanosecondsClamped, .rejoin(process, state.id))

@@ -54,6 +54,8 @@ final class SimulatedProcess {
     /// This process's clock: `offset + rate x virtual time` (clock skew), in nanoseconds.
     var clockOffset: Int64 = 0
     var clockRate = 1.0
+    /// The application asked to leave: a removal is what it wanted (no rejoin).
+    var left = false
     /// Join attempts of this incarnation (it asks another contact before starting afresh).
     var joinAttempts = 0
     /// When the member wedged in its current view, and how many messages it had submitted then.

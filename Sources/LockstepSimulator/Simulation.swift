@@ -121,6 +121,7 @@ public enum Simulation {
         if options.pauses { schedulePauses(on: group, memberCount: setup.memberCount, using: &random) }
         group.traceEnabled = options.trace
         if options.faults && options.harsh { group.harshness = .runtimeLike }
+        if options.faults { group.rejoinAfterRemoval = .milliseconds(50) }
         var faults: FaultSchedule? = nil
         if options.faults {
             faults = FaultSchedule.draw(memberCount: setup.memberCount, spareProcesses: spareProcesses, using: &random)
