@@ -43,6 +43,11 @@ public struct SimulationOptions: Sendable, Equatable {
     /// joiner that is not welcomed retries after 2 s. Measured over 10,000 schedules: see
     /// docs/MEMBERSHIP.md.
     public var progressBound: Duration = .seconds(5)
+    /// Fault runs: after the heal, a connected majority of a view's members may stay stuck in it
+    /// (wedged, or restarted out of it by the sweep and not back) with no view installed anywhere
+    /// for at most this many failure timeouts (WedgeWatch.swift). A view change takes a few
+    /// round trips, a leader's failover one failure timeout more.
+    public var wedgeBoundFailureTimeouts = 4
     /// Print faults and suspicions as they happen (debugging one seed).
     public var trace = false
 
@@ -120,11 +125,19 @@ public enum Simulation {
             FaultSchedule(memberCount: setup.memberCount, spareProcesses: spareProcesses)
                 .schedule(on: group, configuration: setup.configuration, using: &random)
         }
-        let quiesced = group.runUntilQuiet(limit: .seconds(options.faults ? 60 : 600))
+        var watch = WedgeWatch(
+            bound: setup.configuration.failureTimeout * options.wedgeBoundFailureTimeouts,
+            step: setup.configuration.failureTimeout / 10)
+        let quiesced =
+            options.faults
+            ? runWatched(group, limit: .seconds(60), watch: &watch)
+            : group.runUntilQuiet(limit: .seconds(600))
         var progress = ProgressCheck()
         if options.faults && quiesced { progress = ProgressCheck(group, bound: options.progressBound) }
         let checker = group.checker
-        let violations = checker.check(totalOrder: setup.configuration.deliveryMode == .ordered, quiesced: quiesced)
+        let violations =
+            watch.violations
+            + checker.check(totalOrder: setup.configuration.deliveryMode == .ordered, quiesced: quiesced)
         return SimulationReport(
             options: options, view: group.view, configuration: setup.configuration, quiesced: quiesced,
             messagesSent: checker.sent.values.reduce(0) { $0 + $1.count },
@@ -135,6 +148,21 @@ public enum Simulation {
             viewChanges: group.newestViewID > 1 ? group.newestViewID - 1 : 0,
             settledAfterHealNanoseconds: progress.settledAfterHeal, progressViolations: progress.violations,
             processSummary: group.processSummary)
+    }
+
+    /// Runs a fault run to quiescence like `runUntilQuiet`, sampling the wedge watch every step
+    /// from the heal until the group is quiet (then `runUntilQuiet` lets it settle).
+    private static func runWatched(_ group: SimulatedGroup, limit: Duration, watch: inout WedgeWatch) -> Bool {
+        let deadline = group.now + limit.nanosecondsClamped
+        let healAt = FaultSchedule.heal.nanosecondsClamped
+        group.run(for: FaultSchedule.heal)
+        watch.sample(group, healAt: healAt)
+        while group.isBusy && group.now < deadline {
+            group.run(for: .nanoseconds(Int64(min(watch.stepNanoseconds, deadline - group.now))))
+            watch.sample(group, healAt: healAt)
+        }
+        guard group.now < deadline else { return false }
+        return group.runUntilQuiet(limit: .nanoseconds(Int64(deadline - group.now)))
     }
 
     /// Bursts at random times in the first half second; one sender in five stays idle, so the
