@@ -354,10 +354,11 @@ public struct DeliveryChecker: Sendable {
     /// The messages of `union` that `member` did not deliver in its view, described (a few),
     /// and their senders.
     private static func missing(
-        _ union: [(MessageKey, MemberID)], at member: MemberID, _ logs: [MemberID: [DeliveredRecord]]?
+        _ union: [(MessageKey, MemberID)], at member: MemberID, _ logs: [MemberID: [DeliveredRecord]]?,
+        alsoHeld: (MessageKey) -> Bool = { _ in false }
     ) -> (gap: String, senders: Set<MemberID>)? {
         let own = Set((logs?[member] ?? []).map(MessageKey.init))
-        let absent = union.filter { !own.contains($0.0) }
+        let absent = union.filter { !own.contains($0.0) && !alsoHeld($0.0) }
         guard !absent.isEmpty else { return nil }
         let named = absent.prefix(3).map { "\($0.0.sender)#\($0.0.sequence) (delivered by \($0.1))" }
         let more = absent.count > 3 ? " and \(absent.count - 3) more" : ""
@@ -436,11 +437,17 @@ public struct DeliveryChecker: Sendable {
                     .completeness, member, "is live and a member of the final view v\(finalID), but never installed it")
                 continue
             }
-            if let (gap, _) = Self.missing(union, at: member, perView[finalID]) {
+            // Unordered mode: a message some member delivered in the final view, re-sent there,
+            // another may have delivered in an earlier view (or hold in its snapshot).
+            let counts = contiguousHoldings(of: member, from: history.initialCounts)
+            let earlier = Set((delivered[member] ?? []).map(MessageKey.init))
+            let heldEarlier = { (key: MessageKey) in
+                !totalOrder && (earlier.contains(key) || key.sequence < history.initialCounts[key.sender, default: 0])
+            }
+            if let (gap, _) = Self.missing(union, at: member, perView[finalID], alsoHeld: heldEarlier) {
                 found.report(.noLoss, member, "ended live in the final view v\(finalID), where it " + gap)
                 continue
             }
-            let counts = contiguousHoldings(of: member, from: history.initialCounts)
             for sender in senders.sorted() where !reported.contains([member.rawValue, sender.rawValue]) {
                 let held = counts[sender, default: 0]
                 if let top = highest[sender], held < top.count {

@@ -175,6 +175,14 @@ struct ViewCheckerTests {
         #expect(violations.last?.detail.contains("holding the first 1 messages of m1") == true)
     }
 
+    @Test func unorderedReSendsMayLandInALaterViewAtSomeMembers() {
+        // Unordered: b delivered a#1 in v1 on receipt; a, beyond the trim, re-sent it in v2,
+        // where a delivered it. Both hold it: no loss. (Ordered mode has no such freedom.)
+        let aLog = [record(a, 0, in: 1), record(c, 0, in: 1), record(a, 1, in: 2)] + fullLog.suffix(3)
+        #expect(check([a: aLog, b: fullLog, c: []], ordered: false).isEmpty)
+        #expect(properties(check([a: aLog, b: fullLog, c: []], ordered: true)).contains(.uniformAgreement))
+    }
+
     @Test func unorderedLossOfARemovedSendersMessageIsAllowed() {
         // c crashed: what it sent and only a delivered, b may never get (nobody re-sends it).
         let bLog = Array(fullLog.prefix(2)) + fullLog.suffix(3)
