@@ -72,7 +72,7 @@ public struct MemberHistory: Sendable, Equatable {
 
 /// A broken promise found by the checker.
 public struct Violation: Sendable, Equatable, CustomStringConvertible {
-    public enum Property: String, Sendable {
+    public enum Property: String, Sendable, CaseIterable {
         case noCreation = "no creation"
         case noDuplication = "no duplication"
         /// A joiner delivered a message its snapshot already holds (a re-sent message not skipped).

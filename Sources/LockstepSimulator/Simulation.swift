@@ -20,9 +20,10 @@ public struct SimulationOptions: Sendable, Equatable {
     /// A fault schedule: crashes, restarts, symmetric partitions, one-way link failures, leaves
     /// and joins at random times in the first `faultWindow`; then every link heals, an operator
     /// restarts whatever is left outside the group, and every live member sends a few more
-    /// messages. Checked: safety, views, virtual synchrony, and progress (the run quiesces with
-    /// every live member in one view, having delivered everything, within `progressBound` of
-    /// the heal).
+    /// messages. Checked: safety, views, virtual synchrony, uniform agreement, no loss and
+    /// completeness at the final view's live members, and progress (the run quiesces with every
+    /// live member in one view, having delivered everything, within `progressBound` of the
+    /// heal; and no connected majority stays wedged, sweep or not: `wedgeBoundFailureTimeouts`).
     public var faults: Bool
 
     public init(
