@@ -52,30 +52,55 @@ public struct MemberHistory: Sendable, Equatable {
     public var initialCounts: [MemberID: UInt64]
     /// The member learned it was removed.
     public var removed: Bool
+    /// The incarnation ended without learning it was removed: it crashed, or a restart replaced
+    /// it. Such a member is not live at the end, so completeness does not bind it. (False when
+    /// a log does not say.)
+    public var crashed: Bool
     public init(
-        installs: [ViewRecord], initialCounts: [MemberID: UInt64] = [:], removed: Bool = false
+        installs: [ViewRecord], initialCounts: [MemberID: UInt64] = [:], removed: Bool = false,
+        crashed: Bool = false
     ) {
         self.installs = installs
         self.initialCounts = initialCounts
         self.removed = removed
+        self.crashed = crashed
     }
+
+    /// Live at the end: neither removed nor crashed.
+    public var endedLive: Bool { !removed && !crashed }
 }
 
 /// A broken promise found by the checker.
 public struct Violation: Sendable, Equatable, CustomStringConvertible {
-    public enum Property: String, Sendable {
+    public enum Property: String, Sendable, CaseIterable {
         case noCreation = "no creation"
         case noDuplication = "no duplication"
+        /// A joiner delivered a message its snapshot already holds (a re-sent message not skipped).
+        case snapshotDuplication = "nothing a joiner's snapshot holds is delivered again"
         case totalOrder = "same total order"
         case fifo = "per-sender FIFO"
         case completeness = "every sent message delivered"
+        /// Ordered mode: what any member delivered in view v, every member that moved on from v
+        /// to v+1 delivered in v (the member that delivered may have crashed or been removed since).
+        case uniformAgreement = "uniform agreement per view"
+        /// At quiescence: a live member of the final view lacks a message another member
+        /// delivered (unordered mode: of a sender in the final view).
+        case noLoss = "no loss at a member that stays"
         case viewAgreement = "same sequence of views"
         case virtualSynchrony = "virtual synchrony"
         case deliveryOutsideView = "nothing delivered outside the member's views"
+        /// Progress (simulator): a connected majority of a view's live members stayed wedged,
+        /// with no view installed anywhere, for longer than a bound.
+        case wedgedMajority = "no connected majority stays wedged"
     }
     public var property: Property
     public var member: MemberID
     public var detail: String
+    public init(property: Property, member: MemberID, detail: String) {
+        self.property = property
+        self.member = member
+        self.detail = detail
+    }
     public var description: String { "\(property.rawValue) violated at \(member): \(detail)" }
 }
 
@@ -129,12 +154,17 @@ public struct DeliveryChecker: Sendable {
     // MARK: - One member's log
 
     /// No creation, no duplication and FIFO without gaps over one member's log; returns, per
-    /// sender, the sequence the member would deliver next.
+    /// sender, the sequence the member would deliver next. Sender sequences are the sender
+    /// incarnation's own count, carried in the payload, so a message re-sent in a later view
+    /// keeps its sequence and a second delivery of it shows up here, whichever view it is in.
     private func checkLog(of member: MemberID, into found: inout Violations) -> [MemberID: UInt64] {
         // A joiner starts from its snapshot: what it holds without having delivered it.
-        var nextExpected: [MemberID: UInt64] = membership[member]?.initialCounts ?? [:]
+        let snapshot = membership[member]?.initialCounts ?? [:]
+        var nextExpected = snapshot
+        // Per sender, the sequences a FIFO gap skipped: delivering one late is not a repeat.
+        var holes: [MemberID: [Range<UInt64>]] = [:]
         for (position, record) in (delivered[member] ?? []).enumerated() {
-            let name = "position \(position): \(record.sender)#\(record.senderSequence)"
+            let name = "position \(position) (v\(record.viewID)): \(Self.name(record))"
             // No creation: the record names a message its sender really sent, with that content.
             guard let senderLog = sent[record.sender], record.senderSequence < UInt64(senderLog.count) else {
                 found.report(.noCreation, member, "\(name) was never sent")
@@ -143,18 +173,37 @@ public struct DeliveryChecker: Sendable {
             if senderLog[Int(record.senderSequence)].payloadDigest != record.payloadDigest {
                 found.report(.noCreation, member, "\(name) has other content than was sent")
             }
-            // FIFO without gaps, and no duplication (a repeat shows up as going backwards).
+            let sequence = record.senderSequence
             let expected = nextExpected[record.sender, default: 0]
-            if record.senderSequence < expected {
-                found.report(.noDuplication, member, "\(name) delivered again")
-            } else {
-                if record.senderSequence > expected {
+            let held = snapshot[record.sender, default: 0]
+            if sequence >= expected {
+                if sequence > expected {
                     found.report(.fifo, member, "\(name) delivered before #\(expected)")
+                    holes[record.sender, default: []].append(expected..<sequence)
                 }
-                nextExpected[record.sender] = record.senderSequence + 1
+                nextExpected[record.sender] = sequence + 1
+            } else if Self.fill(sequence, in: &holes[record.sender, default: []]) {
+                // Late into a gap that was reported as a FIFO break when it opened.
+            } else if sequence < held {
+                found.report(
+                    .snapshotDuplication, member,
+                    "\(name) delivered, but the snapshot it joined with already holds \(held) messages of "
+                        + "\(record.sender)")
+            } else {
+                found.report(.noDuplication, member, "\(name) delivered again")
             }
         }
         return nextExpected
+    }
+
+    /// Takes `sequence` out of the gap it lies in; returns whether it lay in one.
+    private static func fill(_ sequence: UInt64, in holes: inout [Range<UInt64>]) -> Bool {
+        guard let index = holes.firstIndex(where: { $0.contains(sequence) }) else { return false }
+        let hole = holes.remove(at: index)
+        for part in [hole.lowerBound..<sequence, (sequence + 1)..<hole.upperBound] where !part.isEmpty {
+            holes.append(part)
+        }
+        return true
     }
 
     /// Without views: the member delivered every message of every sender.
@@ -189,18 +238,38 @@ public struct DeliveryChecker: Sendable {
 
     // MARK: - Across views
 
+    /// One message, by its sender and the sender's sequence.
+    private struct MessageKey: Hashable {
+        var sender: MemberID
+        var sequence: UInt64
+        init(_ record: DeliveredRecord) {
+            sender = record.sender
+            sequence = record.senderSequence
+        }
+    }
+
+    /// Per view, what each member delivered in it, in order.
+    private typealias PerView = [UInt64: [MemberID: [DeliveredRecord]]]
+
     /// Checks across views: every view id names the same members wherever it was installed,
-    /// each member's views are consecutive, deliveries happen only in installed views; per view,
-    /// one total order (prefixes of one sequence); members that install v+1 together delivered
-    /// exactly the same messages in v, so they installed with the same state (virtual
-    /// synchrony); and at quiescence the final view's members hold every message of every
-    /// final-view sender.
+    /// each member's views are consecutive, deliveries happen only in installed views; in ordered
+    /// mode, per view one total order (prefixes of one sequence), the same state at every
+    /// install, and uniform agreement; at quiescence, completeness at the final view's live
+    /// members (both modes). Each missing message is reported once: uniform agreement covers
+    /// the views a member moved on from, the final-view checks the view it ended in.
     private func checkViews(totalOrder: Bool, quiesced: Bool, into found: inout Violations) {
         let installers = checkViewAgreement(into: &found)
-        guard totalOrder else { return }
-        checkOrderPerView(into: &found)
-        checkVirtualSynchrony(installers: installers, into: &found)
-        if quiesced { checkFinalViewCompleteness(into: &found) }
+        var perView: PerView = [:]
+        for (member, log) in delivered {
+            for record in log { perView[record.viewID, default: [:]][member, default: []].append(record) }
+        }
+        var reported: Set<[UInt64]> = []
+        if totalOrder {
+            checkOrderPerView(perView, into: &found)
+            checkStateAgreement(installers: installers, into: &found)
+            reported = checkUniformAgreement(perView, into: &found)
+        }
+        if quiesced { checkFinalView(perView, totalOrder: totalOrder, skipping: reported, into: &found) }
     }
 
     /// One membership per view id, consecutive installs, deliveries only in installed views.
@@ -241,11 +310,7 @@ public struct DeliveryChecker: Sendable {
     }
 
     /// Per view, each member's deliveries in it are a prefix of the longest member's.
-    private func checkOrderPerView(into found: inout Violations) {
-        var perView: [UInt64: [MemberID: [DeliveredRecord]]] = [:]
-        for (member, log) in delivered {
-            for record in log { perView[record.viewID, default: [:]][member, default: []].append(record) }
-        }
+    private func checkOrderPerView(_ perView: PerView, into found: inout Violations) {
         for (viewID, logs) in perView.sorted(by: { $0.key < $1.key }) {
             // The longest log, the lowest member id among equals.
             guard let (reference, referenceLog) = logs.max(by: { ($0.value.count, $1.key) < ($1.value.count, $0.key) })
@@ -261,40 +326,140 @@ public struct DeliveryChecker: Sendable {
         }
     }
 
-    /// Virtual synchrony: everyone who installed v+1 did so with the same application state
-    /// (a digest chained over every delivery, a joiner's snapshot included), and those who
-    /// were in v delivered the same messages in v.
-    private func checkVirtualSynchrony(installers: [UInt64: [(MemberID, UInt64)]], into found: inout Violations) {
+    /// Virtual synchrony's state half: everyone who installed v+1 did so with the same
+    /// application state (a digest chained over every delivery, a joiner's snapshot included).
+    /// The other half, the same messages in v, is uniform agreement.
+    private func checkStateAgreement(installers: [UInt64: [(MemberID, UInt64)]], into found: inout Violations) {
         for (viewID, entries) in installers.sorted(by: { $0.key < $1.key }) where viewID > 1 {
             guard let (first, digest) = entries.first else { continue }
             for (member, other) in entries.dropFirst() where other != digest {
                 found.report(.virtualSynchrony, member, "installed v\(viewID) with another state than \(first)")
             }
-            let movers = entries.map(\.0).filter { member in
-                membership[member]?.installs.contains { $0.viewID == viewID - 1 } ?? false
-            }
-            let sets = movers.map { member in (delivered[member] ?? []).filter { $0.viewID == viewID - 1 } }
-            for (index, set) in sets.enumerated().dropFirst() where set != sets[0] {
-                found.report(
-                    .virtualSynchrony, movers[index],
-                    "delivered \(set.count) messages in v\(viewID - 1), \(movers[0]) delivered \(sets[0].count); "
-                        + "both installed v\(viewID)")
-            }
         }
     }
 
-    /// At quiescence, the final view's members hold every message of every final-view member.
-    private func checkFinalViewCompleteness(into found: inout Violations) {
-        guard let final = finalMembers else { return }
-        for member in final {
-            guard let history = membership[member] else { continue }
-            var counts = history.initialCounts
-            for record in delivered[member] ?? [] { counts[record.sender] = record.senderSequence + 1 }
-            for sender in final {
-                let sentCount = UInt64(sent[sender]?.count ?? 0)
-                if counts[sender, default: 0] < sentCount {
-                    let held = counts[sender, default: 0]
-                    found.report(.completeness, member, "holds \(held) of \(sentCount) messages of \(sender)")
+    /// What anyone delivered in one view, each message once with the lowest member id that
+    /// delivered it, in the order of the members' logs.
+    private static func union(_ logs: [MemberID: [DeliveredRecord]]?) -> [(MessageKey, MemberID)] {
+        var seen: Set<MessageKey> = []
+        var list: [(MessageKey, MemberID)] = []
+        for (member, log) in (logs ?? [:]).sorted(by: { $0.key < $1.key }) {
+            for record in log where seen.insert(MessageKey(record)).inserted {
+                list.append((MessageKey(record), member))
+            }
+        }
+        return list
+    }
+
+    /// The messages of `union` that `member` did not deliver in its view, described (a few),
+    /// and their senders.
+    private static func missing(
+        _ union: [(MessageKey, MemberID)], at member: MemberID, _ logs: [MemberID: [DeliveredRecord]]?,
+        alsoHeld: (MessageKey) -> Bool = { _ in false }
+    ) -> (gap: String, senders: Set<MemberID>)? {
+        let own = Set((logs?[member] ?? []).map(MessageKey.init))
+        let absent = union.filter { !own.contains($0.0) && !alsoHeld($0.0) }
+        guard !absent.isEmpty else { return nil }
+        let named = absent.prefix(3).map { "\($0.0.sender)#\($0.0.sequence) (delivered by \($0.1))" }
+        let more = absent.count > 3 ? " and \(absent.count - 3) more" : ""
+        let gap =
+            "delivered \(union.count - absent.count) of the \(union.count) messages delivered there; missing "
+            + named.joined(separator: ", ") + more
+        return (gap, Set(absent.map(\.0.sender)))
+    }
+
+    /// Uniform agreement per view (ordered mode): a member that moved on from v to v+1
+    /// delivered in v everything anyone delivered in v, a member that crashed or was removed
+    /// in v or later included. (With one order per view, every mover's v log is the longest.)
+    /// Returns the (member, sender) pairs it found missing, which the final view's checks skip.
+    private func checkUniformAgreement(_ perView: PerView, into found: inout Violations) -> Set<[UInt64]> {
+        var reported: Set<[UInt64]> = []
+        var unions: [UInt64: [(MessageKey, MemberID)]] = [:]
+        for (member, history) in membership.sorted(by: { $0.key < $1.key }) {
+            let installs = history.installs
+            for position in installs.indices.dropFirst()
+            where installs[position].viewID == installs[position - 1].viewID + 1 {
+                let viewID = installs[position - 1].viewID
+                if unions[viewID] == nil { unions[viewID] = Self.union(perView[viewID]) }
+                if let (gap, senders) = Self.missing(unions[viewID] ?? [], at: member, perView[viewID]) {
+                    found.report(.uniformAgreement, member, "installed v\(viewID + 1) from v\(viewID), where it " + gap)
+                    for sender in senders { reported.insert([member.rawValue, sender.rawValue]) }
+                }
+            }
+        }
+        return reported
+    }
+
+    /// Per sender, how many of its first messages `member` holds without a gap: its snapshot's
+    /// count, then what it delivered.
+    private func contiguousHoldings(of member: MemberID, from snapshot: [MemberID: UInt64]) -> [MemberID: UInt64] {
+        var sequences: [MemberID: Set<UInt64>] = [:]
+        for record in delivered[member] ?? [] { sequences[record.sender, default: []].insert(record.senderSequence) }
+        var held = snapshot
+        for (sender, set) in sequences {
+            var count = snapshot[sender, default: 0]
+            while set.contains(count) { count += 1 }
+            held[sender] = count
+        }
+        return held
+    }
+
+    /// Per sender, one more than the highest sequence delivered anywhere, with who delivered it
+    /// and in which view.
+    private func highestDelivered() -> [MemberID: (count: UInt64, by: MemberID, viewID: UInt64)] {
+        var highest: [MemberID: (count: UInt64, by: MemberID, viewID: UInt64)] = [:]
+        for (member, log) in delivered.sorted(by: { $0.key < $1.key }) {
+            for record in log where record.senderSequence + 1 > highest[record.sender]?.count ?? 0 {
+                highest[record.sender] = (record.senderSequence + 1, member, record.viewID)
+            }
+        }
+        return highest
+    }
+
+    /// At quiescence, every live member of the final view (the last view installed anywhere)
+    /// installed it; delivered in it everything anyone delivered in it; holds, per sender, as
+    /// much as anyone delivered (unordered mode: of the final view's senders only, since a
+    /// sender removed with messages delivered at some members only re-sends nothing); and holds
+    /// every message the final view's members sent. One report per member and sender at most.
+    private func checkFinalView(
+        _ perView: PerView, totalOrder: Bool, skipping reported: Set<[UInt64]>, into found: inout Violations
+    ) {
+        guard let final = membership.values.compactMap(\.installs.last).max(by: { $0.viewID < $1.viewID })
+        else { return }
+        let finalID = final.viewID
+        let union = Self.union(perView[finalID])
+        let highest = highestDelivered()
+        let senders = Set(final.members).union(totalOrder ? Set(highest.keys) : [])
+        for member in final.members {
+            guard let history = membership[member], history.endedLive else { continue }
+            guard history.installs.last?.viewID == finalID else {
+                found.report(
+                    .completeness, member, "is live and a member of the final view v\(finalID), but never installed it")
+                continue
+            }
+            // Unordered mode: a message some member delivered in the final view, re-sent there,
+            // another may have delivered in an earlier view (or hold in its snapshot).
+            let counts = contiguousHoldings(of: member, from: history.initialCounts)
+            let earlier = Set((delivered[member] ?? []).map(MessageKey.init))
+            let heldEarlier = { (key: MessageKey) in
+                !totalOrder && (earlier.contains(key) || key.sequence < history.initialCounts[key.sender, default: 0])
+            }
+            if let (gap, _) = Self.missing(union, at: member, perView[finalID], alsoHeld: heldEarlier) {
+                found.report(.noLoss, member, "ended live in the final view v\(finalID), where it " + gap)
+                continue
+            }
+            for sender in senders.sorted() where !reported.contains([member.rawValue, sender.rawValue]) {
+                let held = counts[sender, default: 0]
+                if let top = highest[sender], held < top.count {
+                    found.report(
+                        .noLoss, member,
+                        "ended live in v\(finalID) holding the first \(held) messages of \(sender), but "
+                            + "\(top.by) delivered \(sender)#\(top.count - 1) in v\(top.viewID)")
+                } else if final.members.contains(sender), held < UInt64(sent[sender]?.count ?? 0) {
+                    let sentCount = sent[sender]?.count ?? 0
+                    found.report(
+                        .completeness, member,
+                        "ended live in v\(finalID) holding \(held) of the \(sentCount) messages \(sender) sent")
                 }
             }
         }

@@ -78,9 +78,12 @@ extension SimulatedGroup {
         for (id, history) in histories {
             sent[id] = history.sent
             delivered[id] = history.delivered
+            // Live at the end: still the incarnation in its process, and active or joining. Any
+            // other that did not learn of its removal crashed or was replaced by a restart.
+            let live = processOfMember[id].map { processes[$0].id == id && processes[$0].isLive } ?? false
             membership[id] = MemberHistory(
                 installs: history.installs, initialCounts: history.initialState?.counts ?? [:],
-                removed: history.removed)
+                removed: history.removed, crashed: !live && !history.removed)
         }
         return DeliveryChecker(sent: sent, delivered: delivered, membership: membership)
     }

@@ -157,7 +157,7 @@ public final class SimulatedGroup {
         return quietSince != nil
     }
 
-    private var isBusy: Bool {
+    var isBusy: Bool {
         dataInFlight > 0 || scheduledWorkPending > 0 || processes.contains { $0.status == .joining || isBusy($0) }
     }
 

@@ -20,9 +20,10 @@ public struct SimulationOptions: Sendable, Equatable {
     /// A fault schedule: crashes, restarts, symmetric partitions, one-way link failures, leaves
     /// and joins at random times in the first `faultWindow`; then every link heals, an operator
     /// restarts whatever is left outside the group, and every live member sends a few more
-    /// messages. Checked: safety, views, virtual synchrony, and progress (the run quiesces with
-    /// every live member in one view, having delivered everything, within `progressBound` of
-    /// the heal).
+    /// messages. Checked: safety, views, virtual synchrony, uniform agreement, no loss and
+    /// completeness at the final view's live members, and progress (the run quiesces with every
+    /// live member in one view, having delivered everything, within `progressBound` of the
+    /// heal; and no connected majority stays wedged, sweep or not: `wedgeBoundFailureTimeouts`).
     public var faults: Bool
 
     public init(
@@ -43,6 +44,11 @@ public struct SimulationOptions: Sendable, Equatable {
     /// joiner that is not welcomed retries after 2 s. Measured over 10,000 schedules: see
     /// docs/MEMBERSHIP.md.
     public var progressBound: Duration = .seconds(5)
+    /// Fault runs: after the heal, a connected majority of a view's members may stay stuck in it
+    /// (wedged, or restarted out of it by the sweep and not back) with no view installed anywhere
+    /// for at most this many failure timeouts (WedgeWatch.swift). A view change takes a few
+    /// round trips, a leader's failover one failure timeout more.
+    public var wedgeBoundFailureTimeouts = 4
     /// Print faults and suspicions as they happen (debugging one seed).
     public var trace = false
     /// Fault runs treat the members as a runtime does (`Harshness.runtimeLike`); false: the
@@ -127,6 +133,9 @@ public enum Simulation {
             faults = FaultSchedule.draw(memberCount: setup.memberCount, spareProcesses: spareProcesses, using: &random)
             faults?.schedule(on: group, configuration: setup.configuration, using: &random)
         }
+        var watch = WedgeWatch(
+            bound: setup.configuration.failureTimeout * options.wedgeBoundFailureTimeouts,
+            step: setup.configuration.failureTimeout / 10)
         var progress = ProgressCheck()
         let quiesced: Bool
         if let split = faults?.split {
@@ -135,13 +144,17 @@ public enum Simulation {
             group.run(for: FaultSchedule.safetyOnlyRun)
             quiesced = true
             progress.checkNothingInstalled(group, after: split)
+        } else if options.faults {
+            quiesced = runWatched(group, limit: .seconds(60), watch: &watch)
+            if quiesced { progress = ProgressCheck(group, bound: options.progressBound) }
         } else {
-            quiesced = group.runUntilQuiet(limit: .seconds(options.faults ? 60 : 600))
-            if options.faults && quiesced { progress = ProgressCheck(group, bound: options.progressBound) }
+            quiesced = group.runUntilQuiet(limit: .seconds(600))
         }
         let checker = group.checker
         let complete = quiesced && faults?.split == nil
-        let violations = checker.check(totalOrder: setup.configuration.deliveryMode == .ordered, quiesced: complete)
+        let violations =
+            watch.violations
+            + checker.check(totalOrder: setup.configuration.deliveryMode == .ordered, quiesced: complete)
         return SimulationReport(
             options: options, view: group.view, configuration: setup.configuration, quiesced: quiesced,
             messagesSent: checker.sent.values.reduce(0) { $0 + $1.count },
@@ -152,6 +165,21 @@ public enum Simulation {
             viewChanges: group.newestViewID > 1 ? group.newestViewID - 1 : 0,
             settledAfterHealNanoseconds: progress.settledAfterHeal, progressViolations: progress.violations,
             processSummary: group.processSummary)
+    }
+
+    /// Runs a fault run to quiescence like `runUntilQuiet`, sampling the wedge watch every step
+    /// from the heal until the group is quiet (then `runUntilQuiet` lets it settle).
+    private static func runWatched(_ group: SimulatedGroup, limit: Duration, watch: inout WedgeWatch) -> Bool {
+        let deadline = group.now + limit.nanosecondsClamped
+        let healAt = FaultSchedule.heal.nanosecondsClamped
+        group.run(for: FaultSchedule.heal)
+        watch.sample(group, healAt: healAt)
+        while group.isBusy && group.now < deadline {
+            group.run(for: .nanoseconds(Int64(min(watch.stepNanoseconds, deadline - group.now))))
+            watch.sample(group, healAt: healAt)
+        }
+        guard group.now < deadline else { return false }
+        return group.runUntilQuiet(limit: .nanoseconds(Int64(deadline - group.now)))
     }
 
     /// Bursts at random times in the first half second; one sender in five stays idle, so the
