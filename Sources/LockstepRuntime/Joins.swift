@@ -220,14 +220,25 @@ extension MemberRuntime {
         deadline: ContinuousClock.Instant
     ) async throws -> ControlMessage {
         let handler = ControlAnswerHandler(answer: eventLoop.makePromise(of: ControlMessage.self))
-        let channel = try await ClientBootstrap(group: eventLoop)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(limits: limits)))
-                    try channel.pipeline.syncOperations.addHandler(handler)
+        let channel: Channel
+        do {
+            // Connecting counts against the deadline too (a SYN nobody answers).
+            let connectTimeout = max(deadline - ContinuousClock.now, .milliseconds(1))
+            channel = try await ClientBootstrap(group: eventLoop)
+                .connectTimeout(.nanoseconds(Int64(connectTimeout.nanosecondsClamped)))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            ByteToMessageHandler(FrameDecoder(limits: limits)))
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                    }
                 }
-            }
-            .connect(host: address.host, port: address.port).get()
+                .connect(host: address.host, port: address.port).get()
+        } catch {
+            // No channel, so no handler to complete the promise: it must not be left pending.
+            eventLoop.execute { handler.finish(.failure(error)) }
+            throw error
+        }
         defer { channel.close(promise: nil) }
         try await channel.writeAndFlush(message.encoded()).get()
         let remaining = deadline - ContinuousClock.now

@@ -9,6 +9,7 @@ import LockstepRuntime
 import LockstepWire
 import NIOCore
 import NIOPosix
+import Synchronization
 import Testing
 
 /// A stand-in contact on loopback: answers every connection with `answer` (a control frame's
@@ -34,7 +35,9 @@ private final class ScriptedContact: Sendable {
     init(answer body: String?, on eventLoop: EventLoop) async throws {
         channel = try await ServerBootstrap(group: eventLoop)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Answer(body: body)) }
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(Answer(body: body))
+                }
             }
             .bind(host: "127.0.0.1", port: 0).get()
     }
@@ -110,13 +113,32 @@ struct JoinTests {
     }
 }
 
+/// A child's stdout and stderr, read on a thread of its own as they come.
+private final class OutputCollector: Sendable {
+    private let state = Mutex((text: "", ended: false))
+    var text: String { state.withLock { $0.text } }
+    var ended: Bool { state.withLock { $0.ended } }
+
+    init(reading pipe: Pipe) {
+        let thread = Thread { [self] in
+            while true {
+                let data = pipe.fileHandleForReading.availableData
+                if data.isEmpty { break }
+                self.state.withLock { $0.text += String(decoding: data, as: UTF8.self) }
+            }
+            self.state.withLock { $0.ended = true }
+        }
+        thread.start()
+    }
+}
+
 @Suite("A removed member rejoins", .serialized, .timeLimit(.minutes(3)))
 struct RejoinTests {
     /// Regression (chaos seeds 777001 and 5150): a member removed after a long pause stayed outside
     /// the group for good, doing nothing.
     @Test(
         """
-        5 `lockstep node --duration 8` processes: two are paused beyond the failure timeout and removed; the one \
+        5 `lockstep node --duration 10` processes: two are paused beyond the failure timeout and removed; the one \
         with --rejoin-ids 9 rejoins as m9 (its own log, the others deliver m9's messages) and ends with status 0, \
         the one with --exit-when-removed exits with status 3
         """
@@ -135,7 +157,10 @@ struct RejoinTests {
             let process = Process()
             process.executableURL = try lockstepExecutable()
             process.arguments =
-                ["node", "--rank", "\(rank)", "--peers", peers, "--size", "256", "--duration", "8", "--log", logs[rank]]
+                [
+                    "node", "--rank", "\(rank)", "--peers", peers, "--size", "256", "--duration", "10", "--log",
+                    logs[rank],
+                ]
                 + extra[rank]
             let pipe = Pipe()
             process.standardOutput = pipe
@@ -147,18 +172,18 @@ struct RejoinTests {
         }
         defer { for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         // Read every output on threads of their own (a full pipe would block a member).
-        let texts = outputs.map { pipe in
-            Task.detached { String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }
-        }
-        try await Task.sleep(for: .seconds(2))
+        let texts = outputs.map { OutputCollector(reading: $0) }
+        // Pause them once the group runs (a member not yet heard from is not suspected), for
+        // 6 x the 500 ms failure timeout.
+        try await waitUntil(seconds: 60) { texts.allSatisfy { $0.text.contains("\"progress\"") } }
         for rank in 3..<5 { kill(processes[rank].processIdentifier, SIGSTOP) }
-        try await Task.sleep(for: .seconds(2))  // 4 x the 500 ms failure timeout
+        try await Task.sleep(for: .seconds(3))
         for rank in 3..<5 { kill(processes[rank].processIdentifier, SIGCONT) }
         var results: [(status: Int32, text: String)] = []
         for (process, text) in zip(processes, texts) {
-            let output = await text.value
-            process.waitUntilExit()
-            results.append((process.terminationStatus, output))
+            try await waitUntil(seconds: 90) { !process.isRunning }
+            try await waitUntil(seconds: 5) { text.ended }
+            results.append((process.terminationStatus, text.text))
         }
         for rank in 0..<3 { #expect(results[rank].status == 0, "rank \(rank): \(results[rank].text.suffix(3_000))") }
         let rejoiner = results[3].text

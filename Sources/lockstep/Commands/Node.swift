@@ -158,7 +158,8 @@ struct Node: AsyncParsableCommand {
 
     /// Asks the members at `contacts` to let this one in as `id`; returns the settings of the
     /// view it joins and the application snapshot it starts from.
-    private func joined(contacts: [PeerAddress], id: MemberID, listen address: PeerAddress) async throws -> Incarnation {
+    private func joined(contacts: [PeerAddress], id: MemberID, listen address: PeerAddress) async throws -> Incarnation
+    {
         let configuration = try member.configuration()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let welcome: Welcome
@@ -211,7 +212,8 @@ struct Node: AsyncParsableCommand {
             guard !exitWhenRemoved, let next, !(stdin?.isClosed ?? false) else {
                 try await workload.finishRemoved()
                 if stdin?.isClosed ?? false { return }  // stopped meanwhile: nothing to rejoin for
-                let why = exitWhenRemoved ? "--exit-when-removed" : "every rejoin used (\(rejoins) of \(Self.rejoinsMax))"
+                let why =
+                    exitWhenRemoved ? "--exit-when-removed" : "every rejoin used (\(rejoins) of \(Self.rejoinsMax))"
                 Output.error("\(removal.member): removed from the group; exiting (\(why))")
                 throw ExitCode(Self.removedExitStatus)
             }
@@ -238,7 +240,8 @@ struct Node: AsyncParsableCommand {
     /// up to `rejoinAttemptsMax` joins, after back-offs of 1, 2 and 4 s.
     private func rejoin(_ removal: Removal, as next: MemberID) async throws -> Incarnation {
         guard !removal.contacts.isEmpty else {
-            throw ValidationError("\(removal.member) was removed and knows no other member to rejoin through")
+            throw WorkloadError(
+                description: "\(removal.member) was removed and knows no other member to rejoin through")
         }
         Output.error(
             "\(removal.member): removed from the group; rejoining as \(next) through "
@@ -255,7 +258,7 @@ struct Node: AsyncParsableCommand {
                 Output.error("\(next): rejoin attempt \(attempt) of \(Self.rejoinAttemptsMax) failed: \(error)")
             }
         }
-        throw ValidationError("\(next) could not rejoin: " + failures.joined(separator: "; "))
+        throw WorkloadError(description: "\(next) could not rejoin: " + failures.joined(separator: "; "))
     }
 
     private static func checkSeconds(_ seconds: Double, flag: String) throws {

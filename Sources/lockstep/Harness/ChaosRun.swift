@@ -156,7 +156,8 @@ struct ChaosRun {
             let rejoinIDs = takeRejoinIDs()
             let child = try ChildProcess(
                 arguments: configured(withRejoins(arguments, rejoinIDs)), stderrPath: path(rank, "err"))
-            procs.append(Proc(id: UInt64(rank) + 1, port: ports[rank], child: child, startedAt: 0, rejoinIDs: rejoinIDs))
+            procs.append(
+                Proc(id: UInt64(rank) + 1, port: ports[rank], child: child, startedAt: 0, rejoinIDs: rejoinIDs))
         }
         for proc in procs { try await proc.child.waitForLine { $0.contains("\"ready\"") } }
         stopwatch = Stopwatch()
@@ -240,7 +241,7 @@ struct ChaosRun {
         procs[victim].child.kill()
         procs[victim].state = .killed
         removalUnderWayUntil = now + Self.removalTimeouts * timeout
-        return "\(format(now, 1)) s: SIGKILL \(name(victim))"
+        return "\(format(now, 1)) s: SIGKILL \(memberName(victim))"
     }
 
     private mutating func pause(_ victim: Int, now: Double, canRemove: Bool) -> String {
@@ -255,7 +256,7 @@ struct ChaosRun {
         procs[victim].child.signal(SIGSTOP)
         procs[victim].state = .paused
         resumeAt[victim] = now + pause
-        return "\(format(now, 1)) s: SIGSTOP \(name(victim)) for \(format(pause * 1_000, 0)) ms"
+        return "\(format(now, 1)) s: SIGSTOP \(memberName(victim)) for \(format(pause * 1_000, 0)) ms"
     }
 
     /// A process's member now: its latest incarnation's id.
@@ -263,7 +264,7 @@ struct ChaosRun {
         procs[index].child.rejoins.last?.newMember ?? procs[index].id
     }
 
-    private func name(_ index: Int) -> String { "m\(currentID(index))" }
+    private func memberName(_ index: Int) -> String { "m\(currentID(index))" }
 
     /// A restart (a killed process comes back as a new incarnation) or a join (a new process),
     /// through the first of the members `contacts` (members up, in order) that lets it in.
@@ -271,7 +272,7 @@ struct ChaosRun {
         var what = "new process"
         if restart, let dead = procs.indices.first(where: { procs[$0].state == .killed && !procs[$0].restarted }) {
             procs[dead].restarted = true
-            what = "restart of \(name(dead))"
+            what = "restart of \(memberName(dead))"
         }
         let index = procs.count
         let port = try RawTCP.freePort()
@@ -285,7 +286,7 @@ struct ChaosRun {
         let child = try ChildProcess(
             arguments: configured(withRejoins(arguments, rejoinIDs)), stderrPath: path(index, "err"))
         procs.append(Proc(id: id, port: port, child: child, startedAt: now, rejoinIDs: rejoinIDs))
-        let through = contacts.map(name).joined(separator: ",")
+        let through = contacts.map(memberName).joined(separator: ",")
         return "\(format(now, 1)) s: m\(id) joins through \(through) (\(what))"
     }
 
@@ -293,15 +294,15 @@ struct ChaosRun {
         var parts: [String] = []
         for (index, proc) in procs.enumerated() {
             if proc.state == .killed {
-                parts.append("\(name(index)):killed")
+                parts.append("\(memberName(index)):killed")
             } else if let progress = try await proc.child.progress() {
                 let paused = proc.state == .paused ? " paused" : ""
                 let removed = progress.removed == true ? " removed" : ""
                 let joining = progress.member.map { $0 != currentID(index) } ?? false ? " rejoining" : ""
                 parts.append(
-                    "\(name(index)):v\(progress.currentView) \(progress.delivered)\(paused)\(removed)\(joining)")
+                    "\(memberName(index)):v\(progress.currentView) \(progress.delivered)\(paused)\(removed)\(joining)")
             } else {
-                parts.append("\(name(index)):joining")
+                parts.append("\(memberName(index)):joining")
             }
         }
         Output.line("  \(format(now, 0)) s: \(parts.joined(separator: ", "))")
@@ -398,14 +399,14 @@ struct ChaosRun {
         }
         for index in missing {
             // Its own words: the tail of its stderr.
-            Output.line("  stderr of \(name(index)), last lines:")
+            Output.line("  stderr of \(memberName(index)), last lines:")
             for line in ChildProcess.stderrTail(path(index, "err"), count: Self.stderrTailLines) {
                 Output.line("    \(line)")
             }
         }
         return (
             "every process not killed stays up and reports",
-            missing.isEmpty ? nil : "no report from \(missing.map { name($0) })"
+            missing.isEmpty ? nil : "no report from \(missing.map { memberName($0) })"
         )
     }
 
@@ -426,7 +427,7 @@ struct ChaosRun {
         if inNewest.count < Self.newestViewMembersMin {
             problem = "only \(inNewest.count) members in the newest view"
         } else if !stalled.isEmpty {
-            problem = "\(stalled.map { name($0) }) delivered nothing after \(format(settleAt, 1)) s"
+            problem = "\(stalled.map { memberName($0) }) delivered nothing after \(format(settleAt, 1)) s"
         } else {
             problem = nil
         }
@@ -434,10 +435,10 @@ struct ChaosRun {
         for index in stalled {
             if let progress = lastProgress[index] {
                 let seconds = stopwatch.elapsedSeconds - settleAt
-                Output.line("  \(name(index)) stalled: \(progress.stallSentence(seconds: seconds))")
+                Output.line("  \(memberName(index)) stalled: \(progress.stallSentence(seconds: seconds))")
             }
         }
-        let outside = lastProgress.filter { $0.value.currentView != newest }.map { name($0.key) }.sorted()
+        let outside = lastProgress.filter { $0.value.currentView != newest }.map { memberName($0.key) }.sorted()
         if !outside.isEmpty {
             Output.line("  members outside the newest view (removed, not rejoined by the end): \(outside)")
         }

@@ -52,7 +52,9 @@ struct NodeArguments {
     var command: [String] {
         var arguments = ["node"] + member.arguments
         if let join {
-            arguments += ["--join", join.contacts.joined(separator: ","), "--id", "\(join.id)", "--listen", join.listen]
+            arguments += [
+                "--join", join.contacts.joined(separator: ","), "--id", "\(join.id)", "--listen", join.listen,
+            ]
         }
         if !rejoinIDs.isEmpty { arguments += ["--rejoin-ids", rejoinIDs.map(String.init).joined(separator: ",")] }
         if exitWhenRemoved { arguments.append("--exit-when-removed") }
