@@ -117,10 +117,13 @@ struct ChaosRun {
         try? FileManager.default.removeItem(at: directory)
     }
 
-    /// Ids for a new process's later incarnations (none when ids run short: it exits if removed).
-    private mutating func takeRejoinIDs() -> [UInt64] {
-        let ids = (0..<UInt64(rejoinsPerProcess)).map { nextID + $0 }
-        nextID += UInt64(rejoinsPerProcess)
+    /// Ids for the next process's later incarnations (none when ids run short: it exits if
+    /// removed). They come after every id a process can start with (first members and joiners
+    /// keep the ids they always had), `rejoinsPerProcess` for each process in start order.
+    private func rejoinIDs(ofProcess index: Int) -> [UInt64] {
+        let first = UInt64(Self.processesPerMemberMax * chaos.members + 1 + index * rejoinsPerProcess)
+        let ids = (0..<UInt64(rejoinsPerProcess)).map { first + $0 }
+        precondition(ids.allSatisfy { $0 <= Self.memberIDMax }, "rejoin ids \(ids) beyond \(Self.memberIDMax)")
         return ids
     }
 
@@ -153,7 +156,7 @@ struct ChaosRun {
             var arguments = try NodeArguments(
                 rank: rank, peers: peers, sizes: [chaos.size], duration: chaos.duration, logPath: path(rank, "log"))
             arguments.member.senders = .all
-            let rejoinIDs = takeRejoinIDs()
+            let rejoinIDs = rejoinIDs(ofProcess: rank)
             let child = try ChildProcess(
                 arguments: configured(withRejoins(arguments, rejoinIDs)), stderrPath: path(rank, "err"))
             procs.append(
@@ -213,7 +216,8 @@ struct ChaosRun {
         case "kill": line = kill(victim, now: now)
         case "pause": line = pause(victim, now: now, canRemove: canRemove)
         default:
-            let others = up.filter { $0 != victim }.shuffled(using: &random)
+            // The others in order: no draw from the seed, so schedules stay what they were.
+            let others = up.filter { $0 != victim }
             line = try startJoiner(through: [victim] + others, now: now, restart: kind == "restart")
         }
         faultLog.append(line)
@@ -282,7 +286,7 @@ struct ChaosRun {
             contacts: contacts.map { "127.0.0.1:\(procs[$0].port)" }, id: id, listen: "127.0.0.1:\(port)")
         let arguments = try NodeArguments(
             join: join, sizes: [chaos.size], duration: max(1, chaos.duration - now), logPath: path(index, "log"))
-        let rejoinIDs = takeRejoinIDs()
+        let rejoinIDs = rejoinIDs(ofProcess: index)
         let child = try ChildProcess(
             arguments: configured(withRejoins(arguments, rejoinIDs)), stderrPath: path(index, "err"))
         procs.append(Proc(id: id, port: port, child: child, startedAt: now, rejoinIDs: rejoinIDs))
@@ -298,9 +302,10 @@ struct ChaosRun {
             } else if let progress = try await proc.child.progress() {
                 let paused = proc.state == .paused ? " paused" : ""
                 let removed = progress.removed == true ? " removed" : ""
-                let joining = progress.member.map { $0 != currentID(index) } ?? false ? " rejoining" : ""
-                parts.append(
-                    "\(memberName(index)):v\(progress.currentView) \(progress.delivered)\(paused)\(removed)\(joining)")
+                // Between its `rejoining` line and its new incarnation's first progress line.
+                let reported = progress.member ?? currentID(index)
+                let joining = reported != currentID(index) ? ", rejoining as \(memberName(index))" : ""
+                parts.append("m\(reported):v\(progress.currentView) \(progress.delivered)\(paused)\(removed)\(joining)")
             } else {
                 parts.append("\(memberName(index)):joining")
             }
