@@ -22,9 +22,11 @@ struct NodeArguments {
     var count: Int?
     var logPath: String
     /// The ids of the member's later incarnations when the group removes it and it rejoins
-    /// (empty: `lockstep node`'s default); or it exits when removed.
+    /// (empty: `lockstep node`'s default), or whether it exits when removed instead. A harness
+    /// member exits (bench ends its run when a member is removed and says so) unless the
+    /// harness asks for rejoins, as chaos does.
     var rejoinIDs: [UInt64] = []
-    var exitWhenRemoved = false
+    var exitWhenRemoved = true
 
     /// A first-view member's arguments: rank `rank` of `peers` (host:port, comma-separated).
     init(rank: Int, peers: String, sizes: [Int], duration: Double, count: Int? = nil, logPath: String) throws {
