@@ -25,6 +25,10 @@ struct Node: AsyncParsableCommand {
             is delivered and every member said it is done; stdin is not read, unless --stop-on-eof
             makes its end stop the member (how bench and chaos stop members). A workload that
             delivers nothing for --stall-timeout seconds prints its state and exits with status 1.
+            A workload member the group removes (a long pause) rejoins as a new incarnation, with a
+            new member id (--rejoin-ids) and its own delivery log (--log PATH + .m<id>), through
+            the other members of its last view: at most 3 rejoins, each tried 3 times after
+            back-offs of 1, 2 and 4 s; --exit-when-removed makes it exit with status 3 instead.
             """)
 
     /// The longest --duration, --stall-timeout and --finish-timeout.
@@ -110,6 +114,12 @@ struct Node: AsyncParsableCommand {
     struct Incarnation {
         var settings: RuntimeSettings
         var snapshot: [UInt8] = []
+    }
+
+    /// The flags that need no settings are checked before anything starts (a join included).
+    func validate() throws {
+        _ = try parsedRejoinIDs()
+        if !join.isEmpty { _ = try joinContacts() }
     }
 
     func run() async throws {
