@@ -102,59 +102,139 @@ public struct Welcome: Sendable {
 }
 
 extension MemberRuntime {
-    /// A join follows at most this many redirects (a leader that changes meanwhile redirects
-    /// again; more than this is a group that cannot settle on one).
+    /// A join follows at most this many redirects from one contact (a leader that changes
+    /// meanwhile redirects again; more than this is a group that cannot settle on one).
     static let redirectsMax = 8
+    /// The most contacts one join tries (in order, round after round until its timeout).
+    public static let joinContactsMax = 64
+    /// Rounds through the contacts at most, and the pause between two.
+    static let joinRoundsMax = 1_000
+    static let joinRoundPause: Duration = .milliseconds(50)
 
-    /// Asks the group at `contact` to add `member` (listening at `listen`), following redirects
-    /// to the leader, and waits for the welcome. Then start a runtime with
+    /// Asks the group to add `member` (listening at `listen`) through the first of `contacts`
+    /// that lets it in, and waits for the welcome. A contact that refuses, is not reachable,
+    /// closes, does not answer within `attemptTimeout`, answers like no member, or sends more than
+    /// `redirectsMax` redirects costs only itself: the next one is tried, and after the last the
+    /// first again (unless every one refused). Keep `attemptTimeout` below the group's failure
+    /// timeout (`lockstep node` uses half of it). Redirects to the leader
+    /// are followed within the contact's attempt. The whole join ends within `timeout`; when
+    /// every contact failed, the error names each one and why. Then start a runtime with
     /// `RuntimeSettings(joining:)`.
+    ///
+    ///     let welcome = try await MemberRuntime.requestJoin(
+    ///         member: MemberID(7), listen: PeerAddress(host: "10.0.0.7", port: 7000),
+    ///         contacts: [first, second], limits: limits, eventLoop: loop)
+    public static func requestJoin(
+        member: MemberID, listen: PeerAddress, contacts: [PeerAddress], limits: WireLimits, eventLoop: EventLoop,
+        timeout: Duration = .seconds(30), attemptTimeout: Duration = .seconds(1)
+    ) async throws -> Welcome {
+        guard !contacts.isEmpty, contacts.count <= Self.joinContactsMax else {
+            throw RuntimeError(.joinFailed, "a join needs 1...\(Self.joinContactsMax) contacts, got \(contacts.count)")
+        }
+        let deadline = ContinuousClock.now + timeout
+        // Each contact's latest failure, in contact order.
+        var failures = contacts.map { "\($0): not tried, the join's \(timeout) had passed" }
+        // Round after round through the contacts until the deadline: a joiner is a member of the
+        // view that adds it from the install on, and one that has not started within the failure
+        // timeout is suspected. Asking again (the same id) is what gets it welcomed when the member
+        // that accepted it died after the commit: any member of its view welcomes it when asked.
+        var refusals = 0
+        for round in 0..<Self.joinRoundsMax {
+            refusals = 0
+            for (index, contact) in contacts.enumerated() where ContinuousClock.now < deadline {
+                let attemptDeadline = min(deadline, ContinuousClock.now + attemptTimeout)
+                do {
+                    return try await join(
+                        member: member, listen: listen, through: contact, limits: limits, eventLoop: eventLoop,
+                        deadline: attemptDeadline)
+                } catch {
+                    failures[index] = "\(contact): \(Self.reason(error))"
+                    if Self.reason(error).contains("refused:") { refusals += 1 }
+                }
+            }
+            // A round where every contact refused outright is an answer, not a delay.
+            if ContinuousClock.now >= deadline || refusals == contacts.count { break }
+            if round + 1 < Self.joinRoundsMax { try await Task.sleep(for: Self.joinRoundPause) }
+        }
+        throw RuntimeError(
+            .joinFailed,
+            "no contact let \(member) in (\(contacts.count) tried): " + failures.joined(separator: "; "))
+    }
+
+    /// One contact: `requestJoin(contacts: [contact])`.
     public static func requestJoin(
         member: MemberID, listen: PeerAddress, contact: PeerAddress, limits: WireLimits, eventLoop: EventLoop,
         timeout: Duration = .seconds(20)
     ) async throws -> Welcome {
+        try await requestJoin(
+            member: member, listen: listen, contacts: [contact], limits: limits, eventLoop: eventLoop,
+            timeout: timeout, attemptTimeout: timeout)
+    }
+
+    /// A failure's words, without the error type's decoration where it has its own.
+    private static func reason(_ error: Error) -> String {
+        if let error = error as? RuntimeError { return error.message }
+        return "\(error)"
+    }
+
+    /// Asks through one contact, following its redirects, until `deadline`.
+    private static func join(
+        member: MemberID, listen: PeerAddress, through contact: PeerAddress, limits: WireLimits,
+        eventLoop: EventLoop, deadline: ContinuousClock.Instant
+    ) async throws -> Welcome {
         var target = contact
-        let deadline = ContinuousClock.now + timeout
+        var path = ""
         for _ in 0..<Self.redirectsMax {
-            let answer = try await ask(
-                target, ControlMessage(kind: .join, id: member.rawValue, host: listen.host, port: listen.port),
-                limits: limits,
-                eventLoop: eventLoop, deadline: deadline)
+            let answer: ControlMessage
+            do {
+                answer = try await ask(
+                    target, ControlMessage(kind: .join, id: member.rawValue, host: listen.host, port: listen.port),
+                    limits: limits, eventLoop: eventLoop, deadline: deadline)
+            } catch {
+                throw RuntimeError(.joinFailed, "\(path)\(reason(error))")
+            }
             switch answer.kind {
             case .redirect:
                 guard let host = answer.host, let port = answer.port else {
-                    throw RuntimeError(.joinFailed, "a redirect without an address")
+                    throw RuntimeError(.joinFailed, "\(path)a redirect without an address")
                 }
                 target = PeerAddress(host: host, port: port)
+                path += "redirected to \(target), "
             case .refused:
-                throw RuntimeError(.joinFailed, "join refused by \(target): \(answer.reason ?? "no reason given")")
+                throw RuntimeError(.joinFailed, "\(path)refused: \(answer.reason ?? "no reason given")")
             case .welcome:
-                guard let viewID = answer.viewID, let members = answer.members, let rank = answer.rank else {
-                    throw RuntimeError(.joinFailed, "an incomplete welcome from \(target)")
-                }
-                let view: View
-                do {
-                    view = try View(
-                        id: ViewID(viewID), members: members.map { MemberID($0.id) },
-                        senders: members.filter(\.sends).map { MemberID($0.id) })
-                } catch {
-                    throw RuntimeError(.joinFailed, "the welcome's view is invalid: \(error)")
-                }
-                guard view.members.indices.contains(rank), view.members[rank] == member else {
-                    throw RuntimeError(.joinFailed, "the welcome does not place \(member) at rank \(rank) of \(view)")
-                }
-                let skip = answer.skip ?? []
-                guard skip.isEmpty || skip.count == view.senderCount else {
-                    throw RuntimeError(.joinFailed, "the welcome's skip counts do not fit \(view)")
-                }
-                return Welcome(
-                    view: view, memberRank: rank, addresses: members.map { PeerAddress(host: $0.host, port: $0.port) },
-                    snapshot: answer.snapshot.map { [UInt8]($0) } ?? [], skip: skip)
+                return try welcome(answer, for: member, from: target)
             case .join, .address, .done:
-                throw RuntimeError(.joinFailed, "unexpected \(answer.kind) from \(target)")
+                throw RuntimeError(.joinFailed, "\(path)not a member's answer (\(answer.kind))")
             }
         }
-        throw RuntimeError(.joinFailed, "more than \(Self.redirectsMax) redirects")
+        throw RuntimeError(.joinFailed, "\(path)more than \(Self.redirectsMax) redirects")
+    }
+
+    private static func welcome(
+        _ answer: ControlMessage, for member: MemberID, from target: PeerAddress
+    ) throws(RuntimeError) -> Welcome {
+        guard let viewID = answer.viewID, let members = answer.members, let rank = answer.rank else {
+            throw RuntimeError(.joinFailed, "an incomplete welcome from \(target)")
+        }
+        let view: View
+        do {
+            view = try View(
+                id: ViewID(viewID), members: members.map { MemberID($0.id) },
+                senders: members.filter(\.sends).map { MemberID($0.id) })
+        } catch {
+            throw RuntimeError(.joinFailed, "the welcome's view is invalid: \(error)")
+        }
+        guard view.members.indices.contains(rank), view.members[rank] == member else {
+            throw RuntimeError(.joinFailed, "the welcome does not place \(member) at rank \(rank) of \(view)")
+        }
+        let skip = answer.skip ?? []
+        guard skip.isEmpty || skip.count == view.senderCount else {
+            throw RuntimeError(.joinFailed, "the welcome's skip counts do not fit \(view)")
+        }
+        return Welcome(
+            view: view, memberRank: rank, addresses: members.map { PeerAddress(host: $0.host, port: $0.port) },
+            snapshot: answer.snapshot.map { [UInt8]($0) } ?? [], skip: skip)
     }
 
     /// Sends one control message on a fresh connection and waits for the first control answer.
@@ -163,14 +243,25 @@ extension MemberRuntime {
         deadline: ContinuousClock.Instant
     ) async throws -> ControlMessage {
         let handler = ControlAnswerHandler(answer: eventLoop.makePromise(of: ControlMessage.self))
-        let channel = try await ClientBootstrap(group: eventLoop)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(limits: limits)))
-                    try channel.pipeline.syncOperations.addHandler(handler)
+        let channel: Channel
+        do {
+            // Connecting counts against the deadline too (a SYN nobody answers).
+            let connectTimeout = max(deadline - ContinuousClock.now, .milliseconds(1))
+            channel = try await ClientBootstrap(group: eventLoop)
+                .connectTimeout(.nanoseconds(Int64(connectTimeout.nanosecondsClamped)))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            ByteToMessageHandler(FrameDecoder(limits: limits)))
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                    }
                 }
-            }
-            .connect(host: address.host, port: address.port).get()
+                .connect(host: address.host, port: address.port).get()
+        } catch {
+            // No channel, so no handler to complete the promise: it must not be left pending.
+            eventLoop.execute { handler.finish(.failure(error)) }
+            throw error
+        }
         defer { channel.close(promise: nil) }
         try await channel.writeAndFlush(message.encoded()).get()
         let remaining = deadline - ContinuousClock.now

@@ -29,6 +29,19 @@ struct CommandLineTests {
         (["bench", "--size", "3"], "3 bytes is outside"),
         (["bench", "--members", "1"], "--members must be in 2...16"),
         (["simulate", "--seeds", "0"], "--seeds must be at least 1"),
+        (
+            ["node", "--join", "127.0.0.1:1,nothost", "--id", "9", "--listen", "127.0.0.1:3", "--size", "64"],
+            "--join 'nothost' is not host:port"
+        ),
+        // Every contact refuses the connection: the error names both (contacts in one flag and repeated).
+        (
+            ["node", "--join", "127.0.0.1:1", "--join", "127.0.0.1:2", "--id", "9", "--listen", "127.0.0.1:3"],
+            "no contact let m9 in (2 tried): 127.0.0.1:1: "
+        ),
+        (
+            ["node", "--rank", "0", "--peers", "127.0.0.1:7000", "--size", "64", "--rejoin-ids", "0"],
+            "--rejoin-ids takes 1...3 member ids"
+        ),
     ]
 
     @Test("Bad values are refused with a clear error", arguments: cases)

@@ -1,6 +1,7 @@
 // `lockstep chaos`: real member processes on loopback stream while, from one seed, members are
 // killed (SIGKILL), paused (SIGSTOP/SIGCONT), killed members restarted (as new incarnations,
-// joining through a live member) and new members added; then the delivery checker reads every
+// joining through the members up, several contacts each) and new members added; a member
+// removed after a long pause rejoins by itself as a new incarnation; then the delivery checker reads every
 // process's log (no creation, no duplication, FIFO, one order per view, the same views
 // everywhere, virtual synchrony by state digests, joiners from their snapshots) and progress
 // is checked (the newest view's members deliver new messages after the faults). Ends with
@@ -21,9 +22,10 @@ struct Chaos: AsyncParsableCommand {
         discussion: """
             Faults: kill (SIGKILL a member; the others install a view without it), pause (SIGSTOP a
             member, then SIGCONT: short pauses, under 0.4 x the failure timeout, cost nothing; long
-            ones, 1.5-3 x, get the member removed, and it says so when it resumes), restart (a killed
-            member comes back as a new incarnation that joins), join (a new member joins). One
-            removal at a time, and only while at least three other members are up.
+            ones, 1.5-3 x, get the member removed, and it rejoins as a new incarnation when it resumes),
+            restart (a killed member comes back as a new incarnation that joins), join (a new member
+            joins, through every member up). One removal at a time, and only while at least three
+            other members are up: live, and in the newest view any member reports.
             """)
 
     @Option(help: "Member processes.")

@@ -25,6 +25,10 @@ struct Node: AsyncParsableCommand {
             is delivered and every member said it is done; stdin is not read, unless --stop-on-eof
             makes its end stop the member (how bench and chaos stop members). A workload that
             delivers nothing for --stall-timeout seconds prints its state and exits with status 1.
+            A workload member the group removes (a long pause) rejoins as a new incarnation, with a
+            new member id (--rejoin-ids) and its own delivery log (--log PATH + .m<id>), through
+            the other members of its last view: at most 3 rejoins, each tried 3 times after
+            back-offs of 1, 2 and 4 s; --exit-when-removed makes it exit with status 3 instead.
             """)
 
     /// The longest --duration, --stall-timeout and --finish-timeout.
@@ -50,10 +54,10 @@ struct Node: AsyncParsableCommand {
 
     @Option(
         help: """
-            Join a running group through the member at this host:port (with --id and --listen) instead of starting \
-            one with --peers.
+            Join a running group through a member at host:port (with --id and --listen) instead of starting one \
+            with --peers. Several contacts, comma-separated or repeated, are tried in order until one lets it in.
             """)
-    var join: String?
+    var join: [String] = []
 
     @Option(
         help: """
@@ -64,6 +68,20 @@ struct Node: AsyncParsableCommand {
 
     @Option(help: "With --join: the host:port this member listens on.")
     var listen: String?
+
+    @Option(
+        help: """
+            Benchmark workload: the member ids this process takes, in order, when it rejoins after the group \
+            removed it (at most 3; default: one above the highest id it saw in any view, each time).
+            """)
+    var rejoinIds: String?
+
+    @Flag(
+        help: """
+            Benchmark workload: when the group removes this member, exit with status 3 instead of rejoining as a \
+            new incarnation.
+            """)
+    var exitWhenRemoved = false
 
     @Flag(
         help: """
@@ -82,43 +100,85 @@ struct Node: AsyncParsableCommand {
     @Option(help: "Benchmark workload: seconds to wait, after the last delivery, for every member to say it is done.")
     var finishTimeout: Double = 10
 
-    func run() async throws {
-        let settings: RuntimeSettings
+    /// A removed member rejoins at most this many times (one new incarnation each), each time
+    /// after a back-off, trying the join up to `rejoinAttemptsMax` times.
+    static let rejoinsMax = 3
+    static let rejoinAttemptsMax = 3
+    /// The first back-off before a rejoin; doubled after every failed attempt (1, 2, 4 s).
+    static let rejoinBackoffSeconds = 1.0
+    /// The exit status of a member removed from the group that does not rejoin (--exit-when-removed,
+    /// or every rejoin used).
+    static let removedExitStatus: Int32 = 3
+
+    /// One incarnation's start: its settings and the application snapshot it starts from.
+    struct Incarnation {
+        var settings: RuntimeSettings
         var snapshot: [UInt8] = []
-        if let join {
-            let joined = try await joinedSettings(contactText: join)
-            settings = joined.settings
-            snapshot = joined.snapshot
+    }
+
+    /// The flags that need no settings are checked before anything starts (a join included).
+    func validate() throws {
+        _ = try parsedRejoinIDs()
+        if !join.isEmpty { _ = try joinContacts() }
+    }
+
+    func run() async throws {
+        let first: Incarnation
+        if !join.isEmpty {
+            guard let id, id >= 1 else { throw ValidationError("--join needs --id (a member id not used before)") }
+            guard let listenText = listen, let address = PeerAddress(listenText) else {
+                throw ValidationError("--join needs --listen host:port")
+            }
+            first = try await joined(contacts: try joinContacts(), id: MemberID(id), listen: address)
         } else {
-            settings = try member.settings()
+            first = Incarnation(settings: try member.settings())
         }
-        Output.error(settings.summary)
+        Output.error(first.settings.summary)
         if let size {
-            try await runWorkload(settings: settings, sizes: try parseSizes(size), snapshot: snapshot)
+            try await runWorkloads(first, sizes: try parseSizes(size))
         } else {
-            try await runInteractive(settings)
+            try await runInteractive(first.settings)
         }
     }
 
-    /// Asks the member at `contactText` to let this one in; returns the settings of the view it
-    /// joins and the application snapshot it starts from.
-    private func joinedSettings(
-        contactText: String
-    ) async throws -> (settings: RuntimeSettings, snapshot: [UInt8]) {
-        guard let contact = PeerAddress(contactText) else {
-            throw ValidationError("--join '\(contactText)' is not host:port")
+    /// --join's contacts: comma-separated, the flag repeated, or both.
+    func joinContacts() throws -> [PeerAddress] {
+        let texts = join.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        let contacts = try texts.map { text in
+            guard let contact = PeerAddress(text) else { throw ValidationError("--join '\(text)' is not host:port") }
+            return contact
         }
-        guard let id, id >= 1 else { throw ValidationError("--join needs --id (a member id not used before)") }
-        guard let listenText = listen, let address = PeerAddress(listenText) else {
-            throw ValidationError("--join needs --listen host:port")
+        guard !contacts.isEmpty, contacts.count <= MemberRuntime.joinContactsMax else {
+            throw ValidationError("--join takes 1...\(MemberRuntime.joinContactsMax) contacts, got \(contacts.count)")
         }
+        return contacts
+    }
+
+    /// --rejoin-ids, checked (nil: not given).
+    func parsedRejoinIDs() throws -> [UInt64]? {
+        guard let rejoinIds else { return nil }
+        let ids = rejoinIds.split(separator: ",").map { UInt64($0.trimmingCharacters(in: .whitespaces)) }
+        guard !ids.isEmpty, ids.count <= Self.rejoinsMax, ids.allSatisfy({ ($0 ?? 0) >= 1 }) else {
+            throw ValidationError("--rejoin-ids takes 1...\(Self.rejoinsMax) member ids (from 1), comma-separated")
+        }
+        let values = ids.compactMap { $0 }
+        guard Set(values).count == values.count else { throw ValidationError("--rejoin-ids lists an id twice") }
+        return values
+    }
+
+    /// Asks the members at `contacts` to let this one in as `id`; returns the settings of the
+    /// view it joins and the application snapshot it starts from.
+    private func joined(contacts: [PeerAddress], id: MemberID, listen address: PeerAddress) async throws -> Incarnation
+    {
         let configuration = try member.configuration()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let welcome: Welcome
         do {
+            // Ask again well within the failure timeout: see `requestJoin`.
+            let attempt = max(.milliseconds(100), configuration.failureTimeout / 2)
             welcome = try await MemberRuntime.requestJoin(
-                member: MemberID(id), listen: address, contact: contact,
-                limits: WireLimits(configuration: configuration), eventLoop: group.next())
+                member: id, listen: address, contacts: contacts,
+                limits: WireLimits(configuration: configuration), eventLoop: group.next(), attemptTimeout: attempt)
         } catch {
             // The join's error is the one to report; a failing shutdown after it adds nothing.
             try? await group.shutdownGracefully()
@@ -127,27 +187,90 @@ struct Node: AsyncParsableCommand {
         try await group.shutdownGracefully()
         var joining = RuntimeSettings(configuration: configuration, joining: welcome)
         joining.relayThresholdBytes = try member.relayThresholdBytes()  // the same as every member's
-        return (settings: joining, snapshot: welcome.snapshot)
+        return Incarnation(settings: joining, snapshot: welcome.snapshot)
     }
 
-    /// The benchmark workload, after checking its limits.
-    private func runWorkload(settings: RuntimeSettings, sizes: [Int], snapshot: [UInt8]) async throws {
-        let messageBytesMax = settings.configuration.messageBytesMax
+    /// The benchmark workload, after checking its limits: one run per incarnation of this process
+    /// (a member the group removes rejoins as a new one, unless --exit-when-removed).
+    private func runWorkloads(_ first: Incarnation, sizes: [Int]) async throws {
+        let messageBytesMax = first.settings.configuration.messageBytesMax
         for size in sizes where size > messageBytesMax {
             throw ValidationError("--size \(size) exceeds messageBytesMax \(messageBytesMax)")
         }
         try Self.checkSeconds(duration, flag: "--duration")
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
-        let stall = stallTimeout ?? stallSecondsDefault(failureTimeout: settings.configuration.failureTimeout)
+        let stall = stallTimeout ?? stallSecondsDefault(failureTimeout: first.settings.configuration.failureTimeout)
         try Self.checkSeconds(stall, flag: "--stall-timeout")
         try Self.checkSeconds(finishTimeout, flag: "--finish-timeout")
-        let workload = try BenchMember(
-            settings: settings, sizes: sizes, duration: duration, count: count, logPath: log, snapshot: snapshot)
-        if stopOnEof {
-            try await workload.runUntilStdinCloses()
-        } else {
-            try await workload.runToTheEnd(stallSeconds: stall, finishSeconds: finishTimeout)
+        let rejoinIDs = try parsedRejoinIDs()
+        let stdin = stopOnEof ? StdinWatch.started() : nil
+        // Later incarnations send until the first one's end of sending (at least one message).
+        let sendUntil = ContinuousClock.now + .milliseconds(Int64(duration * 1_000))
+        var incarnation = first
+        var logPath = log
+        for rejoins in 0...Self.rejoinsMax {
+            let remaining = max(0.1, Double((sendUntil - ContinuousClock.now).nanosecondsClamped) / 1e9)
+            let workload = try BenchMember(
+                settings: incarnation.settings, sizes: sizes, duration: rejoins == 0 ? duration : remaining,
+                count: count, logPath: logPath, snapshot: incarnation.snapshot)
+            let end: WorkloadEnd
+            if let stdin {
+                end = try await workload.runUntilStdinCloses(stdin: stdin)
+            } else {
+                end = try await workload.runToTheEnd(stallSeconds: stall, finishSeconds: finishTimeout)
+            }
+            guard case .removed(let removal) = end else { return }
+            let next = Self.nextID(rejoins: rejoins, given: rejoinIDs, removal: removal)
+            guard !exitWhenRemoved, let next, !(stdin?.isClosed ?? false) else {
+                try await workload.finishRemoved()
+                if stdin?.isClosed ?? false { return }  // stopped meanwhile: nothing to rejoin for
+                let why =
+                    exitWhenRemoved ? "--exit-when-removed" : "every rejoin used (\(rejoins) of \(Self.rejoinsMax))"
+                Output.error("\(removal.member): removed from the group; exiting (\(why))")
+                throw ExitCode(Self.removedExitStatus)
+            }
+            logPath = log.map { "\($0).m\(next.rawValue)" }
+            Output.line(
+                try JSONLines.line(
+                    RejoiningLine(
+                        member: removal.member.rawValue, newMember: next.rawValue, log: logPath,
+                        contacts: removal.contacts.map(\.description))))
+            try await workload.finishRemoved()
+            incarnation = try await rejoin(removal, as: next)
+            Output.error(incarnation.settings.summary)
         }
+    }
+
+    /// The id of the incarnation after `rejoins` rejoins: the next of --rejoin-ids, or one above
+    /// the highest id the removed member saw; nil when every rejoin is used.
+    static func nextID(rejoins: Int, given: [UInt64]?, removal: Removal) -> MemberID? {
+        guard rejoins < (given?.count ?? rejoinsMax) else { return nil }
+        return MemberID(given.map { $0[rejoins] } ?? removal.highestMemberID + 1)
+    }
+
+    /// A removed member's way back in as `next`, through the other members of its last view:
+    /// up to `rejoinAttemptsMax` joins, after back-offs of 1, 2 and 4 s.
+    private func rejoin(_ removal: Removal, as next: MemberID) async throws -> Incarnation {
+        guard !removal.contacts.isEmpty else {
+            throw WorkloadError(
+                description: "\(removal.member) was removed and knows no other member to rejoin through")
+        }
+        Output.error(
+            "\(removal.member): removed from the group; rejoining as \(next) through "
+                + removal.contacts.map(\.description).joined(separator: ", "))
+        var backoff = Self.rejoinBackoffSeconds
+        var failures: [String] = []
+        for attempt in 1...Self.rejoinAttemptsMax {
+            try await Task.sleep(for: .milliseconds(Int64(backoff * 1_000)))
+            backoff *= 2
+            do {
+                return try await joined(contacts: removal.contacts, id: next, listen: removal.listen)
+            } catch {
+                failures.append("attempt \(attempt): \(error)")
+                Output.error("\(next): rejoin attempt \(attempt) of \(Self.rejoinAttemptsMax) failed: \(error)")
+            }
+        }
+        throw WorkloadError(description: "\(next) could not rejoin: " + failures.joined(separator: "; "))
     }
 
     private static func checkSeconds(_ seconds: Double, flag: String) throws {

@@ -11,6 +11,43 @@ import LockstepRuntime
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
+
+/// How a workload run ended: as asked (stdin closed, or the workload ended with the group), or
+/// with this member removed from the group, still running until `finishRemoved`.
+enum WorkloadEnd: Sendable {
+    case ended
+    case removed(Removal)
+}
+
+/// What a removed member knows for rejoining: who it was, where it listened, the other members
+/// of its last view (the contacts), and the highest member id it saw in any view.
+struct Removal: Sendable {
+    var member: MemberID
+    var listen: PeerAddress
+    var contacts: [PeerAddress]
+    var highestMemberID: UInt64
+}
+
+/// Whether stdin has reached its end. Read once for the whole process: a member that rejoins
+/// runs one workload per incarnation over the one stdin.
+final class StdinWatch: Sendable {
+    /// How often a workload looks (the delay between stdin closing and the member stopping).
+    static let pollMilliseconds = 20
+    private let closed = Mutex(false)
+
+    /// Starts reading stdin to its end.
+    static func started() -> StdinWatch {
+        let watch = StdinWatch()
+        Task.detached {
+            _ = FileHandle.standardInput.readDataToEndOfFile()
+            watch.closed.withLock { $0 = true }
+        }
+        return watch
+    }
+
+    var isClosed: Bool { closed.withLock { $0 } }
+}
 
 /// A workload that cannot run, with the reason.
 struct WorkloadError: Error, CustomStringConvertible {
@@ -216,30 +253,35 @@ final class BenchMember: MessageSource, @unchecked Sendable {
         return final
     }
 
-    /// As a process of `lockstep bench` or `chaos`: JSON lines on stdout; stops when stdin closes.
-    func runUntilStdinCloses() async throws {
+    /// As a process of `lockstep bench` or `chaos`: JSON lines on stdout; stops when stdin closes
+    /// (the final line printed), or returns `.removed` (nothing printed yet: see `finishRemoved`)
+    /// when the group removed this member.
+    func runUntilStdinCloses(stdin: StdinWatch) async throws -> WorkloadEnd {
         try await start()
         Output.line(try JSONLines.line(["event": "ready"]))
-        let reporter = Task {
-            while !Task.isCancelled {
-                try await Task.sleep(for: .milliseconds(Self.progressIntervalMilliseconds))
-                Output.line(try JSONLines.line(try await progress()))
-            }
+        var lastReport = ContinuousClock.now
+        while !stdin.isClosed {
+            try await Task.sleep(for: .milliseconds(StdinWatch.pollMilliseconds))
+            guard ContinuousClock.now - lastReport >= .milliseconds(Self.progressIntervalMilliseconds) else { continue }
+            lastReport = ContinuousClock.now
+            let now = try await progress()
+            Output.line(try JSONLines.line(now))
+            if now.removed == true { return .removed(try await removal()) }
         }
-        _ = await Task.detached { FileHandle.standardInput.readDataToEndOfFile() }.value
-        reporter.cancel()
         Output.line(try JSONLines.line(try await finish()))
+        return .ended
     }
 
     /// On its own: sends for the duration (or count), runs until every sender's last message is
     /// delivered here, then ends with the group (`MemberRuntime.finish`: no member takes the
     /// others' departure for a failure). A member that delivers nothing for `stallSeconds` while
-    /// incomplete prints its state (a `stalled` line and a sentence on stderr) and exits 1.
-    func runToTheEnd(stallSeconds: Double, finishSeconds: Double) async throws {
+    /// incomplete prints its state (a `stalled` line and a sentence on stderr) and exits 1; one
+    /// the group removed returns `.removed` (see `finishRemoved`).
+    func runToTheEnd(stallSeconds: Double, finishSeconds: Double) async throws -> WorkloadEnd {
         endsByItself = true
         try await start()
         Output.line(try JSONLines.line(["event": "ready"]))
-        try await watchUntilComplete(stallSeconds: stallSeconds)
+        if try await !watchUntilComplete(stallSeconds: stallSeconds) { return .removed(try await removal()) }
         guard let runtime else { throw WorkloadError(description: "member not started") }
         let missing = await runtime.finish(timeout: .milliseconds(Int64(finishSeconds * 1_000)))
         Output.line(try JSONLines.line(try await finalAfterFinish()))
@@ -249,27 +291,40 @@ final class BenchMember: MessageSource, @unchecked Sendable {
                 "member rank \(settings.memberRank): \(names) did not say they were done within \(finishSeconds) s")
             throw ExitCode(1)
         }
+        return .ended
     }
 
-    /// Prints progress until the workload is complete here; exits 1 (after a final line) if the
-    /// member is removed or delivers nothing for `stallSeconds`.
-    private func watchUntilComplete(stallSeconds: Double) async throws {
+    /// A removed member's way back: the other members of its last view, and the highest member
+    /// id it has seen in any view.
+    private func removal() async throws -> Removal {
+        guard let runtime else { throw WorkloadError(description: "member not started") }
+        let contacts = try await runtime.otherMemberAddresses()
+        let highest = try await runtime.eventLoop.submit { self.views.flatMap(\.members).max() ?? 0 }.get()
+        return Removal(
+            member: settings.view.members[settings.memberRank], listen: settings.addresses[settings.memberRank],
+            contacts: contacts, highestMemberID: highest)
+    }
+
+    /// After `.removed`: stops the member and prints its final line (this incarnation's last).
+    func finishRemoved() async throws {
+        Output.line(try JSONLines.line(try await finish()))
+    }
+
+    /// Prints progress until the workload is complete here (true); false if the member is
+    /// removed; exits 1 (after a final line) if it delivers nothing for `stallSeconds`.
+    private func watchUntilComplete(stallSeconds: Double) async throws -> Bool {
         var lastCount: UInt64 = 0
         var lastChange = ContinuousClock.now
         while true {
             try await Task.sleep(for: .milliseconds(Self.progressIntervalMilliseconds))
             let now = try await progress()
             Output.line(try JSONLines.line(now))
-            if now.complete == true { return }
+            if now.complete == true { return true }
             if now.delivered != lastCount {
                 lastCount = now.delivered
                 lastChange = ContinuousClock.now
             }
-            if now.removed == true {
-                Output.error("member rank \(now.rank): removed from the group; the workload cannot finish here")
-                _ = try await finish()
-                throw ExitCode(1)
-            }
+            if now.removed == true { return false }
             if ContinuousClock.now - lastChange >= .milliseconds(Int64(stallSeconds * 1_000)) {
                 var stalled = now
                 stalled.event = "stalled"

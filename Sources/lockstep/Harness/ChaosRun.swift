@@ -47,6 +47,12 @@ struct ChaosRun {
     static let stderrTailLines = 8
     /// The newest view must keep at least this many members for progress to count.
     static let newestViewMembersMin = 3
+    /// Member ids of the whole run are at most this (the workload tracks origins, id - 1, below
+    /// `BenchMember.originsMax`): first members, joiners, and the ids of rejoins.
+    static let memberIDMax = UInt64(BenchMember.originsMax)
+    /// A process the group removes while it runs (a long pause) rejoins as a new incarnation at
+    /// most this many times (`lockstep node --rejoin-ids`), ids permitting; beyond, it exits.
+    static let rejoinsPerProcessMax = 2
 
     /// A process ever started: the first members, then joiners (restarts are joiners too: a new
     /// incarnation with a new id).
@@ -57,6 +63,8 @@ struct ChaosRun {
         let child: ChildProcess
         /// Seconds into the run it started (0 for the first members).
         let startedAt: Double
+        /// The ids of its later incarnations (the group removed it and it rejoined).
+        let rejoinIDs: [UInt64]
         var state: State = .live
         var restarted = false
     }
@@ -80,7 +88,10 @@ struct ChaosRun {
     private var nextFault = ChaosRun.faultsStartSeconds
     private var faultLog: [String] = []
     private var lastStatus = 0.0
-    private var deliveredAtSettle: [Int: UInt64] = [:]
+    /// Per process, the member (incarnation) it was at the settle time and what it had delivered.
+    private var deliveredAtSettle: [Int: (member: UInt64?, delivered: UInt64)] = [:]
+    /// Rejoin ids each process is given (ids of the run stay at most `memberIDMax`).
+    private let rejoinsPerProcess: Int
     // The premise of progress: every view change leaves a majority. At most one removal (a
     // kill, or a pause beyond the timeout) is under way at a time, and only while at least
     // three other members are up; a removal counts as under way for 3 x the timeout.
@@ -94,6 +105,8 @@ struct ChaosRun {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-chaos-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         nextID = UInt64(chaos.members) + 1
+        let processesMax = Self.processesPerMemberMax * chaos.members
+        rejoinsPerProcess = min(Self.rejoinsPerProcessMax, max(0, Int(Self.memberIDMax) - processesMax) / processesMax)
         timeout = Double(chaos.failureTimeoutMilliseconds) / 1_000
         faultsEnd = chaos.duration - Self.faultsEndBeforeEndSeconds
         settleAt = faultsEnd + Self.settleTimeouts * timeout + Self.settleExtraSeconds
@@ -102,6 +115,24 @@ struct ChaosRun {
     func removeDirectory() {
         // A temporary folder left behind is harmless; the run's verdict stands either way.
         try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// Ids for the next process's later incarnations (none when ids run short: it exits if
+    /// removed). They come after every id a process can start with (first members and joiners
+    /// keep the ids they always had), `rejoinsPerProcess` for each process in start order.
+    private func rejoinIDs(ofProcess index: Int) -> [UInt64] {
+        let first = UInt64(Self.processesPerMemberMax * chaos.members + 1 + index * rejoinsPerProcess)
+        let ids = (0..<UInt64(rejoinsPerProcess)).map { first + $0 }
+        precondition(ids.allSatisfy { $0 <= Self.memberIDMax }, "rejoin ids \(ids) beyond \(Self.memberIDMax)")
+        return ids
+    }
+
+    /// The arguments' rejoin part: the ids, or exit when removed.
+    private func withRejoins(_ arguments: NodeArguments, _ ids: [UInt64]) -> NodeArguments {
+        var arguments = arguments
+        arguments.rejoinIDs = ids
+        arguments.exitWhenRemoved = ids.isEmpty
+        return arguments
     }
 
     private func path(_ index: Int, _ suffix: String) -> String {
@@ -125,8 +156,11 @@ struct ChaosRun {
             var arguments = try NodeArguments(
                 rank: rank, peers: peers, sizes: [chaos.size], duration: chaos.duration, logPath: path(rank, "log"))
             arguments.member.senders = .all
-            let child = try ChildProcess(arguments: configured(arguments), stderrPath: path(rank, "err"))
-            procs.append(Proc(id: UInt64(rank) + 1, port: ports[rank], child: child, startedAt: 0))
+            let rejoinIDs = rejoinIDs(ofProcess: rank)
+            let child = try ChildProcess(
+                arguments: configured(withRejoins(arguments, rejoinIDs)), stderrPath: path(rank, "err"))
+            procs.append(
+                Proc(id: UInt64(rank) + 1, port: ports[rank], child: child, startedAt: 0, rejoinIDs: rejoinIDs))
         }
         for proc in procs { try await proc.child.waitForLine { $0.contains("\"ready\"") } }
         stopwatch = Stopwatch()
@@ -148,7 +182,7 @@ struct ChaosRun {
             if deliveredAtSettle.isEmpty && now >= settleAt {
                 for index in procs.indices where procs[index].state != .killed {
                     if let progress = try await procs[index].child.progress() {
-                        deliveredAtSettle[index] = progress.delivered
+                        deliveredAtSettle[index] = (progress.member, progress.delivered)
                     }
                 }
             }
@@ -162,16 +196,7 @@ struct ChaosRun {
     /// Draws the next fault and its victim among the members up, and applies it.
     private mutating func strike(now: Double) async throws {
         nextFault = now + Double.random(in: Self.faultIntervalSeconds, using: &random)
-        // Up: live, or joined and reporting progress.
-        var up: [Int] = []
-        for index in procs.indices where procs[index].state == .live {
-            // Not a member removed from the group (after a long pause): it refuses joins.
-            if let progress = try await procs[index].child.progress(), progress.currentView >= 1,
-                progress.removed != true
-            {
-                up.append(index)
-            }
-        }
+        let up = try await membersUp()
         let canRemove = now >= removalUnderWayUntil && up.count >= Self.upForRemovalMin
         var choices: [String] = []
         if kinds.contains("kill") && canRemove { choices.append("kill") }
@@ -190,17 +215,37 @@ struct ChaosRun {
         switch kind {
         case "kill": line = kill(victim, now: now)
         case "pause": line = pause(victim, now: now, canRemove: canRemove)
-        default: line = try startJoiner(through: victim, now: now, restart: kind == "restart")
+        default:
+            // The others in order: no draw from the seed, so schedules stay what they were.
+            let others = up.filter { $0 != victim }
+            line = try startJoiner(through: [victim] + others, now: now, restart: kind == "restart")
         }
         faultLog.append(line)
         Output.line("  \(line)")
+    }
+
+    /// The processes up: live (not killed, not paused) and in the newest view any of them
+    /// reports. A member the group removed (after a long pause) keeps running outside it until
+    /// it rejoins, and is not up: it can neither keep a majority nor let a joiner in; nor is a
+    /// member still joining, or one a view behind.
+    private func membersUp() async throws -> [Int] {
+        var reports: [(index: Int, progress: MemberProgress)] = []
+        for index in procs.indices where procs[index].state == .live {
+            if let progress = try await procs[index].child.progress(), progress.currentView >= 1,
+                progress.removed != true
+            {
+                reports.append((index, progress))
+            }
+        }
+        let newest = reports.map(\.progress.currentView).max() ?? 0
+        return reports.filter { $0.progress.currentView == newest }.map(\.index)
     }
 
     private mutating func kill(_ victim: Int, now: Double) -> String {
         procs[victim].child.kill()
         procs[victim].state = .killed
         removalUnderWayUntil = now + Self.removalTimeouts * timeout
-        return "\(format(now, 1)) s: SIGKILL m\(procs[victim].id)"
+        return "\(format(now, 1)) s: SIGKILL \(memberName(victim))"
     }
 
     private mutating func pause(_ victim: Int, now: Double, canRemove: Bool) -> String {
@@ -215,39 +260,54 @@ struct ChaosRun {
         procs[victim].child.signal(SIGSTOP)
         procs[victim].state = .paused
         resumeAt[victim] = now + pause
-        return "\(format(now, 1)) s: SIGSTOP m\(procs[victim].id) for \(format(pause * 1_000, 0)) ms"
+        return "\(format(now, 1)) s: SIGSTOP \(memberName(victim)) for \(format(pause * 1_000, 0)) ms"
     }
 
+    /// A process's member now: its latest incarnation's id.
+    private func currentID(_ index: Int) -> UInt64 {
+        procs[index].child.rejoins.last?.newMember ?? procs[index].id
+    }
+
+    private func memberName(_ index: Int) -> String { "m\(currentID(index))" }
+
     /// A restart (a killed process comes back as a new incarnation) or a join (a new process),
-    /// through the member `contact`.
-    private mutating func startJoiner(through contact: Int, now: Double, restart: Bool) throws -> String {
+    /// through the first of the members `contacts` (members up, in order) that lets it in.
+    private mutating func startJoiner(through contacts: [Int], now: Double, restart: Bool) throws -> String {
         var what = "new process"
         if restart, let dead = procs.indices.first(where: { procs[$0].state == .killed && !procs[$0].restarted }) {
             procs[dead].restarted = true
-            what = "restart of m\(procs[dead].id)"
+            what = "restart of \(memberName(dead))"
         }
         let index = procs.count
         let port = try RawTCP.freePort()
         let id = nextID
         nextID += 1
-        let join = NodeArguments.Join(contact: "127.0.0.1:\(procs[contact].port)", id: id, listen: "127.0.0.1:\(port)")
+        let join = NodeArguments.Join(
+            contacts: contacts.map { "127.0.0.1:\(procs[$0].port)" }, id: id, listen: "127.0.0.1:\(port)")
         let arguments = try NodeArguments(
             join: join, sizes: [chaos.size], duration: max(1, chaos.duration - now), logPath: path(index, "log"))
-        let child = try ChildProcess(arguments: configured(arguments), stderrPath: path(index, "err"))
-        procs.append(Proc(id: id, port: port, child: child, startedAt: now))
-        return "\(format(now, 1)) s: m\(id) joins through m\(procs[contact].id) (\(what))"
+        let rejoinIDs = rejoinIDs(ofProcess: index)
+        let child = try ChildProcess(
+            arguments: configured(withRejoins(arguments, rejoinIDs)), stderrPath: path(index, "err"))
+        procs.append(Proc(id: id, port: port, child: child, startedAt: now, rejoinIDs: rejoinIDs))
+        let through = contacts.map(memberName).joined(separator: ",")
+        return "\(format(now, 1)) s: m\(id) joins through \(through) (\(what))"
     }
 
     private func printStatus(now: Double) async throws {
         var parts: [String] = []
-        for proc in procs {
+        for (index, proc) in procs.enumerated() {
             if proc.state == .killed {
-                parts.append("m\(proc.id):killed")
+                parts.append("\(memberName(index)):killed")
             } else if let progress = try await proc.child.progress() {
                 let paused = proc.state == .paused ? " paused" : ""
-                parts.append("m\(proc.id):v\(progress.currentView) \(progress.delivered)\(paused)")
+                let removed = progress.removed == true ? " removed" : ""
+                // Between its `rejoining` line and its new incarnation's first progress line.
+                let reported = progress.member ?? currentID(index)
+                let joining = reported != currentID(index) ? ", rejoining as \(memberName(index))" : ""
+                parts.append("m\(reported):v\(progress.currentView) \(progress.delivered)\(paused)\(removed)\(joining)")
             } else {
-                parts.append("m\(proc.id):joining")
+                parts.append("\(memberName(index)):joining")
             }
         }
         Output.line("  \(format(now, 0)) s: \(parts.joined(separator: ", "))")
@@ -268,9 +328,11 @@ struct ChaosRun {
             if let final = try await procs[index].child.finish() { ended.finals[index] = final }
         }
         for proc in procs where proc.state == .killed { proc.child.waitUntilExit() }
-        for (index, final) in ended.finals.sorted(by: { $0.key < $1.key }) {
-            let views = final.views.map { "v\($0.id)[\($0.members.map { "m\($0)" }.joined(separator: ","))]" }
-            Output.line("  m\(procs[index].id) installed \(views.joined(separator: " "))")
+        for proc in procs {
+            for (id, final) in proc.child.finals.sorted(by: { $0.key < $1.key }) {
+                let views = final.views.map { "v\($0.id)[\($0.members.map { "m\($0)" }.joined(separator: ","))]" }
+                Output.line("  m\(id) installed \(views.joined(separator: " "))")
+            }
         }
         return ended
     }
@@ -280,15 +342,13 @@ struct ChaosRun {
     /// Runs and prints every check; returns how many failed.
     func check(_ ended: Ended) throws -> Int {
         var results: [(String, String?)] = [reportingCheck(ended)]
-        let corrupt = ended.finals.values.reduce(0) { $0 + $1.corrupt }
+        let finals = procs.flatMap { $0.child.finals.values }
+        let corrupt = finals.reduce(0) { $0 + $1.corrupt }
         results.append(
             ("payloads arrive intact", corrupt == 0 ? nil : "\(corrupt) payloads with other content than was sent"))
-        let fifo = ended.finals.values.reduce(0) { $0 + $1.fifoViolations }
+        let fifo = finals.reduce(0) { $0 + $1.fifoViolations }
         results.append(("per-sender FIFO at delivery", fifo == 0 ? nil : "\(fifo) out-of-order deliveries"))
-        let members = procs.indices.map {
-            LogChecks.ChaosMember(id: MemberID(procs[$0].id), logPath: path($0, "log"), final: ended.finals[$0])
-        }
-        let violations = try LogChecks.chaosViolations(members)
+        let violations = try LogChecks.chaosViolations(incarnations())
         // Every property the checker knows (a new one is never left out), but those chaos cannot
         // check: completeness and no loss need a quiesced run, the wedge watch the simulator.
         let unchecked: [Violation.Property] = [.completeness, .noLoss, .wedgedMajority]
@@ -310,12 +370,30 @@ struct ChaosRun {
         }
         let joins = procs.count - chaos.members
         let kills = procs.filter { $0.state == .killed }.count
-        let busiest = ended.finals.values.map(\.delivered).max() ?? 0
+        let busiest = finals.map(\.delivered).max() ?? 0
+        let rejoins = procs.reduce(0) { $0 + $1.child.rejoins.count }
         Output.line(
-            "faults: \(faultLog.count) (\(kills) kills, \(joins) joins); newest view v\(newest); "
+            "faults: \(faultLog.count) (\(kills) kills, \(joins) joins, \(rejoins) rejoins); newest view v\(newest); "
                 + "deliveries: \(busiest) at the busiest member")
         Output.line("\(results.count - failed) passed, \(failed) failed")
         return failed
+    }
+
+    /// Every incarnation of every process for the checker: its member id, its delivery log and
+    /// its final line if it printed one (a removed process that rejoined printed one per
+    /// incarnation, and each incarnation writes its own log: `lockstep node` names it in its
+    /// `rejoining` line).
+    private func incarnations() -> [LogChecks.ChaosMember] {
+        procs.indices.flatMap { index in
+            let child = procs[index].child
+            let first = LogChecks.ChaosMember(
+                id: MemberID(procs[index].id), logPath: path(index, "log"), final: child.finals[procs[index].id])
+            return [first]
+                + child.rejoins.map {
+                    LogChecks.ChaosMember(
+                        id: MemberID($0.newMember), logPath: $0.log ?? "", final: child.finals[$0.newMember])
+                }
+        }
     }
 
     /// Every process not killed (and started before the faults ended) reported; the silent ones'
@@ -326,14 +404,14 @@ struct ChaosRun {
         }
         for index in missing {
             // Its own words: the tail of its stderr.
-            Output.line("  stderr of m\(procs[index].id), last lines:")
+            Output.line("  stderr of \(memberName(index)), last lines:")
             for line in ChildProcess.stderrTail(path(index, "err"), count: Self.stderrTailLines) {
                 Output.line("    \(line)")
             }
         }
         return (
             "every process not killed stays up and reports",
-            missing.isEmpty ? nil : "no report from \(missing.map { "m\(procs[$0].id)" })"
+            missing.isEmpty ? nil : "no report from \(missing.map { memberName($0) })"
         )
     }
 
@@ -343,14 +421,18 @@ struct ChaosRun {
         let lastProgress = ended.lastProgress
         let newest = lastProgress.values.map(\.currentView).max() ?? 1
         let inNewest = lastProgress.filter { $0.value.currentView == newest }.map(\.key).sorted()
+        // Only the same incarnation's counts compare (a rejoined member counts from 0 again).
         let stalled = inNewest.filter { index in
-            (lastProgress[index]?.delivered ?? 0) <= (deliveredAtSettle[index] ?? 0) && deliveredAtSettle[index] != nil
+            guard let settled = deliveredAtSettle[index], let last = lastProgress[index],
+                settled.member == last.member
+            else { return false }
+            return last.delivered <= settled.delivered
         }
         let problem: String?
         if inNewest.count < Self.newestViewMembersMin {
             problem = "only \(inNewest.count) members in the newest view"
         } else if !stalled.isEmpty {
-            problem = "\(stalled.map { "m\(procs[$0].id)" }) delivered nothing after \(format(settleAt, 1)) s"
+            problem = "\(stalled.map { memberName($0) }) delivered nothing after \(format(settleAt, 1)) s"
         } else {
             problem = nil
         }
@@ -358,12 +440,12 @@ struct ChaosRun {
         for index in stalled {
             if let progress = lastProgress[index] {
                 let seconds = stopwatch.elapsedSeconds - settleAt
-                Output.line("  m\(procs[index].id) stalled: \(progress.stallSentence(seconds: seconds))")
+                Output.line("  \(memberName(index)) stalled: \(progress.stallSentence(seconds: seconds))")
             }
         }
-        let outside = lastProgress.filter { $0.value.currentView != newest }.map { "m\(procs[$0.key].id)" }.sorted()
+        let outside = lastProgress.filter { $0.value.currentView != newest }.map { memberName($0.key) }.sorted()
         if !outside.isEmpty {
-            Output.line("  members outside the newest view (removed after a long pause, as designed): \(outside)")
+            Output.line("  members outside the newest view (removed, not rejoined by the end): \(outside)")
         }
         let name =
             "progress: the newest view (v\(newest), \(inNewest.count) members) delivered new messages "

@@ -53,7 +53,17 @@ final class ChildProcess: MemberHandle, @unchecked Sendable {
         var partial = Data()
         var lines: [String] = []
         var progress: MemberProgress?
-        var final: MemberFinal?
+        /// Every final line, by member id: a process that the group removed and that rejoined
+        /// reports once per incarnation.
+        var finals: [UInt64: MemberFinal] = [:]
+        /// The incarnations after the first, from its `rejoining` lines, in order.
+        var rejoins: [RejoiningLine] = []
+
+        /// The final line of the process's latest incarnation (nil until it printed it).
+        var final: MemberFinal? {
+            if let latest = rejoins.last { return finals[latest.newMember] }
+            return finals.values.first
+        }
 
         /// Takes in what the pipe gave: whole lines are kept, and the latest progress and the
         /// final line decoded.
@@ -69,8 +79,12 @@ final class ChildProcess: MemberHandle, @unchecked Sendable {
                 // harness then says which member did not report, rather than stopping here.
                 if line.contains("\"progress\"") {
                     progress = try? decoder.decode(MemberProgress.self, from: data)
-                } else if line.contains("\"final\"") {
-                    final = try? decoder.decode(MemberFinal.self, from: data)
+                } else if line.contains("\"final\""), let final = try? decoder.decode(MemberFinal.self, from: data) {
+                    finals[final.member] = final
+                } else if line.contains("\"rejoining\""),
+                    let rejoin = try? decoder.decode(RejoiningLine.self, from: data)
+                {
+                    rejoins.append(rejoin)
                 }
             }
         }
@@ -127,6 +141,12 @@ final class ChildProcess: MemberHandle, @unchecked Sendable {
     }
 
     func progress() async throws -> MemberProgress? { state.withLock { $0.progress } }
+
+    /// Every final line so far, by member id (one per incarnation that ended).
+    var finals: [UInt64: MemberFinal] { state.withLock { $0.finals } }
+
+    /// The incarnations after the first (`rejoining` lines), in order.
+    var rejoins: [RejoiningLine] { state.withLock { $0.rejoins } }
 
     func finish() async throws -> MemberFinal? {
         // A child that already exited has closed its end: the close fails, and that is fine.

@@ -104,3 +104,15 @@ extension ViewSummary {
         self.init(id: view.id.rawValue, members: view.members.map(\.rawValue), stateDigest: stateDigest)
     }
 }
+
+/// A removed member's line before its final one when it rejoins as a new incarnation: its id
+/// now, the id it rejoins as, and the delivery log the new incarnation writes (README "JSON
+/// lines"). chaos reads it to give each incarnation its own log and final report.
+struct RejoiningLine: Codable, Sendable {
+    var event = "rejoining"
+    var member: UInt64
+    var newMember: UInt64
+    var log: String?
+    /// The contacts it asks, host:port.
+    var contacts: [String]
+}

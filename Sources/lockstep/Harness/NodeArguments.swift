@@ -3,10 +3,10 @@
 
 /// A workload member's `lockstep node` arguments (always --stop-on-eof: the harness stops it).
 struct NodeArguments {
-    /// A joiner's entry: through the member at `contact`, with a new member id, listening at
-    /// `listen`.
+    /// A joiner's entry: through the first of the members at `contacts` (host:port) that lets
+    /// it in, with a new member id, listening at `listen`.
     struct Join {
-        var contact: String
+        var contacts: [String]
         var id: UInt64
         var listen: String
     }
@@ -21,6 +21,12 @@ struct NodeArguments {
     var duration: Double
     var count: Int?
     var logPath: String
+    /// The ids of the member's later incarnations when the group removes it and it rejoins
+    /// (empty: `lockstep node`'s default), or whether it exits when removed instead. A harness
+    /// member exits (bench ends its run when a member is removed and says so) unless the
+    /// harness asks for rejoins, as chaos does.
+    var rejoinIDs: [UInt64] = []
+    var exitWhenRemoved = true
 
     /// A first-view member's arguments: rank `rank` of `peers` (host:port, comma-separated).
     init(rank: Int, peers: String, sizes: [Int], duration: Double, count: Int? = nil, logPath: String) throws {
@@ -47,7 +53,13 @@ struct NodeArguments {
     /// The whole command line, after the binary.
     var command: [String] {
         var arguments = ["node"] + member.arguments
-        if let join { arguments += ["--join", join.contact, "--id", "\(join.id)", "--listen", join.listen] }
+        if let join {
+            arguments += [
+                "--join", join.contacts.joined(separator: ","), "--id", "\(join.id)", "--listen", join.listen,
+            ]
+        }
+        if !rejoinIDs.isEmpty { arguments += ["--rejoin-ids", rejoinIDs.map(String.init).joined(separator: ",")] }
+        if exitWhenRemoved { arguments.append("--exit-when-removed") }
         arguments += ["--size", sizes.map(String.init).joined(separator: ","), "--duration", "\(duration)"]
         if let count { arguments += ["--count", "\(count)"] }
         return arguments + ["--log", logPath, "--stop-on-eof"]
