@@ -132,7 +132,13 @@ final class ChildProcess: MemberHandle, @unchecked Sendable {
     func waitForLine(_ matches: @escaping @Sendable (String) -> Bool) async throws -> String {
         for _ in 0..<(Self.answerTimeoutSeconds * 1_000 / Self.pollMilliseconds) {
             if let line = state.withLock({ $0.lines.first(where: matches) }) { return line }
-            if !process.isRunning, state.withLock({ $0.lines.first(where: matches) }) == nil {
+            if !process.isRunning {
+                // It exited: the line may still be in the pipe, not yet read (under load the
+                // reader runs late; the baseline's sink prints its line and exits at once).
+                for _ in 0..<(Self.drainTimeoutSeconds * 1_000 / Self.pollMilliseconds) {
+                    if let line = state.withLock({ $0.lines.first(where: matches) }) { return line }
+                    try await Task.sleep(for: .milliseconds(Self.pollMilliseconds))
+                }
                 throw ChildProcessError(description: "\(name) exited with status \(process.terminationStatus)")
             }
             try await Task.sleep(for: .milliseconds(Self.pollMilliseconds))
