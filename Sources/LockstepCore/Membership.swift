@@ -370,6 +370,9 @@ extension OrderingCore {
             next.pendingJoiners = pendingJoiners.filter { !commit.joiners.contains($0) }
         }
         next.previousViewRow = own
+        for joiner in commit.joiners {
+            if let rank = nextView.rank(of: joiner), rank != nextRank { next.joinersNotStarted.insert(rank) }
+        }
         let removed = view.members.indices.filter { commit.isRemoved($0) }.map { view.members[$0] }
         next.formerMembers = Array((formerMembers + removed).suffix(formerMembersMax))
         self = next

@@ -77,6 +77,13 @@ public struct OrderingCore: Sendable {
     /// Failure detection: when each member was last heard from (any message counts). Set for
     /// everyone by the first tick, so a member is never suspected before the clock starts.
     var lastHeard: [Timestamp]
+    /// Ranks of joiners of this view not heard from yet in it: a joiner is a member from the
+    /// install on but starts only once welcomed (its welcome may have to come from another member
+    /// when the one that accepted it failed), so its silence counts for `joinerStartTimeoutFactor`
+    /// failure timeouts, not one. Suspecting it sooner could cost a view its majority, and then
+    /// every member's rows suspect half the view and the isolation rule suspects them all.
+    var joinersNotStarted: Set<Int> = []
+    static let joinerStartTimeoutFactor: UInt64 = 4
     var clockStarted = false
     private var lastTickAt: Timestamp = .zero
     private var wedgeReported = false
@@ -305,8 +312,10 @@ public struct OrderingCore: Sendable {
             }
         }
         // Failure detection: silence longer than failureTimeout raises a suspicion.
-        let timeout = configuration.failureTimeout.nanosecondsClamped
+        let failureTimeout = configuration.failureTimeout.nanosecondsClamped
         for rank in lastHeard.indices where rank != memberRank && !rows[memberRank].isSuspected(rank) {
+            let joinerWaits = joinersNotStarted.contains(rank)
+            let timeout = joinerWaits ? failureTimeout * Self.joinerStartTimeoutFactor : failureTimeout
             if now.nanoseconds &- lastHeard[rank].nanoseconds > timeout, now > lastHeard[rank] { suspect(rank) }
         }
     }
@@ -317,6 +326,7 @@ public struct OrderingCore: Sendable {
         }
         // Anything from a member shows it alive (the time is that of the last tick).
         lastHeard[from] = now
+        if !joinersNotStarted.isEmpty { joinersNotStarted.remove(from) }
         let messageView = message.viewID
         if messageView != view.id {
             if messageView < view.id {

@@ -91,8 +91,15 @@ extension SimulatedGroup {
         let contacts = processes.indices.filter { $0 != process && processes[$0].status == .active }
         state.joinAskedAt = now
         state.joinAttempts += 1
+        // Asking another member closes the connection the last one waited on, as a runtime's
+        // joiner does: that member no longer welcomes it at the install.
+        if let previous = state.joinContact, processes[previous].status == .active {
+            processes[previous].member?.joinerGone(state.id)
+        }
+        state.joinContact = nil
         scheduler.schedule(at: now + joinRetryInterval.nanosecondsClamped, .joinRetry(process, state.id))
         guard let contact = contacts.randomElement(using: &random) else { return }
+        state.joinContact = contact
         sendControl(.join(state.id), from: process, to: contact, toID: processes[contact].id)
     }
 }

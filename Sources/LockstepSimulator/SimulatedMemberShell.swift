@@ -117,6 +117,7 @@ extension SimulatedGroup {
             let state = processes[process]
             guard state.status == .joining, let leaderProcess = processOfMember[leader], leaderProcess != process
             else { return }
+            state.joinContact = leaderProcess
             sendControl(.join(state.id), from: process, to: leaderProcess, toID: leader)
         case .welcome(let start, let snapshot):
             acceptWelcome(process, start: start, snapshot: snapshot)

@@ -56,6 +56,8 @@ final class SimulatedProcess {
     var clockRate = 1.0
     /// The application asked to leave: a removal is what it wanted (no rejoin).
     var left = false
+    /// The process this joiner last asked (it waits on that member's welcome).
+    var joinContact: Int?
     /// Join attempts of this incarnation (it asks another contact before starting afresh).
     var joinAttempts = 0
     /// When the member wedged in its current view, and how many messages it had submitted then.

@@ -199,4 +199,45 @@ struct MemberShellTests {
         let again = net.poll(member).compactMap { if case .armTimer(let at) = $0 { at } else { nil } }
         #expect(!again.isEmpty, "the timer fired (early): the poll must arm it again")
     }
+
+    @Test(
+        """
+        A joiner not started yet (its welcome has to come from another member: the one that accepted it was cut \
+        off) is given four failure timeouts, not one, before it is suspected (the reviewer's seed 8930136: \
+        suspected at once, it cost a view of 8 with 3 dead its majority, and the isolation rule then had every \
+        member suspect every other)
+        """
+    )
+    func aJoinerNotStartedYetIsGivenTime() throws {
+        let net = try MemberNet(memberCount: 3)
+        let joiner = MemberID(9)
+        guard case .accepted = net.members[net.id(1)]?.requestJoin(joiner) else {
+            Issue.record("the leader did not accept the join")
+            return
+        }
+        net.poll(net.id(1))
+        try net.settle()
+        guard let view = net.members[net.id(1)]?.view, let rank = view.rank(of: joiner) else {
+            Issue.record("the joiner is not in the view")
+            return
+        }
+        let timeout = Configuration().failureTimeout.nanosecondsClamped
+        let step = Configuration().heartbeatInterval.nanosecondsClamped
+        func suspected(after nanoseconds: UInt64, from start: UInt64) throws -> Bool {
+            var now = start
+            while now < start + nanoseconds {
+                now += step
+                for member in net.members.keys.sorted() {
+                    net.members[member]?.tick(Timestamp(nanoseconds: now))
+                    net.poll(member)
+                }
+                try net.settle()
+            }
+            // Suspected, or already removed by the view change that follows.
+            guard let member = net.members[net.id(2)] else { return false }
+            return member.core.suspectedRanks.contains(rank) || !member.view.members.contains(joiner)
+        }
+        #expect(try !suspected(after: 2 * timeout, from: 10), "a joiner is not suspected after one failure timeout")
+        #expect(try suspected(after: 3 * timeout, from: 10 + 2 * timeout), "one that never starts is, after four")
+    }
 }

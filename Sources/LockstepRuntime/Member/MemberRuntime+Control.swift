@@ -46,6 +46,14 @@ extension MemberRuntime {
         }
         let joiner = MemberID(id)
         let address = PeerAddress(host: host, port: port)
+        if let waiting = addresses[joiner], waiting != address, joinerLinks[joiner] != nil {
+            // Two processes with one id (a rejoin id drawn twice): the first keeps it.
+            link.write(
+                ControlMessage(kind: .refused, reason: "\(joiner) is asked for by another process (\(waiting))")
+                    .encoded())
+            link.flush()
+            return
+        }
         switch shell.requestJoin(joiner) {
         case .accepted:
             joinerLinks[joiner] = link

@@ -145,10 +145,12 @@ extension MemberRuntime {
                 if let link = joinerLinks.removeValue(forKey: joiner) { welcome(joiner, start, on: link) }
             case .pauseReading(let member):
                 stats.readPauses += 1
+                readingPaused.insert(member)
                 links[member]?.setReading(false)
                 let held = "\(shell.heldFrames) frames held"
                 logger.warning("\(member) is far ahead (\(held)): not reading from it until the install")
             case .resumeReading(let member):
+                readingPaused.remove(member)
                 if deliveriesWanted { links[member]?.setReading(true) }
             case .removed(let reason):
                 stats.removed = true

@@ -13,7 +13,7 @@ extension MemberRuntime: TransportDelegate {
         }
         links[member] = link
         knownMembers.insert(member)
-        if !deliveriesWanted { link.setReading(false) }
+        if !deliveriesWanted || readingPaused.contains(member) { link.setReading(false) }
         if let held = heldForJoiners.removeValue(forKey: member) {
             if let lost = held.lost {
                 // What it must receive was not all kept: it would find a gap and close anyway.

@@ -61,6 +61,8 @@ public final class MemberRuntime: @unchecked Sendable {
     var isReady = false
     /// False while the application's delivery stream is full: links are not read.
     var deliveriesWanted = true
+    /// Members the shell told this runtime not to read from (`MemberEffect.pauseReading`).
+    var readingPaused: Set<MemberID> = []
     var isClosed = false
     let readyPromise: EventLoopPromise<Void>
     var stats = RuntimeStatistics()
@@ -207,7 +209,8 @@ public final class MemberRuntime: @unchecked Sendable {
             guard self.deliveriesWanted != wanted else { return }
             self.deliveriesWanted = wanted
             if !wanted { self.stats.readPauses += 1 }
-            for link in self.links.values { link.setReading(wanted) }
+            // A member the shell paused (far ahead) stays paused until the install resumes it.
+            for (member, link) in self.links where !self.readingPaused.contains(member) { link.setReading(wanted) }
         }
     }
 
