@@ -403,8 +403,8 @@ public struct Member<Frame: HeldTraffic>: Sendable {
         joinersWaiting = joinersWaiting.filter { !view.members.contains($0) && core.pendingJoiners.contains($0) }
         for member in paused.sorted() { effects.append(.resumeReading(member)) }
         paused = []
-        // Only the last view's last row answers stragglers.
-        answered = answered.filter { $0.viewID.rawValue + 1 == view.id.rawValue }
+        // Answers are for stragglers of the view before the current one, which starts now: none yet.
+        answered = []
         hold.setBounds(configuration: core.configuration, memberCount: view.memberCount)
         replayDue = !hold.isEmpty
     }

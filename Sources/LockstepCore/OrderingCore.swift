@@ -397,6 +397,17 @@ public struct OrderingCore: Sendable {
         }
     }
 
+    /// A suspected member's row is ignored, except an installed commit: it is final (a majority
+    /// held it), whoever shows it. A member that suspects the survivors (its incoming traffic was
+    /// late, say) learns from their install rows that it was removed, instead of staying wedged
+    /// in the view for good. A suspected member is never the leader: nothing else is acted on.
+    private mutating func readRowOfSuspect(_ row: Row, from: Int) {
+        statistics.rowsFromSuspectsIgnored += 1
+        if row.installNumber != 0 && row.installNumber == row.commit.number {
+            applyMembershipColumns(row, from: from)
+        }
+    }
+
     private mutating func applyRow(_ row: Row, from: Int) throws(CoreError) {
         guard row.received.count == senderCount else {
             throw CoreError(
@@ -413,10 +424,7 @@ public struct OrderingCore: Sendable {
         // (Without view changes nothing is decided from rows, and a reconnected member's counters
         // still let the others deliver what is stable.)
         let viewChanges = configuration.viewChanges
-        if viewChanges && rows[memberRank].isSuspected(from) {
-            statistics.rowsFromSuspectsIgnored += 1
-            return
-        }
+        if viewChanges && rows[memberRank].isSuspected(from) { return readRowOfSuspect(row, from: from) }
         // A member that suspects so many that the rest are no majority is the one cut off (its
         // incoming links failed, say): adopting its suspicions would spread its isolation through
         // the group. Suspect it instead, and read nothing more from it. (A member suspected by

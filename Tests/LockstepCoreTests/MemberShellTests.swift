@@ -240,4 +240,23 @@ struct MemberShellTests {
         #expect(try !suspected(after: 2 * timeout, from: 10), "a joiner is not suspected after one failure timeout")
         #expect(try suspected(after: 3 * timeout, from: 10 + 2 * timeout), "one that never starts is, after four")
     }
+
+    @Test(
+        """
+        A member that suspects every other (its incoming traffic came late) is removed by the others, and \
+        learns it from their install row, though it suspects the sender: an installed commit is final, whoever \
+        shows it (the reviewer's probe: it stayed wedged in the old view for good, never told, never rejoining)
+        """
+    )
+    func aMemberThatSuspectsTheSurvivorsLearnsItWasRemoved() throws {
+        let net = try MemberNet(memberCount: 3)
+        let cutOff = net.id(3)
+        net.members[cutOff]?.linkFailed(net.id(1))
+        net.members[cutOff]?.linkFailed(net.id(2))
+        net.poll(cutOff)
+        try net.settle()
+        #expect(net.members[net.id(1)]?.view.members == [net.id(1), net.id(2)], "the others removed it")
+        let removed = (net.effects[cutOff] ?? []).contains { if case .removed = $0 { true } else { false } }
+        #expect(removed, "it was told")
+    }
 }
