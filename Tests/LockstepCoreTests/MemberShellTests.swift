@@ -65,6 +65,15 @@ final class MemberNet {
         }
     }
 
+    /// The leader (m1) accepts `joiner` and everyone settles: the next view has it, unstarted.
+    func installJoiner(_ joiner: MemberID) throws {
+        guard case .accepted = members[id(1)]?.requestJoin(joiner) else {
+            throw CoreError(.unknownMember, "the leader did not accept the join of \(joiner)")
+        }
+        poll(id(1))
+        try settle()
+    }
+
     /// Flushes everyone until nothing is queued.
     func settle(rounds: Int = 50) throws {
         for _ in 0..<rounds {
@@ -159,12 +168,7 @@ struct MemberShellTests {
     func anyMemberOfTheJoinersViewWelcomesIt() throws {
         let net = try MemberNet(memberCount: 3) { $0.deliveryMode = .unordered }
         let joiner = MemberID(9)
-        guard case .accepted = net.members[net.id(1)]?.requestJoin(joiner) else {
-            Issue.record("the leader did not accept the join")
-            return
-        }
-        net.poll(net.id(1))
-        try net.settle()
+        try net.installJoiner(joiner)
         let member = net.id(3)
         #expect(net.members[member]?.view.members.contains(joiner) == true, "the joiner is in view 2")
         // Member 3 never heard the join; the joiner asks it.
@@ -211,12 +215,7 @@ struct MemberShellTests {
     func aJoinerNotStartedYetIsGivenTime() throws {
         let net = try MemberNet(memberCount: 3)
         let joiner = MemberID(9)
-        guard case .accepted = net.members[net.id(1)]?.requestJoin(joiner) else {
-            Issue.record("the leader did not accept the join")
-            return
-        }
-        net.poll(net.id(1))
-        try net.settle()
+        try net.installJoiner(joiner)
         guard let view = net.members[net.id(1)]?.view, let rank = view.rank(of: joiner) else {
             Issue.record("the joiner is not in the view")
             return
@@ -258,5 +257,30 @@ struct MemberShellTests {
         #expect(net.members[net.id(1)]?.view.members == [net.id(1), net.id(2)], "the others removed it")
         let removed = (net.effects[cutOff] ?? []).contains { if case .removed = $0 { true } else { false } }
         #expect(removed, "it was told")
+    }
+
+    @Test(
+        """
+        A joiner that has started (its row shows messages held) is not welcomed again when a process asks with \
+        its id: a second snapshot would hold deliveries of the view it is already in
+        """
+    )
+    func aStartedJoinerIsNotWelcomedAgain() throws {
+        let net = try MemberNet(memberCount: 3)
+        let joiner = MemberID(9)
+        try net.installJoiner(joiner)
+        let member = net.id(3)
+        guard var shell = net.members[member], let rank = shell.view.rank(of: joiner) else {
+            throw CoreError(.unknownMember, "the joiner is not in the view")
+        }
+        guard case .welcome = shell.requestJoin(joiner) else {
+            Issue.record("an unstarted joiner of the view is welcomed")
+            return
+        }
+        var received = Array(repeating: UInt64(0), count: shell.view.senderCount)
+        received[shell.view.senderRank(ofMemberRank: rank) ?? 0] = 1
+        let started = Row(viewID: shell.view.id, received: received, seq: 0, delivered: 0, suspected: [0])
+        try shell.receive(.row(started), from: joiner)
+        if case .welcome = shell.requestJoin(joiner) { Issue.record("a started joiner was welcomed again") }
     }
 }
