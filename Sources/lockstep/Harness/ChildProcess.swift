@@ -133,17 +133,23 @@ final class ChildProcess: MemberHandle, @unchecked Sendable {
         for _ in 0..<(Self.answerTimeoutSeconds * 1_000 / Self.pollMilliseconds) {
             if let line = state.withLock({ $0.lines.first(where: matches) }) { return line }
             if !process.isRunning {
-                // It exited: the line may still be in the pipe, not yet read (under load the
-                // reader runs late; the baseline's sink prints its line and exits at once).
-                for _ in 0..<(Self.drainTimeoutSeconds * 1_000 / Self.pollMilliseconds) {
-                    if let line = state.withLock({ $0.lines.first(where: matches) }) { return line }
-                    try await Task.sleep(for: .milliseconds(Self.pollMilliseconds))
-                }
+                if let line = try await afterExit({ $0.lines.first(where: matches) }) { return line }
                 throw ChildProcessError(description: "\(name) exited with status \(process.terminationStatus)")
             }
             try await Task.sleep(for: .milliseconds(Self.pollMilliseconds))
         }
         throw ChildProcessError(description: "\(name) did not answer within \(Self.answerTimeoutSeconds) s")
+    }
+
+    /// The child exited: what it printed last may still be in the pipe, not yet read (under load
+    /// the reader runs late; the baseline's sink prints its line and exits at once). Gives the
+    /// reader `drainTimeoutSeconds` to take it in; returns what `found` finds, if anything.
+    private func afterExit<T>(_ found: (inout State) -> T?) async throws -> T? {
+        for _ in 0..<(Self.drainTimeoutSeconds * 1_000 / Self.pollMilliseconds) {
+            if let value = state.withLock({ found(&$0) }) { return value }
+            try await Task.sleep(for: .milliseconds(Self.pollMilliseconds))
+        }
+        return nil
     }
 
     func progress() async throws -> MemberProgress? { state.withLock { $0.progress } }
@@ -163,12 +169,7 @@ final class ChildProcess: MemberHandle, @unchecked Sendable {
                 return final
             }
             if !process.isRunning {
-                // It exited: its last line may still be in the pipe, not yet read (a race that
-                // shows under load). Give the reader a moment to take it in.
-                for _ in 0..<(Self.drainTimeoutSeconds * 1_000 / Self.pollMilliseconds) {
-                    if let final = state.withLock({ $0.final }) { return final }
-                    try await Task.sleep(for: .milliseconds(Self.pollMilliseconds))
-                }
+                if let final = try await afterExit({ $0.final }) { return final }
                 break
             }
             try await Task.sleep(for: .milliseconds(Self.pollMilliseconds))
