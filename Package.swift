@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
 //
 // The module graph enforces the house rule "the protocol is a value, IO is a shell":
 // `LockstepCore` depends on nothing at all (no Foundation, no NIO, no Dispatch), and everything
@@ -12,6 +12,8 @@ let strictSwift: [SwiftSetting] = [
 
 // The core and the simulator are optimized even in debug builds: `swift test` runs thousands of
 // simulated schedules, which are about 10x slower unoptimized. Preconditions stay on with -O.
+// Tools version 6.2 is what lets a package that depends on Lockstep by version accept this flag
+// (6.0 refused it as an unsafe flag; CI's fixture package, tools/check-dependent, checks it).
 let optimizedEvenInDebug: [SwiftSetting] = strictSwift + [
     .unsafeFlags(["-O"], .when(configuration: .debug)),
 ]
@@ -20,6 +22,12 @@ let package = Package(
     name: "Lockstep",
     platforms: [.macOS(.v15)],
     products: [
+        // The embedding API: a replicated group of the user's own state machine.
+        .library(name: "Lockstep", targets: ["Lockstep"]),
+        // The user's state machine in the deterministic simulator, with faults.
+        .library(name: "LockstepTesting", targets: ["LockstepTesting"]),
+        // The raw multicast layer (what the benchmark drives), for those who want bytes.
+        .library(name: "LockstepRuntime", targets: ["LockstepRuntime"]),
         .library(name: "LockstepCore", targets: ["LockstepCore"]),
         .library(name: "LockstepChecker", targets: ["LockstepChecker"]),
         .library(name: "LockstepSimulator", targets: ["LockstepSimulator"]),
@@ -32,6 +40,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         // Sans-IO protocol core: no dependencies, by design.
@@ -64,6 +73,26 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strictSwift
+        ),
+        // The embedding API: ReplicatedGroup of a ReplicatedStateMachine over the runtime.
+        .target(
+            name: "Lockstep",
+            dependencies: [
+                "LockstepCore",
+                "LockstepRuntime",
+                "LockstepWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        // The user's state machine in the deterministic simulator (LocalGroup).
+        .target(
+            name: "LockstepTesting",
+            dependencies: ["Lockstep", "LockstepCore", "LockstepChecker", "LockstepSimulator"],
             swiftSettings: strictSwift
         ),
         // The delivery checker and the delivery-log format: what the simulator, bench and chaos
@@ -117,6 +146,15 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "LockstepTests",
+            dependencies: [
+                "Lockstep", "LockstepTesting", "LockstepCore", "LockstepRuntime",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSwift
         ),

@@ -33,12 +33,11 @@ struct ControlMessage: Codable, Sendable {
     var viewID: UInt64? = nil
     var members: [Member]? = nil
     var rank: Int? = nil
-    var snapshot: Data? = nil
     /// A welcome, unordered mode: the joiner's skip counts (`JoinerStart.skip`).
     var skip: [UInt64]? = nil
 
     /// The message as a control frame, or why it cannot be one: a body beyond
-    /// `Wire.controlBytesMax` (a welcome whose snapshot is too large for one frame).
+    /// `Wire.controlBytesMax` (a welcome naming many members with long host names).
     func frame() throws(RuntimeError) -> ByteBuffer {
         let body: [UInt8]
         do {
@@ -59,7 +58,6 @@ struct ControlMessage: Codable, Sendable {
     /// The frame of a message that is small by construction (no snapshot): failing to encode
     /// one is a programmer error.
     func encoded() -> ByteBuffer {
-        precondition(snapshot == nil, "a control message with a snapshot is encoded with frame(), which can fail")
         do {
             return try frame()
         } catch {
@@ -94,8 +92,9 @@ public struct Welcome: Sendable {
     public var view: View
     public var memberRank: Int
     public var addresses: [PeerAddress]
-    /// The application state at the end of the view before (the welcoming member's snapshot hook).
-    public var snapshot: [UInt8]
+    /// The application state at the end of the view before (the welcoming member's snapshot
+    /// producer), streamed: read it while the runtime starts (`Snapshots.swift`).
+    public var snapshot: SnapshotReceiver
     /// Unordered mode: per sender rank, how many of the sender's first messages in the view the
     /// snapshot already holds (the joiner skips them).
     public var skip: [UInt64] = []
@@ -184,8 +183,9 @@ extension MemberRuntime {
         var path = ""
         for _ in 0..<Self.redirectsMax {
             let answer: ControlMessage
+            let receiver: SnapshotReceiver?
             do {
-                answer = try await ask(
+                (answer, receiver) = try await ask(
                     target, ControlMessage(kind: .join, id: member.rawValue, host: listen.host, port: listen.port),
                     limits: limits, eventLoop: eventLoop, deadline: deadline)
             } catch {
@@ -201,7 +201,13 @@ extension MemberRuntime {
             case .refused:
                 throw RuntimeError(.joinFailed, "\(path)refused: \(answer.reason ?? "no reason given")")
             case .welcome:
-                return try welcome(answer, for: member, from: target)
+                let snapshot = receiver ?? SnapshotReceiver()
+                do {
+                    return try welcome(answer, for: member, from: target, snapshot: snapshot)
+                } catch {
+                    snapshot.close()
+                    throw error
+                }
             case .join, .address, .done:
                 throw RuntimeError(.joinFailed, "\(path)not a member's answer (\(answer.kind))")
             }
@@ -210,7 +216,7 @@ extension MemberRuntime {
     }
 
     private static func welcome(
-        _ answer: ControlMessage, for member: MemberID, from target: PeerAddress
+        _ answer: ControlMessage, for member: MemberID, from target: PeerAddress, snapshot: SnapshotReceiver
     ) throws(RuntimeError) -> Welcome {
         guard let viewID = answer.viewID, let members = answer.members, let rank = answer.rank else {
             throw RuntimeError(.joinFailed, "an incomplete welcome from \(target)")
@@ -232,20 +238,21 @@ extension MemberRuntime {
         }
         return Welcome(
             view: view, memberRank: rank, addresses: members.map { PeerAddress(host: $0.host, port: $0.port) },
-            snapshot: answer.snapshot.map { [UInt8]($0) } ?? [], skip: skip)
+            snapshot: snapshot, skip: skip)
     }
 
     /// Sends one control message on a fresh connection and waits for the first control answer.
     private static func ask(
         _ address: PeerAddress, _ message: ControlMessage, limits: WireLimits, eventLoop: EventLoop,
         deadline: ContinuousClock.Instant
-    ) async throws -> ControlMessage {
+    ) async throws -> (ControlMessage, SnapshotReceiver?) {
         let handler = ControlAnswerHandler(answer: eventLoop.makePromise(of: ControlMessage.self))
         let channel: Channel
         do {
             // Connecting counts against the deadline too (a SYN nobody answers).
             let connectTimeout = max(deadline - ContinuousClock.now, .milliseconds(1))
             channel = try await ClientBootstrap(group: eventLoop)
+                .channelOption(ChannelOptions.autoRead, value: false)
                 .connectTimeout(.nanoseconds(Int64(connectTimeout.nanosecondsClamped)))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
@@ -260,40 +267,142 @@ extension MemberRuntime {
             eventLoop.execute { handler.finish(.failure(error)) }
             throw error
         }
-        defer { channel.close(promise: nil) }
-        try await channel.writeAndFlush(message.encoded()).get()
         let remaining = deadline - ContinuousClock.now
         let timer = eventLoop.scheduleTask(in: .nanoseconds(Int64(max(remaining, .zero).nanosecondsClamped))) {
             handler.finish(.failure(RuntimeError(.joinFailed, "no answer from \(address) in time")))
         }
         defer { timer.cancel() }
-        return try await handler.answer.futureResult.get()
+        do {
+            try await channel.writeAndFlush(message.encoded()).get()
+            let answer = try await handler.answer.futureResult.get()
+            // A welcome's connection carries the snapshot next: the receiver owns it from here.
+            guard answer.kind == .welcome else {
+                channel.close(promise: nil)
+                return (answer, nil)
+            }
+            return (answer, SnapshotReceiver(channel: channel, handler: handler))
+        } catch {
+            channel.close(promise: nil)
+            throw error
+        }
     }
 }
 
-/// Fulfils a promise with the first control frame of a connection (or fails it on close).
-/// Used on one event loop only; completes the promise once.
+/// Fulfils a promise with the first control frame of a connection (or fails it on close); after
+/// a welcome, queues the snapshot frames that follow and hands them out as the joiner pulls
+/// (`SnapshotReceiver`). The connection is read only when asked: autoRead is off from the start.
+/// Used on one event loop only; completes the answer promise once.
 final class ControlAnswerHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ReceivedFrame
     let answer: EventLoopPromise<ControlMessage>
     private var done = false
+    // The snapshot after a welcome.
+    private var chunks = CircularBuffer<[UInt8]>()
+    private var chunkBytesReceived: UInt64 = 0
+    private var ended = false
+    private var failure: RuntimeError?
+    private var waiter: EventLoopPromise<[UInt8]?>?
+    private var stallTimer: Scheduled<Void>?
+    /// Chunks queued before the connection is read no further (4 x 256 KiB).
+    static let chunksQueuedMax = 4
+
     init(answer: EventLoopPromise<ControlMessage>) { self.answer = answer }
+
     func finish(_ result: Result<ControlMessage, Error>) {
         guard !done else { return }
         done = true
         answer.completeWith(result)
     }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.read()
+        context.fireChannelActive()
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .control(let body) = unwrapInboundIn(data).frame {
+        guard case .control(let body) = unwrapInboundIn(data).frame else { return }
+        guard done else {
             do {
                 finish(.success(try ControlMessage.decode(body)))
             } catch {
                 finish(.failure(error))
             }
+            return
         }
+        guard !ended, failure == nil else { return }
+        guard SnapshotFrame.isSnapshotFrame(body) else {
+            return fail(RuntimeError(.joinFailed, "a control message where the snapshot was expected"))
+        }
+        switch body[0] {
+        case SnapshotFrame.chunkTag:
+            chunkBytesReceived += UInt64(body.count - 1)
+            chunks.append(Array(body.dropFirst()))
+        case SnapshotFrame.endTag:
+            guard body.count == 9 else { return fail(RuntimeError(.joinFailed, "a malformed snapshot end")) }
+            let total = body[1...].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            guard total == chunkBytesReceived else {
+                return fail(
+                    RuntimeError(
+                        .joinFailed, "the snapshot ended at \(chunkBytesReceived) bytes of the \(total) announced"))
+            }
+            ended = true
+        default:
+            let reason = String(decoding: body.dropFirst(), as: UTF8.self)
+            return fail(RuntimeError(.joinFailed, "the welcoming member gave up the snapshot: \(reason)"))
+        }
+        serveWaiter()
     }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        // Before the answer, and while the joiner has few chunks queued, read on.
+        if !done || (!ended && failure == nil && chunks.count < Self.chunksQueuedMax) { context.read() }
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         finish(.failure(RuntimeError(.joinFailed, "the connection closed before an answer")))
+        if !ended { fail(RuntimeError(.joinFailed, "the connection closed during the snapshot")) }
     }
-    func errorCaught(context: ChannelHandlerContext, error: Error) { finish(.failure(error)) }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        finish(.failure(error))
+        fail(RuntimeError(.joinFailed, "the snapshot connection failed: \(error)"))
+    }
+
+    /// The joiner asks for the next chunk (on the event loop).
+    func nextChunk(channel: Channel) -> EventLoopFuture<[UInt8]?> {
+        precondition(waiter == nil, "one snapshot chunk is asked for at a time")
+        let promise = channel.eventLoop.makePromise(of: [UInt8]?.self)
+        waiter = promise
+        serveWaiter()
+        if waiter != nil {
+            channel.read()
+            stallTimer = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(SnapshotWriter.stallTimeout.nanosecondsClamped))) {
+                self.fail(RuntimeError(.joinFailed, "no snapshot bytes for \(SnapshotWriter.stallTimeout)"))
+            }
+        }
+        return promise.futureResult
+    }
+
+    private func fail(_ error: RuntimeError) {
+        guard failure == nil, !ended else { return }
+        failure = error
+        serveWaiter()
+    }
+
+    private func serveWaiter() {
+        guard let promise = waiter else { return }
+        if let chunk = chunks.popFirst() {
+            waiter = nil
+            stallTimer?.cancel()
+            promise.succeed(chunk)
+        } else if ended {
+            waiter = nil
+            stallTimer?.cancel()
+            promise.succeed(nil)
+        } else if let failure {
+            waiter = nil
+            stallTimer?.cancel()
+            promise.fail(failure)
+        }
+    }
 }

@@ -45,6 +45,8 @@ public struct RuntimeStatistics: Sendable {
     public var relayedMessagesAssembled: UInt64 = 0
     /// Times the application's delivery stream filled up and the member stopped reading.
     public var readPauses: UInt64 = 0
+    /// Snapshot transfers to joiners this member started.
+    public var snapshotsStarted: UInt64 = 0
     /// When this member wedged (NIODeadline uptime, nanoseconds), and whom it suspected then.
     public var wedgedAtUptimeNanoseconds: UInt64?
     public var suspectedRanks: [Int] = []

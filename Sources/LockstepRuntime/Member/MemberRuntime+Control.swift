@@ -93,17 +93,41 @@ extension MemberRuntime {
             let sends = view.senderRank(ofMemberRank: memberRank) != nil
             members.append(.init(id: id.rawValue, host: address.host, port: address.port, sends: sends))
         }
-        let snapshot = snapshotProvider?() ?? []
-        var welcome = ControlMessage(
-            kind: .welcome, viewID: view.id.rawValue, members: members, rank: start.memberRank,
-            snapshot: Data(snapshot))
+        var welcome = ControlMessage(kind: .welcome, viewID: view.id.rawValue, members: members, rank: start.memberRank)
         welcome.skip = start.skip.isEmpty ? nil : start.skip
         do {
             link.write(try welcome.frame())
         } catch {
             logger.error("cannot welcome \(joiner): \(error)")
             link.write(ControlMessage(kind: .refused, reason: error.message).encoded())
+            link.flush()
+            return
         }
         link.flush()
+        streamSnapshot(to: joiner, on: link)
+    }
+
+    /// Streams the application's snapshot after a welcome (Snapshots.swift): the provider runs
+    /// now, on the event loop, after the deliveries of the view that ended; its producer runs in
+    /// a task of its own, paced by the joiner's connection.
+    private func streamSnapshot(to joiner: MemberID, on link: TransportLink) {
+        let producer: SnapshotProducer = snapshotProvider?() ?? { @Sendable _ in }
+        let writer = SnapshotWriter(link: link, eventLoop: eventLoop)
+        snapshotWriters[ObjectIdentifier(link)] = writer
+        stats.snapshotsStarted += 1
+        let logger = self.logger
+        Task {
+            let started = ContinuousClock.now
+            do {
+                try await producer(writer)
+                try await writer.finish()
+                let elapsed = ContinuousClock.now - started
+                logger.info("sent \(joiner) its snapshot: \(writer.bytesWritten) bytes in \(elapsed)")
+            } catch {
+                logger.error("the snapshot for \(joiner) failed after \(writer.bytesWritten) bytes: \(error)")
+                await writer.abort("\(error)")
+            }
+            self.eventLoop.execute { self.snapshotWriters[ObjectIdentifier(link)] = nil }
+        }
     }
 }

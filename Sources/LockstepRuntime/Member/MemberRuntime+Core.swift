@@ -154,7 +154,14 @@ extension MemberRuntime {
                 if deliveriesWanted { links[member]?.setReading(true) }
             case .removed(let reason):
                 stats.removed = true
-                logger.error("removed from the group: \(reason)")
+                if let left = leftPromise {
+                    leftPromise = nil
+                    logger.info("left the group: \(reason)")
+                    left.succeed(())
+                } else {
+                    logger.error("removed from the group: \(reason)")
+                }
+                onEvent?(.removed(reason: reason))
             case .minority(let reachable, let of):
                 stats.minority = true
                 let why =
@@ -165,6 +172,7 @@ extension MemberRuntime {
                     "in a minority: reaches \(reachable) of \(of) members of \(shell.core.view.id) (\(why)); "
                     + "not forming a view (partition safety)"
                 logger.error("\(minority)")
+                onEvent?(.minority(reachable: reachable, of: of))
             }
         }
     }
@@ -210,6 +218,7 @@ extension MemberRuntime {
             + "\(shell.core.statistics.localStalls) local stalls); "
             + "this member sends nothing new in \(shell.core.view.id)"
         logger.warning("\(wedged)")
+        onEvent?(.wedged(suspected: suspected))
     }
 
     func encode(_ message: Message, relayingFrom threshold: Int = .max) -> ByteBuffer {

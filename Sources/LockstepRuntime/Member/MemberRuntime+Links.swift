@@ -83,6 +83,7 @@ extension MemberRuntime: TransportDelegate {
     }
 
     func linkDown(_ link: TransportLink, member: MemberID?) {
+        snapshotWriters.removeValue(forKey: ObjectIdentifier(link))?.cancel()
         if let joiner = joinerLinks.first(where: { $0.value === link })?.key {
             joinerLinks[joiner] = nil
             shell.joinerGone(joiner)

@@ -55,6 +55,7 @@ extension MemberRuntime {
         stats.wedgedAtUptimeNanoseconds = stats.wedgedAtUptimeNanoseconds ?? stats.viewInstalledAtUptimeNanoseconds
         logger.warning("installed \(view) at rank \(shell.core.memberRank)")
         onViewInstalled?(view)
+        onEvent?(.installed(view, memberRank: shell.core.memberRank))
     }
 
     /// Members of neither the view left nor the view installed leave every table (their links

@@ -72,7 +72,12 @@ public final class MemberRuntime: @unchecked Sendable {
     // that has not connected yet (a joiner) is held for it, bounded (`JoinerHold`).
     var joinerLinks: [MemberID: TransportLink] = [:]
     var heldForJoiners: [MemberID: JoinerHold] = [:]
-    var snapshotProvider: (@Sendable () -> [UInt8])?
+    var snapshotProvider: (@Sendable () -> SnapshotProducer)?
+    /// Snapshot transfers under way, by the joiner's connection (cancelled when it goes down).
+    var snapshotWriters: [ObjectIdentifier: SnapshotWriter] = [:]
+    var onEvent: (@Sendable (RuntimeEvent) -> Void)?
+    /// `leave` waits for this member to learn it was removed.
+    var leftPromise: EventLoopPromise<Void>?
     /// A poll is queued to run after this event-loop iteration's reads (`readsComplete`).
     var pollAfterReads = false
     /// Made once: a closure per burst of reads would be an allocation on the message path.
@@ -184,10 +189,25 @@ public final class MemberRuntime: @unchecked Sendable {
         eventLoop.execute { self.onViewInstalled = observer }
     }
 
-    /// Supplies the application state a joiner starts from (called on the event loop when this
-    /// member, as leader, welcomes a joiner: after the deliveries of the view that ends).
-    public func setSnapshotProvider(_ provider: @escaping @Sendable () -> [UInt8]) {
+    /// Supplies the application state a joiner starts from: `provider` is called on the event
+    /// loop when this member welcomes a joiner (after the deliveries of the view that ends), and
+    /// the producer it returns runs in a task of its own, streaming the state (Snapshots.swift).
+    public func setSnapshotProvider(_ provider: @escaping @Sendable () -> SnapshotProducer) {
         eventLoop.execute { self.snapshotProvider = provider }
+    }
+
+    /// A snapshot made on the event loop as one array (small application states).
+    public func setSnapshotProvider(bytes provider: @escaping @Sendable () -> [UInt8]) {
+        setSnapshotProvider {
+            let bytes = provider()
+            return { writer in try await writer.write(bytes) }
+        }
+    }
+
+    /// Calls `observer` on the event loop for each view installed, wedge, minority and removal
+    /// (after the view observer, for installs).
+    public func setEventObserver(_ observer: @escaping @Sendable (RuntimeEvent) -> Void) {
+        eventLoop.execute { self.onEvent = observer }
     }
 
     /// Makes `source` the supplier of messages; it is pulled on the event loop from now on.
@@ -204,7 +224,7 @@ public final class MemberRuntime: @unchecked Sendable {
     }
 
     /// Pauses or resumes reading from every link (back-pressure from a slow consumer).
-    func setDeliveriesWanted(_ wanted: Bool) {
+    package func setDeliveriesWanted(_ wanted: Bool) {
         eventLoop.execute {
             guard self.deliveriesWanted != wanted else { return }
             self.deliveriesWanted = wanted
@@ -299,6 +319,31 @@ public final class MemberRuntime: @unchecked Sendable {
         if isClosed { return true }
         guard let member else { return false }
         return membersDone.contains(member)
+    }
+
+    /// Leaves the group: this member suspects itself, so the view change removes it (its peers
+    /// need not wait out the failure timeout); returns once it has learned it was removed, true,
+    /// or after `timeout`, false. Then closes.
+    public func leave(timeout: Duration) async -> Bool {
+        let left: EventLoopFuture<Void> = eventLoop.flatSubmit {
+            let promise = self.eventLoop.makePromise(of: Void.self)
+            guard !self.shell.core.isRemoved else {
+                promise.succeed(())
+                return promise.futureResult
+            }
+            self.leftPromise = promise
+            self.shell.leave()
+            self.poll()
+            return promise.futureResult
+        }
+        let timer = eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.nanosecondsClamped))) {
+            self.leftPromise?.fail(RuntimeError(.closed, "not removed within \(timeout)"))
+            self.leftPromise = nil
+        }
+        let removed = (try? await left.get()) != nil
+        timer.cancel()
+        await close()
+        return removed
     }
 
     public func close() async {

@@ -109,6 +109,8 @@ struct Node: AsyncParsableCommand {
     /// The exit status of a member removed from the group that does not rejoin (--exit-when-removed,
     /// or every rejoin used).
     static let removedExitStatus: Int32 = 3
+    /// The benchmark workload's snapshot (counts per origin and a digest) is far below this.
+    static let workloadSnapshotBytesMax = 1 << 20
 
     /// One incarnation's start: its settings and the application snapshot it starts from.
     struct Incarnation {
@@ -184,10 +186,18 @@ struct Node: AsyncParsableCommand {
             try? await group.shutdownGracefully()
             throw error
         }
-        try await group.shutdownGracefully()
         var joining = RuntimeSettings(configuration: configuration, joining: welcome)
         joining.relayThresholdBytes = try member.relayThresholdBytes()  // the same as every member's
-        return Incarnation(settings: joining, snapshot: welcome.snapshot)
+        // The workload's state is a few kilobytes: read it whole before starting.
+        let snapshot: [UInt8]
+        do {
+            snapshot = try await welcome.snapshot.readAll(bytesMax: Self.workloadSnapshotBytesMax)
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        try await group.shutdownGracefully()
+        return Incarnation(settings: joining, snapshot: snapshot)
     }
 
     /// The benchmark workload, after checking its limits: one run per incarnation of this process

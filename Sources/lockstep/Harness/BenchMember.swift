@@ -160,7 +160,7 @@ final class BenchMember: MessageSource, @unchecked Sendable {
             [self] delivery in self.delivered(delivery)
         }
         self.runtime = runtime
-        runtime.setSnapshotProvider { [self] in self.snapshot() }
+        runtime.setSnapshotProvider(bytes: { [self] in self.snapshot() })
         runtime.setViewObserver { [self] view in self.installed(view) }
         try await runtime.eventLoop.submit {
             self.startedAt = NIODeadline.now().uptimeNanoseconds

@@ -1,0 +1,1 @@
+// LocalGroup: not written yet.
