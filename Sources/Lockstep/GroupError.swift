@@ -53,6 +53,8 @@ public struct GroupError: Error, Sendable, Equatable, CustomStringConvertible {
     init(_ error: RuntimeError) {
         switch error.code {
         case .closed: self.init(.closed, error.message)
+        case .removed: self.init(.removed, error.message)
+        case .minority: self.init(.minority, error.message)
         case .sendQueueFull: self.init(.sendQueueFull, error.message)
         case .sendRefused: self.init(.commandTooLarge, error.message)
         case .joinFailed: self.init(.joinFailed, error.message)

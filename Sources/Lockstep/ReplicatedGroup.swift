@@ -285,14 +285,20 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
         eventLoop.execute {
             if let error = self.refusal() { return promise.fail(error) }
             self.waiting[request] = .submit(promise, self.timeout(request, "submit"))
-        }
-        do {
-            try await runtime.send(payload[...])
-        } catch {
-            let failure = (error as? RuntimeError).map(GroupError.init) ?? GroupError(.closed, "\(error)")
-            eventLoop.execute { self.waiting.removeValue(forKey: request)?.fail(failure) }
+            self.send(payload, request: request, runtime: runtime)
         }
         return try await result(promise.futureResult)
+    }
+
+    /// Hands an entry to the runtime (on the event loop); if the window never takes it, the
+    /// caller waiting for `request` is told why.
+    private func send(_ payload: [UInt8], request: UInt64, runtime: MemberRuntime) {
+        let admitted = eventLoop.makePromise(of: Void.self)
+        admitted.futureResult.whenFailure { error in
+            let failure = (error as? RuntimeError).map(GroupError.init) ?? GroupError(.closed, "\(error)")
+            self.waiting.removeValue(forKey: request)?.fail(failure)
+        }
+        runtime.sendOnLoop(payload[...], admitted: admitted)
     }
 
     /// Sends a command without waiting for its response: returns once the window has admitted it
@@ -325,12 +331,7 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
             eventLoop.execute {
                 if let error = self.refusal() { return promise.fail(error) }
                 self.waiting[request] = .read(promise, self.timeout(request, "linearizable read"))
-            }
-            do {
-                try await runtime.send(Entry.header(.read, request: request, capacity: 0)[...])
-            } catch {
-                let failure = (error as? RuntimeError).map(GroupError.init) ?? GroupError(.closed, "\(error)")
-                eventLoop.execute { self.waiting.removeValue(forKey: request)?.fail(failure) }
+                self.send(Entry.header(.read, request: request, capacity: 0), request: request, runtime: runtime)
             }
             return try await result(promise.futureResult)
         }
@@ -378,6 +379,17 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
         let removed = await runtime.leave(timeout: configuration.leaveTimeout)
         if !removed { logger.warning("left without hearing the group remove this member in \(configuration.leaveTimeout)") }
         eventLoop.execute { self.end(GroupError(.closed, "this member left the group")) }
+    }
+
+    /// Stops this member without leaving (the others suspect it after the failure timeout, as
+    /// after a crash): for stopping a whole group at once, where nobody would be left to remove
+    /// the leavers. Calls still waiting fail with `closed`; `run` returns.
+    public func close() async {
+        let runtime = try? await eventLoop.submit { () -> MemberRuntime? in
+            self.end(GroupError(.closed, "this member was closed"))
+            return self.runtime
+        }.get()
+        await runtime?.close()
     }
 
     // MARK: - On the event loop
@@ -542,7 +554,7 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
     }
 
     /// The runtime, once `run` has started it (waits at most `operationTimeout`).
-    private func started() async throws(GroupError) -> MemberRuntime {
+    func started() async throws(GroupError) -> MemberRuntime {
         let limit = configuration.operationTimeout
         let first = eventLoop.makePromise(of: MemberRuntime?.self)
         startedPromise.futureResult.whenComplete { result in first.completeWith(result.map { Optional($0) }) }

@@ -21,6 +21,10 @@ public struct RuntimeError: Error, CustomStringConvertible, Sendable, Equatable 
         case sendRefused
         /// A join was refused, redirected too often, or answered with something malformed.
         case joinFailed
+        /// This member was removed from the group: nothing more is sent from it.
+        case removed
+        /// This member is in a minority of its view: nothing is admitted until it installs one.
+        case minority
     }
 
     public var code: Code

@@ -161,6 +161,8 @@ extension MemberRuntime {
                 } else {
                     logger.error("removed from the group: \(reason)")
                 }
+                queueRefusal = RuntimeError(.removed, "this member was removed from the group: \(reason)")
+                failQueuedSends(RuntimeError(.removed, "removed before the window took this message: \(reason)"))
                 onEvent?(.removed(reason: reason))
             case .minority(let reachable, let of):
                 stats.minority = true
@@ -172,6 +174,8 @@ extension MemberRuntime {
                     "in a minority: reaches \(reachable) of \(of) members of \(shell.core.view.id) (\(why)); "
                     + "not forming a view (partition safety)"
                 logger.error("\(minority)")
+                queueRefusal = RuntimeError(.minority, "this member is in a minority of its view")
+                failQueuedSends(RuntimeError(.minority, "in a minority before the window took this message"))
                 onEvent?(.minority(reachable: reachable, of: of))
             }
         }

@@ -54,6 +54,8 @@ extension MemberRuntime {
         stats.viewInstalledAtUptimeNanoseconds = NIODeadline.now().uptimeNanoseconds
         stats.wedgedAtUptimeNanoseconds = stats.wedgedAtUptimeNanoseconds ?? stats.viewInstalledAtUptimeNanoseconds
         logger.warning("installed \(view) at rank \(shell.core.memberRank)")
+        // A member in a minority that installs after all (the partition healed) sends again.
+        if queueRefusal?.code == .minority { queueRefusal = nil }
         onViewInstalled?(view)
         onEvent?(.installed(view, memberRank: shell.core.memberRank))
     }

@@ -76,6 +76,8 @@ public final class MemberRuntime: @unchecked Sendable {
     /// Snapshot transfers under way, by the joiner's connection (cancelled when it goes down).
     var snapshotWriters: [ObjectIdentifier: SnapshotWriter] = [:]
     var onEvent: (@Sendable (RuntimeEvent) -> Void)?
+    /// Why sends are refused now (closed, removed, in a minority); nil while they are taken.
+    var queueRefusal: RuntimeError?
     /// `leave` waits for this member to learn it was removed.
     var leftPromise: EventLoopPromise<Void>?
     /// A poll is queued to run after this event-loop iteration's reads (`readsComplete`).
@@ -171,16 +173,28 @@ public final class MemberRuntime: @unchecked Sendable {
     /// awaits each send is paced by the window).
     public func send(_ payload: Payload) async throws {
         let promise = eventLoop.makePromise(of: Void.self)
-        eventLoop.execute {
-            guard !self.isClosed else { return promise.fail(RuntimeError(.closed, "the member is closed")) }
-            let most = self.settings.sendQueueMessagesMax
-            guard self.sendQueue.count < most else {
-                return promise.fail(RuntimeError(.sendQueueFull, "send queue full (\(most) messages)"))
-            }
-            self.sendQueue.append((payload, promise))
-            self.poll()
-        }
+        eventLoop.execute { self.sendOnLoop(payload, admitted: promise) }
         try await promise.futureResult.get()
+    }
+
+    /// `send` from the event loop: `admitted` succeeds once the window has taken the payload, or
+    /// fails (closed, queue full, and for payloads still queued: removed or in a minority, when
+    /// they can no longer go in the view).
+    package func sendOnLoop(_ payload: Payload, admitted promise: EventLoopPromise<Void>) {
+        eventLoop.preconditionInEventLoop()
+        if let refusal = queueRefusal { return promise.fail(refusal) }
+        let most = settings.sendQueueMessagesMax
+        guard sendQueue.count < most else {
+            return promise.fail(RuntimeError(.sendQueueFull, "send queue full (\(most) messages)"))
+        }
+        sendQueue.append((payload, promise))
+        poll()
+    }
+
+    /// Fails every send still waiting for the window: they were not admitted, so they are not
+    /// delivered anywhere (the caller may try again elsewhere).
+    func failQueuedSends(_ error: RuntimeError) {
+        while let (_, promise) = sendQueue.popFirst() { promise.fail(error) }
     }
 
     /// Calls `observer` on the event loop whenever this member installs a view (after the
@@ -350,6 +364,8 @@ public final class MemberRuntime: @unchecked Sendable {
         do {
             try await eventLoop.submit {
                 self.isClosed = true
+                self.queueRefusal = RuntimeError(.closed, "the member is closed")
+                self.failQueuedSends(RuntimeError(.closed, "the member closed before the window took this message"))
                 self.timer?.cancel()
                 for link in self.links.values { link.close() }
             }.get()
