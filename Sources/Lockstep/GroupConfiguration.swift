@@ -2,6 +2,7 @@
 // `validate()` (called by `ReplicatedGroup.init`), which names the field it refuses; the DocC
 // configuration reference lists the same fields (a test keeps the two in step).
 
+import CoreMetrics
 import LockstepCore
 import LockstepRuntime
 
@@ -50,6 +51,10 @@ public struct GroupConfiguration: Sendable {
     /// Entries queued for a slow reader of `events` (the oldest are dropped beyond it: events
     /// are a view of what happens, `currentView()` is the truth).
     public var eventsQueuedMax = 1_024
+    /// Where the member's metrics go (nil: none): delivered messages and bytes, window occupancy,
+    /// stability frontier lag, view changes, suspicions, submit latency. Pass your program's
+    /// factory (a PrometheusMetricsFactory, say); the library never bootstraps MetricsSystem.
+    public var metricsFactory: (any MetricsFactory)? = nil
 
     public init(start: Start) { self.start = start }
 
@@ -75,7 +80,7 @@ public struct GroupConfiguration: Sendable {
     /// The field names `validate` may name (the configuration reference lists them all).
     public static let fieldNames = [
         "start", "protocolConfiguration", "transport", "connectTimeout", "joinTimeout", "operationTimeout",
-        "leaveTimeout", "sendQueueMessagesMax", "appliedQueuedEntriesMax", "joinerHeldBytesMax", "eventsQueuedMax",
+        "leaveTimeout", "sendQueueMessagesMax", "appliedQueuedEntriesMax", "joinerHeldBytesMax", "eventsQueuedMax", "metricsFactory",
     ]
 
     public func validate() throws(GroupError) {

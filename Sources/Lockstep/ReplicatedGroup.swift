@@ -4,6 +4,7 @@
 // welcome is exactly the state the joiner starts from. What the entries are and how they are
 // applied is Replica.swift, shared with LocalGroup.
 
+import CoreMetrics
 import LockstepCore
 import LockstepRuntime
 import LockstepWire
@@ -76,6 +77,7 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
     private let place = LogPlace()
     private let eventsContinuation: AsyncStream<GroupEvent>.Continuation
     private let nextRequest = Atomic<UInt64>(1)
+    private let submitLatency: CoreMetrics.Timer?
     /// Settled once the runtime is up (or could not start): calls made before wait for it.
     private let startedPromise: EventLoopPromise<MemberRuntime>
     /// Settled when this member is out of the group: `run` returns (or throws) then.
@@ -130,6 +132,9 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
         (events, eventsContinuation) = AsyncStream.makeStream(
             of: GroupEvent.self, bufferingPolicy: .bufferingNewest(configuration.eventsQueuedMax))
         applied = AppliedEntries(resumeBelow: configuration.appliedQueuedEntriesMax / 2)
+        submitLatency = configuration.metricsFactory.map {
+            CoreMetrics.Timer(label: "lockstep_submit_latency", dimensions: [("member", "\(configuration.me.rawValue)")], factory: $0)
+        }
         startedPromise = eventLoop.makePromise(of: MemberRuntime.self)
         endedPromise = eventLoop.makePromise(of: Void.self)
         if case .bootstrap = configuration.start { replica = Replica(machine: initialState) }
@@ -186,6 +191,7 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
         settings.connectTimeout = configuration.connectTimeout
         settings.sendQueueMessagesMax = configuration.sendQueueMessagesMax
         settings.transport = configuration.transport
+        settings.metricsFactory = configuration.metricsFactory
         return settings
     }
 
@@ -217,6 +223,7 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
             joining.connectTimeout = configuration.connectTimeout
             joining.sendQueueMessagesMax = configuration.sendQueueMessagesMax
             joining.transport = configuration.transport
+            joining.metricsFactory = configuration.metricsFactory
             settings = joining
             snapshot = welcome.snapshot
         }
@@ -282,12 +289,18 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
         let payload = try encode(command, request: request)
         let runtime = try await started()
         let promise = eventLoop.makePromise(of: Submitted<Machine.Response>.self)
+        let submitted = ContinuousClock.now
         eventLoop.execute {
             if let error = self.refusal() { return promise.fail(error) }
             self.waiting[request] = .submit(promise, self.timeout(request, "submit"))
             self.send(payload, request: request, runtime: runtime)
         }
-        return try await result(promise.futureResult)
+        let answer = try await result(promise.futureResult)
+        if let submitLatency {
+            let elapsed = ContinuousClock.now - submitted
+            submitLatency.recordNanoseconds(Int64(elapsed.components.seconds) * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        }
+        return answer
     }
 
     /// Hands an entry to the runtime (on the event loop); if the window never takes it, the

@@ -1,6 +1,7 @@
 // What a member needs to start: addresses, limits, the transport and its sizes. Every limit is
 // named with its unit and checked before anything is opened (`validate`).
 
+import CoreMetrics
 import LockstepCore
 
 /// A host and TCP port.
@@ -48,6 +49,9 @@ public struct RuntimeSettings: Sendable {
     /// A joiner's welcome, unordered mode: how many of each sender's first messages in the view
     /// its snapshot already holds (`JoinerStart.skip`).
     public var joinerSkip: [UInt64] = []
+    /// Where the member's metrics go (nil: none). The library never touches the global
+    /// MetricsSystem: the embedding program passes its factory.
+    public var metricsFactory: (any MetricsFactory)? = nil
 
     public init(configuration: Configuration, view: View, memberRank: Int, addresses: [PeerAddress]) {
         self.configuration = configuration

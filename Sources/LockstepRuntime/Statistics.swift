@@ -47,6 +47,8 @@ public struct RuntimeStatistics: Sendable {
     public var readPauses: UInt64 = 0
     /// Snapshot transfers to joiners this member started.
     public var snapshotsStarted: UInt64 = 0
+    /// Payload bytes delivered to the application.
+    public var bytesDelivered: UInt64 = 0
     /// When this member wedged (NIODeadline uptime, nanoseconds), and whom it suspected then.
     public var wedgedAtUptimeNanoseconds: UInt64?
     public var suspectedRanks: [Int] = []

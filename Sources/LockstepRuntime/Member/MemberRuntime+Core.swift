@@ -134,6 +134,7 @@ extension MemberRuntime {
                     link.flush()
                 }
             case .deliver(let delivery):
+                stats.bytesDelivered &+= UInt64(delivery.payload.count)
                 onDeliver(delivery)
             case .armTimer(let at):
                 armTimer(at)

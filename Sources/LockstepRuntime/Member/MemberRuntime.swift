@@ -131,6 +131,7 @@ public final class MemberRuntime: @unchecked Sendable {
             throw error
         }
         try await runtime.waitUntilReady()
+        runtime.startMetrics()
         return runtime
     }
 
@@ -252,7 +253,7 @@ public final class MemberRuntime: @unchecked Sendable {
         try await eventLoop.submit { self.statisticsOnLoop() }.get()
     }
 
-    private func statisticsOnLoop() -> RuntimeStatistics {
+    func statisticsOnLoop() -> RuntimeStatistics {
         var stats = self.stats
         stats.core = shell.core.statistics
         stats.viewID = shell.core.view.id.rawValue

@@ -12,6 +12,8 @@ import LockstepRuntime
 import LockstepWire
 import Logging
 import NIOPosix
+import Prometheus
+import Synchronization
 
 struct Node: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -66,6 +68,12 @@ struct Node: AsyncParsableCommand {
             """)
     var id: UInt64?
 
+    @Option(help: "Serve this member's metrics for Prometheus over HTTP on this port (GET /metrics).")
+    var metricsPort: Int?
+
+    @Option(help: "With --metrics-port: the address the metrics server listens on.")
+    var metricsHost = "0.0.0.0"
+
     @Option(help: "With --join: the host:port this member listens on.")
     var listen: String?
 
@@ -109,6 +117,8 @@ struct Node: AsyncParsableCommand {
     /// The exit status of a member removed from the group that does not rejoin (--exit-when-removed,
     /// or every rejoin used).
     static let removedExitStatus: Int32 = 3
+    /// The process's metrics factory (--metrics-port), for every incarnation of the member.
+    static let metricsFactory = Mutex<PrometheusMetricsFactory?>(nil)
     /// The benchmark workload's snapshot (counts per origin and a digest) is far below this.
     static let workloadSnapshotBytesMax = 1 << 20
 
@@ -125,7 +135,20 @@ struct Node: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let first: Incarnation
+        var metricsServer: MetricsServer?
+        if let metricsPort {
+            guard (0...65_535).contains(metricsPort) else { throw ValidationError("--metrics-port \(metricsPort) is not a port") }
+            let server = try await MetricsServer.start(
+                host: metricsHost, port: metricsPort, group: MultiThreadedEventLoopGroup.singleton)
+            Output.error("metrics: http://\(metricsHost):\(server.port)/metrics")
+            metricsServer = server
+        }
+        defer { if let metricsServer { Task { await metricsServer.close() } } }
+        try await run(metrics: metricsServer)
+    }
+
+    private func run(metrics: MetricsServer?) async throws {
+        var first: Incarnation
         if !join.isEmpty {
             guard let id, id >= 1 else { throw ValidationError("--join needs --id (a member id not used before)") }
             guard let listenText = listen, let address = PeerAddress(listenText) else {
@@ -135,6 +158,9 @@ struct Node: AsyncParsableCommand {
         } else {
             first = Incarnation(settings: try member.settings())
         }
+        // Rejoined incarnations keep the same factory (joined() copies it from here).
+        first.settings.metricsFactory = metrics?.factory
+        Self.metricsFactory.withLock { $0 = metrics?.factory }
         Output.error(first.settings.summary)
         if let size {
             try await runWorkloads(first, sizes: try parseSizes(size))
@@ -197,6 +223,7 @@ struct Node: AsyncParsableCommand {
             throw error
         }
         try await group.shutdownGracefully()
+        joining.metricsFactory = Self.metricsFactory.withLock { $0 }
         return Incarnation(settings: joining, snapshot: snapshot)
     }
 
