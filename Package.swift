@@ -127,6 +127,8 @@ let package = Package(
         .executableTarget(
             name: "lockstep",
             dependencies: [
+                "Lockstep",
+                "LockstepLinearizability",
                 "LockstepCore",
                 "LockstepChecker",
                 "LockstepSimulator",

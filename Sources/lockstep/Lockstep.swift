@@ -16,6 +16,6 @@ struct Lockstep: AsyncParsableCommand {
             injection on real processes ('chaos'). Not built: durability; see
             README.md.
             """,
-        subcommands: [Bench.self, Chaos.self, Node.self, Report.self, Simulate.self, RawTCPSink.self]
+        subcommands: [Bench.self, BenchAPI.self, Chaos.self, Node.self, Report.self, Simulate.self, RawTCPSink.self]
     )
 }
