@@ -168,7 +168,7 @@ let package = Package(
         .testTarget(
             name: "LockstepTests",
             dependencies: [
-                "Lockstep", "LockstepTesting", "LockstepCore", "LockstepRuntime",
+                "Lockstep", "LockstepTesting", "LockstepCore", "LockstepRuntime", "LockstepLinearizability",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
