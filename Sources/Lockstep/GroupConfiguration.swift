@@ -80,7 +80,8 @@ public struct GroupConfiguration: Sendable {
     /// The field names `validate` may name (the configuration reference lists them all).
     public static let fieldNames = [
         "start", "protocolConfiguration", "transport", "connectTimeout", "joinTimeout", "operationTimeout",
-        "leaveTimeout", "sendQueueMessagesMax", "appliedQueuedEntriesMax", "joinerHeldBytesMax", "eventsQueuedMax", "metricsFactory",
+        "leaveTimeout", "sendQueueMessagesMax", "appliedQueuedEntriesMax", "joinerHeldBytesMax", "eventsQueuedMax",
+        "metricsFactory",
     ]
 
     public func validate() throws(GroupError) {
@@ -95,7 +96,8 @@ public struct GroupConfiguration: Sendable {
                 throw .invalid("start", "lists an address twice")
             }
             guard members.count <= protocolConfiguration.membersMax else {
-                throw .invalid("start", "lists \(members.count) members, beyond membersMax \(protocolConfiguration.membersMax)")
+                throw .invalid(
+                    "start", "lists \(members.count) members, beyond membersMax \(protocolConfiguration.membersMax)")
             }
         case .join(let contacts, _, let me):
             guard !contacts.isEmpty, contacts.count <= MemberRuntime.joinContactsMax else {

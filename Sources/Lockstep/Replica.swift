@@ -124,7 +124,9 @@ final class PositionedSource: SnapshotSource, @unchecked Sendable {
     func readPosition() async throws -> UInt64 {
         var header: [UInt8] = []
         while header.count < Entry.snapshotHeaderBytes {
-            guard let chunk = try await base.next() else { throw GroupError.joinFailed("the snapshot ended in its header") }
+            guard let chunk = try await base.next() else {
+                throw GroupError.joinFailed("the snapshot ended in its header")
+            }
             header.append(contentsOf: chunk)
         }
         rest = Array(header[Entry.snapshotHeaderBytes...])

@@ -133,7 +133,8 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
             of: GroupEvent.self, bufferingPolicy: .bufferingNewest(configuration.eventsQueuedMax))
         applied = AppliedEntries(resumeBelow: configuration.appliedQueuedEntriesMax / 2)
         submitLatency = configuration.metricsFactory.map {
-            CoreMetrics.Timer(label: "lockstep_submit_latency", dimensions: [("member", "\(configuration.me.rawValue)")], factory: $0)
+            CoreMetrics.Timer(
+                label: "lockstep_submit_latency", dimensions: [("member", "\(configuration.me.rawValue)")], factory: $0)
         }
         startedPromise = eventLoop.makePromise(of: MemberRuntime.self)
         endedPromise = eventLoop.makePromise(of: Void.self)
@@ -215,7 +216,8 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
                 welcome = try await MemberRuntime.requestJoin(
                     member: me, listen: listen, contacts: contacts, limits: limits, eventLoop: eventLoop,
                     timeout: configuration.joinTimeout,
-                    attemptTimeout: Swift.max(.milliseconds(100), configuration.protocolConfiguration.failureTimeout / 2))
+                    attemptTimeout: Swift.max(
+                        .milliseconds(100), configuration.protocolConfiguration.failureTimeout / 2))
             } catch let error as RuntimeError {
                 throw GroupError(error)
             }
@@ -298,7 +300,8 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
         let answer = try await result(promise.futureResult)
         if let submitLatency {
             let elapsed = ContinuousClock.now - submitted
-            submitLatency.recordNanoseconds(Int64(elapsed.components.seconds) * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+            submitLatency.recordNanoseconds(
+                Int64(elapsed.components.seconds) * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
         }
         return answer
     }
@@ -390,7 +393,9 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
         }
         guard leaving else { return }
         let removed = await runtime.leave(timeout: configuration.leaveTimeout)
-        if !removed { logger.warning("left without hearing the group remove this member in \(configuration.leaveTimeout)") }
+        if !removed {
+            logger.warning("left without hearing the group remove this member in \(configuration.leaveTimeout)")
+        }
         eventLoop.execute { self.end(GroupError(.closed, "this member left the group")) }
     }
 
@@ -466,12 +471,9 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
             view = groupView
             setLoggerView()
             if phase == .minority { phase = .running }
-            if replica != nil {
-                replica!.machine.viewInstalled(groupView)
-            } else {
-                // A joiner's first views come before its state: the hook runs for the views it
-                // learns of after the restore only.
-            }
+            // A joiner's first views come before its state: the hook runs for the views it
+            // installs after the restore only.
+            replica?.machine.viewInstalled(groupView)
             eventsContinuation.yield(.installed(groupView))
         case .wedged(let suspected):
             eventsContinuation.yield(.wedged(suspected: suspected))
@@ -561,7 +563,8 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
         guard payload.count <= configuration.protocolConfiguration.messageBytesMax else {
             throw GroupError(
                 .commandTooLarge,
-                "a command of \(payload.count) bytes is beyond messageBytesMax \(configuration.protocolConfiguration.messageBytesMax)")
+                "a command of \(payload.count) bytes is beyond messageBytesMax "
+                    + "\(configuration.protocolConfiguration.messageBytesMax)")
         }
         return payload
     }

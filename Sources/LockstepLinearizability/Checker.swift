@@ -176,17 +176,12 @@ struct PartitionSearch<M: Model> {
                 return .linearizable
             }
             iterations += 1
-            if iterations % budgetCheckInterval == 0 {
-                let overStates = budget.statesMax.map { cache.count > $0 } ?? false
-                let overTime = budget.timeMax.map { clock.now - start > $0 } ?? false
-                if overStates || overTime {
-                    recordPrefix(stack.map(\.operation))
-                    statesExplored = cache.count
-                    return .budgetExhausted
-                }
+            if iterations % budgetCheckInterval == 0, isOverBudget(states: cache.count, elapsed: clock.now - start) {
+                recordPrefix(stack.map(\.operation))
+                statesExplored = cache.count
+                return .budgetExhausted
             }
-            // Unreachable while a completed operation is unlinearized (its
-            // return entry lies before the tail); kept as a safe stop.
+            // Unreachable while a completed operation is unlinearized: a safe stop.
             guard node != next.count - 1 else {
                 statesExplored = cache.count
                 return .violation
@@ -208,8 +203,7 @@ struct PartitionSearch<M: Model> {
                     }
                     unmarkLinearized(operation)
                     prefixLength = savedPrefixLength
-                    // A cached pair off the current path has been refuted; for
-                    // a read that refutes this node too (see below).
+                    // A cached pair off the path was refuted: for a read, so is this node (below).
                     refuted = isReadOnly[operation]
                 }
                 if !refuted {
@@ -225,24 +219,36 @@ struct PartitionSearch<M: Model> {
             // so any solution from that node can be rearranged to start with
             // the read. Once the read's subtree fails, so does the node it
             // was taken from: keep popping past reads.
-            recordPrefix(stack.map(\.operation))
-            while true {
-                guard let top = stack.popLast() else {
-                    statesExplored = cache.count
-                    return .violation
-                }
-                let undone = Int(top.operation)
-                state = top.stateBefore
-                unmarkLinearized(undone)
-                prefixLength = min(prefixLength, undone)
-                unlift(undone)
-                if !isPending[undone] { completedRemaining += 1 }
-                if !isReadOnly[undone] {
-                    node = Int(next[Int(callNode[undone])])
-                    break
-                }
+            guard let resumeAt = backtrack(&stack, state: &state, completedRemaining: &completedRemaining) else {
+                statesExplored = cache.count
+                return .violation
             }
+            node = resumeAt
         }
+    }
+
+    private func isOverBudget(states: Int, elapsed: Duration) -> Bool {
+        let overStates = budget.statesMax.map { states > $0 } ?? false
+        let overTime = budget.timeMax.map { elapsed > $0 } ?? false
+        return overStates || overTime
+    }
+
+    /// Undoes linearized operations from the top of `stack` (past reads, see `run`); returns the
+    /// node to resume the search at, or nil when nothing is left to undo (a violation).
+    private mutating func backtrack(
+        _ stack: inout [(operation: Int32, stateBefore: M.State)], state: inout M.State, completedRemaining: inout Int
+    ) -> Int? {
+        recordPrefix(stack.map(\.operation))
+        while let top = stack.popLast() {
+            let undone = Int(top.operation)
+            state = top.stateBefore
+            unmarkLinearized(undone)
+            prefixLength = min(prefixLength, undone)
+            unlift(undone)
+            if !isPending[undone] { completedRemaining += 1 }
+            if !isReadOnly[undone] { return Int(next[Int(callNode[undone])]) }
+        }
+        return nil
     }
 
     private mutating func recordPrefix(_ prefix: @autoclosure () -> [Int32]) {

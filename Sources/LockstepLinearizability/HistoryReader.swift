@@ -169,7 +169,7 @@ private func describe(_ error: Error) -> String {
     switch error {
     case DecodingError.keyNotFound(let key, _): return "missing field \"\(key.stringValue)\""
     case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context),
-         DecodingError.dataCorrupted(let context):
+        DecodingError.dataCorrupted(let context):
         let path = context.codingPath.map(\.stringValue).joined(separator: ".")
         return path.isEmpty ? context.debugDescription : "\(path): \(context.debugDescription)"
     default: return "\(error)"

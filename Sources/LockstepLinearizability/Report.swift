@@ -19,12 +19,16 @@ extension CheckVerdict {
         case .violation:
             lines.append("violation: \(failures.count) of \(checkedPartitions) partitions not linearizable")
         case .unknown:
-            lines.append("unknown: budget ran out in \(undecided.count) of \(checkedPartitions) partitions; no violation found")
+            lines.append(
+                "unknown: budget ran out in \(undecided.count) of \(checkedPartitions) partitions; no violation found")
         }
         for (title, group) in [("not linearizable", failures), ("undecided (budget)", undecided)] {
             for failure in group {
                 lines.append("")
-                lines.append("key \"\(failure.label)\": \(title), \(failure.operations.count) operations, \(failure.statesExplored) states")
+                lines.append(
+                    "key \"\(failure.label)\": \(title), \(failure.operations.count) operations, "
+                        + "\(failure.statesExplored) states"
+                )
                 lines.append("  operations in call order:")
                 for operation in failure.operations.prefix(operationsMax) {
                     lines.append("    \(operation)")

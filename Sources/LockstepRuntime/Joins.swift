@@ -376,7 +376,9 @@ final class ControlAnswerHandler: ChannelInboundHandler, @unchecked Sendable {
         serveWaiter()
         if waiter != nil {
             channel.read()
-            stallTimer = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(SnapshotWriter.stallTimeout.nanosecondsClamped))) {
+            stallTimer = channel.eventLoop.scheduleTask(
+                in: .nanoseconds(Int64(SnapshotWriter.stallTimeout.nanosecondsClamped))
+            ) {
                 self.fail(RuntimeError(.joinFailed, "no snapshot bytes for \(SnapshotWriter.stallTimeout)"))
             }
         }

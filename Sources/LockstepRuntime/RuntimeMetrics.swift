@@ -27,7 +27,8 @@ final class RuntimeMetrics: @unchecked Sendable {
         deliveredBytes = Counter(label: "lockstep_delivered_bytes", dimensions: dimensions, factory: factory)
         viewChanges = Counter(label: "lockstep_view_changes", dimensions: dimensions, factory: factory)
         suspicions = Counter(label: "lockstep_suspicions", dimensions: dimensions, factory: factory)
-        windowMessagesInFlight = Gauge(label: "lockstep_window_messages_in_flight", dimensions: dimensions, factory: factory)
+        windowMessagesInFlight = Gauge(
+            label: "lockstep_window_messages_in_flight", dimensions: dimensions, factory: factory)
         windowBytesInFlight = Gauge(label: "lockstep_window_bytes_in_flight", dimensions: dimensions, factory: factory)
         stabilityFrontierLag = Gauge(
             label: "lockstep_stability_frontier_lag_messages", dimensions: dimensions, factory: factory)
@@ -54,7 +55,9 @@ extension MemberRuntime {
     func startMetrics() {
         guard let factory = settings.metricsFactory else { return }
         let metrics = RuntimeMetrics(factory: factory, member: me)
-        eventLoop.scheduleRepeatedTask(initialDelay: RuntimeMetrics.sampleInterval, delay: RuntimeMetrics.sampleInterval) {
+        eventLoop.scheduleRepeatedTask(
+            initialDelay: RuntimeMetrics.sampleInterval, delay: RuntimeMetrics.sampleInterval
+        ) {
             task in
             guard !self.isClosed else { return task.cancel() }
             let core = self.shell.core

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import LockstepLinearizability
 
 @Suite("Hand-written key-value histories")
@@ -272,7 +273,9 @@ struct HandWrittenTests {
 struct RegisterModelTests {
     typealias RegisterOperation = HistoryOperation<RegisterInput, RegisterOutput>
 
-    func register(_ client: Int, _ input: RegisterInput, _ call: UInt64, _ returned: UInt64?, _ output: RegisterOutput?)
+    func register(
+        _ client: Int, _ input: RegisterInput, _ call: UInt64, _ returned: UInt64?, _ output: RegisterOutput?
+    )
         -> RegisterOperation
     {
         RegisterOperation(client: client, input: input, call: call, returned: returned, output: output)

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import LockstepLinearizability
 
 @Suite("JSON-lines reader")
@@ -10,7 +11,7 @@ struct HistoryReaderTests {
 
             {"client":1,"op":"get","key":"q","call":500,"return":600,"output":{"value":null}}
             {"client":2,"op":"delete","key":"k","call":700,"return":800,"output":"ok"}
-            {"client":4,"op":"cas","key":"k","expected":null,"new":"w","call":900,"return":950,"output":{"swapped":true}}
+            {"client":4,"op":"cas","key":"k","expected":null,"new":"w","call":90,"return":95,"output":{"swapped":true}}
             {"client":5,"op":"put","key":"k","value":"p","call":990}
             """
         let history = try readHistory(text: text)

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import LockstepLinearizability
 
 @Suite("Randomized histories")
@@ -89,7 +90,7 @@ struct RandomizedTests {
         print("10,000 ops / 10 keys / 20 clients: \(elapsed), \(verdict.statesExplored) states")
         #expect(verdict.ok)
         #if !DEBUG
-        #expect(elapsed < .seconds(30))
+            #expect(elapsed < .seconds(30))
         #endif
     }
 
@@ -159,7 +160,7 @@ func overwrittenValueMutation(_ history: [Operation]) -> (Int, String)? {
             guard let overwriterReturn = overwriter.returned, overwriterReturn < read.call else { continue }
             for earlier in puts {
                 guard let earlierReturn = earlier.returned, earlierReturn < overwriter.call,
-                      case .put(_, let value) = earlier.input
+                    case .put(_, let value) = earlier.input
                 else { continue }
                 return (readIndex, value)
             }

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import LockstepLinearizability
 
 @Suite("Stress")
@@ -15,7 +16,10 @@ struct StressTests {
         let clock = ContinuousClock()
         let start = clock.now
         let verdict = checkLinearizable(history, budget: CheckBudget(statesMax: 5_000_000, timeMax: .seconds(20)))
-        print("2,000 ops / 1 key / 10 clients / pending \(pendingProbability): \(clock.now - start), \(verdict.statesExplored) states, \(verdict)")
+        print(
+            "2,000 ops / 1 key / 10 clients / pending \(pendingProbability): \(clock.now - start), "
+                + "\(verdict.statesExplored) states, \(verdict)"
+        )
         #expect(verdict.outcome != .violation)
     }
 }

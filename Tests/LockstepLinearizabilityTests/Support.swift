@@ -81,10 +81,12 @@ func generateHistory(_ shape: HistoryShape, rng: inout SeededGenerator) -> [Oper
         if case .get = input { isWrite = false } else { isWrite = true }
         let pending = isWrite && Double.random(in: 0..<1, using: &rng) < shape.pendingProbability
         let takesEffect = !pending || Bool.random(using: &rng)
-        planned.append(Planned(
-            operation: Operation(client: client, input: input, call: call, returned: pending ? nil : returned, output: nil),
-            linearizationPoint: point,
-            takesEffect: takesEffect))
+        planned.append(
+            Planned(
+                operation: Operation(
+                    client: client, input: input, call: call, returned: pending ? nil : returned, output: nil),
+                linearizationPoint: point,
+                takesEffect: takesEffect))
         // A client whose request got no answer moves on (as a restarted
         // client would) without waiting for it.
         clientFreeAt[client] = (pending ? point : returned) + 1

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Lockstep
 
 // MARK: - Fixtures
@@ -130,13 +131,16 @@ let sampleOuter = Outer(
 
 @Test func scalarEdgesRoundTrip() throws {
     for value in [
-        Scalars(int: .min, int8: .min, int16: .min, int32: .min, int64: .min, uint: 0, uint8: 0, uint16: 0,
-                uint32: 0, uint64: 0, bool: false, float: -.infinity, double: -0.0, string: ""),
-        Scalars(int: .max, int8: .max, int16: .max, int32: .max, int64: .max, uint: .max, uint8: .max,
-                uint16: .max, uint32: .max, uint64: .max, bool: true, float: .greatestFiniteMagnitude,
-                double: .leastNonzeroMagnitude, string: "日本語 🦊 e\u{301}"),
-        Scalars(int: -1, int8: -1, int16: 0, int32: 1, int64: -64, uint: 127, uint8: 128, uint16: 128,
-                uint32: 16383, uint64: 16384, bool: true, float: 0.1, double: .pi, string: "a"),
+        Scalars(
+            int: .min, int8: .min, int16: .min, int32: .min, int64: .min, uint: 0, uint8: 0, uint16: 0,
+            uint32: 0, uint64: 0, bool: false, float: -.infinity, double: -0.0, string: ""),
+        Scalars(
+            int: .max, int8: .max, int16: .max, int32: .max, int64: .max, uint: .max, uint8: .max,
+            uint16: .max, uint32: .max, uint64: .max, bool: true, float: .greatestFiniteMagnitude,
+            double: .leastNonzeroMagnitude, string: "日本語 🦊 e\u{301}"),
+        Scalars(
+            int: -1, int8: -1, int16: 0, int32: 1, int64: -64, uint: 127, uint8: 128, uint16: 128,
+            uint32: 16383, uint64: 16384, bool: true, float: 0.1, double: .pi, string: "a"),
     ] {
         #expect(try roundTrip(value) == value)
     }
@@ -162,7 +166,7 @@ let sampleOuter = Outer(
 
 @Test func floatBitPatternsRoundTrip() throws {
     let signalingNaN = Double(bitPattern: 0x7FF4_0000_0000_0001)
-    let decoded = try roundTrip([signalingNaN, -0.0, Double.nan].map(\.bitPattern)) // sanity on UInt64 path
+    let decoded = try roundTrip([signalingNaN, -0.0, Double.nan].map(\.bitPattern))  // sanity on UInt64 path
     #expect(decoded == [signalingNaN, -0.0, Double.nan].map(\.bitPattern))
     let bytes = try BinaryEncoder().encode([signalingNaN, -0.0])
     let doubles = try BinaryDecoder().decode([Double].self, from: bytes)
@@ -311,7 +315,8 @@ let sampleOuter = Outer(
     for length in 0..<full.count {
         let error = decodeError(Outer.self, Array(full.prefix(length)))
         #expect(error != nil, "prefix of \(length) bytes decoded")
-        #expect(error?.code == .truncated || error?.code == .invalidValue, "prefix \(length): \(String(describing: error))")
+        #expect(
+            error?.code == .truncated || error?.code == .invalidValue, "prefix \(length): \(String(describing: error))")
     }
     let shapes = try BinaryEncoder().encode([Shape.labeled("ab", inner: Inner(name: "c", tags: ["d"], weight: 1), [5])])
     for length in 0..<shapes.count {
@@ -381,7 +386,9 @@ let sampleOuter = Outer(
     for round in 0..<10_000 {
         var bytes: [UInt8]
         if round % 2 == 0 {
-            bytes = (0..<Int.random(in: 0..<64, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            bytes = (0..<Int.random(in: 0..<64, using: &generator)).map { _ in
+                UInt8.random(in: 0...255, using: &generator)
+            }
         } else {
             // Mutations of a valid encoding reach deeper into the decoder.
             bytes = valid

@@ -1,10 +1,11 @@
 // The configuration reference (Lockstep.docc) lists exactly GroupConfiguration's fields.
 
 import Foundation
-@testable import Lockstep
 import LockstepCore
 import LockstepRuntime
 import Testing
+
+@testable import Lockstep
 
 @Suite("Documentation")
 struct DocumentationTests {

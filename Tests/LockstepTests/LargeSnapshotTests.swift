@@ -3,10 +3,11 @@
 // process's, and other suites running beside it would blur it.
 
 import Foundation
-@testable import Lockstep
 import LockstepCore
 import LockstepRuntime
 import Testing
+
+@testable import Lockstep
 
 /// A state of many 1 MiB blobs (a key-value store of large values, say), with its own snapshot
 /// that writes blob by blob: never a second whole copy of the state in memory.
@@ -63,7 +64,9 @@ struct Blobs: ReplicatedStateMachine, Equatable {
     "Large snapshots", .serialized, .timeLimit(.minutes(5)),
     .enabled(if: ProcessInfo.processInfo.environment["LOCKSTEP_LARGE_SNAPSHOT_TESTS"] == "1"))
 struct LargeSnapshotTests {
-    @Test("A 256 MiB state reaches a joiner in chunks, the group applies commands meanwhile, and the joiner's peak memory stays under twice the state")
+    @Test(
+        "A 256 MiB state reaches a joiner in chunks while the group applies commands; peak memory stays under 2x"
+    )
     func quarterGigabyte() async throws {
         let stateBytes = 256 << 20
         let state = Blobs(count: stateBytes / Blobs.blobBytes)

@@ -4,11 +4,12 @@
 // example (Examples/KeyValue).
 
 import Foundation
-@testable import Lockstep
 import LockstepCore
 import LockstepLinearizability
 import Synchronization
 import Testing
+
+@testable import Lockstep
 
 /// The key-value store of the test (the example's has the same commands).
 struct KeyValueMachine: ReplicatedStateMachine, Codable, Equatable {
@@ -56,13 +57,16 @@ struct LinearizabilityRunTests {
                         switch choice {
                         case 0:
                             let value = "c\(client)-\(index)"
-                            operation = .init(client: client, input: .put(key: key, value: value), call: call, returned: nil, output: nil)
+                            operation = .init(
+                                client: client, input: .put(key: key, value: value), call: call, returned: nil,
+                                output: nil)
                             if (try? await member.submit(.put(key: key, value: value))) != nil {
                                 operation.returned = recorder.now()
                                 operation.output = .ok
                             }
                         case 1:
-                            operation = .init(client: client, input: .get(key: key), call: call, returned: nil, output: nil)
+                            operation = .init(
+                                client: client, input: .get(key: key), call: call, returned: nil, output: nil)
                             if let state = try? await member.state(.linearizable) {
                                 operation.returned = recorder.now()
                                 operation.output = .value(state.values[key])
@@ -70,15 +74,20 @@ struct LinearizabilityRunTests {
                         default:
                             let expected: String? = index % 2 == 0 ? nil : "c\(client)-\(index - 1)"
                             let new = "cas\(client)-\(index)"
-                            operation = .init(client: client, input: .compareAndSet(key: key, expected: expected, new: new), call: call, returned: nil, output: nil)
-                            if let result = try? await member.submit(.compareAndSet(key: key, expected: expected, new: new)) {
+                            operation = .init(
+                                client: client, input: .compareAndSet(key: key, expected: expected, new: new),
+                                call: call, returned: nil, output: nil)
+                            if let result = try? await member.submit(
+                                .compareAndSet(key: key, expected: expected, new: new))
+                            {
                                 operation.returned = recorder.now()
                                 operation.output = .swapped(result.response)
                             }
                         }
                         recorder.history.withLock { $0.append(operation) }
                         // A third of the way through, member 2 crashes (closed without leaving).
-                        if client == 0, index == opsPerClient / 3, !recorder.crashed.exchange(true, ordering: .relaxed) {
+                        if client == 0, index == opsPerClient / 3, !recorder.crashed.exchange(true, ordering: .relaxed)
+                        {
                             await group.members[2].close()
                         }
                     }
@@ -105,6 +114,7 @@ final class HistoryRecorder: Sendable {
     /// Nanoseconds since the run began.
     func now() -> UInt64 {
         let elapsed = ContinuousClock.now - origin
-        return UInt64(elapsed.components.seconds) * 1_000_000_000 + UInt64(elapsed.components.attoseconds / 1_000_000_000)
+        return UInt64(elapsed.components.seconds) * 1_000_000_000
+            + UInt64(elapsed.components.attoseconds / 1_000_000_000)
     }
 }

@@ -2,14 +2,17 @@
 // a streamed snapshot, leaving, and the errors that say what happened.
 
 import Foundation
-@testable import Lockstep
 import LockstepCore
 import LockstepRuntime
 import Testing
 
+@testable import Lockstep
+
 @Suite("ReplicatedGroup over TCP", .serialized, .timeLimit(.minutes(3)))
 struct ReplicatedGroupTests {
-    @Test("Commands submitted on every member are applied once each, at one position each, and every member ends in the same state")
+    @Test(
+        "Commands submitted on every member are applied once each, at one position each; all end alike"
+    )
     func submitEverywhere() async throws {
         let group = try TestGroup(count: 3, initialState: Counter())
         var positions: Set<UInt64> = []
@@ -138,21 +141,30 @@ struct ReplicatedGroupTests {
             (.bootstrap(members: [], me: MemberID(1)), "start"),
             (.bootstrap(members: [.init(id: MemberID(2), address: address)], me: MemberID(1)), "start"),
             (.join(contacts: [], listen: address), "start"),
-            ({
-                var configuration = GroupConfiguration.bootstrap(members: [.init(id: MemberID(1), address: address)], me: MemberID(1))
-                configuration.operationTimeout = .zero
-                return configuration
-            }(), "operationTimeout"),
-            ({
-                var configuration = GroupConfiguration.bootstrap(members: [.init(id: MemberID(1), address: address)], me: MemberID(1))
-                configuration.protocolConfiguration.deliveryMode = .unordered
-                return configuration
-            }(), "protocolConfiguration"),
-            ({
-                var configuration = GroupConfiguration.bootstrap(members: [.init(id: MemberID(1), address: address)], me: MemberID(1))
-                configuration.protocolConfiguration.windowMessagesMax = 0
-                return configuration
-            }(), "protocolConfiguration"),
+            (
+                {
+                    var configuration = GroupConfiguration.bootstrap(
+                        members: [.init(id: MemberID(1), address: address)], me: MemberID(1))
+                    configuration.operationTimeout = .zero
+                    return configuration
+                }(), "operationTimeout"
+            ),
+            (
+                {
+                    var configuration = GroupConfiguration.bootstrap(
+                        members: [.init(id: MemberID(1), address: address)], me: MemberID(1))
+                    configuration.protocolConfiguration.deliveryMode = .unordered
+                    return configuration
+                }(), "protocolConfiguration"
+            ),
+            (
+                {
+                    var configuration = GroupConfiguration.bootstrap(
+                        members: [.init(id: MemberID(1), address: address)], me: MemberID(1))
+                    configuration.protocolConfiguration.windowMessagesMax = 0
+                    return configuration
+                }(), "protocolConfiguration"
+            ),
         ]
         for (configuration, field) in cases {
             do {
@@ -167,7 +179,8 @@ struct ReplicatedGroupTests {
 
     @Test("A call on a group nobody runs fails within the operation timeout instead of hanging")
     func notRunning() async throws {
-        var configuration = GroupConfiguration.bootstrap(members: [.init(id: MemberID(1), address: try loopback())], me: MemberID(1))
+        var configuration = GroupConfiguration.bootstrap(
+            members: [.init(id: MemberID(1), address: try loopback())], me: MemberID(1))
         configuration.operationTimeout = .milliseconds(300)
         let group = try ReplicatedGroup(configuration: configuration, initialState: Counter())
         do {

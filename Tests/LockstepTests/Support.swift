@@ -2,10 +2,11 @@
 // one machine, and waits with bounds.
 
 import Foundation
-@testable import Lockstep
 import LockstepCore
 import LockstepRuntime
 import Logging
+
+@testable import Lockstep
 
 #if canImport(Glibc)
     import Glibc
@@ -60,7 +61,9 @@ final class TestGroup<Machine: ReplicatedStateMachine>: @unchecked Sendable {
 
     init(count: Int, initialState: Machine, adjust: (inout GroupConfiguration) -> Void = { _ in }) throws {
         let addresses = try (0..<count).map { _ in try loopback() }
-        let list = addresses.enumerated().map { GroupConfiguration.Member(id: MemberID(UInt64($0.offset + 1)), address: $0.element) }
+        let list = addresses.enumerated().map {
+            GroupConfiguration.Member(id: MemberID(UInt64($0.offset + 1)), address: $0.element)
+        }
         self.addresses = addresses
         members = try list.map { member in
             var configuration = GroupConfiguration.bootstrap(members: list, me: member.id)
@@ -72,7 +75,9 @@ final class TestGroup<Machine: ReplicatedStateMachine>: @unchecked Sendable {
     }
 
     /// Starts a joiner through the first members' addresses.
-    func join(initialState: Machine, adjust: (inout GroupConfiguration) -> Void = { _ in }) throws -> (ReplicatedGroup<Machine>, Task<Void, Error>) {
+    func join(
+        initialState: Machine, adjust: (inout GroupConfiguration) -> Void = { _ in }
+    ) throws -> (ReplicatedGroup<Machine>, Task<Void, Error>) {
         var configuration = GroupConfiguration.join(contacts: addresses, listen: try loopback())
         configuration.protocolConfiguration = testProtocol()
         adjust(&configuration)

@@ -234,7 +234,8 @@ public struct BinaryDecoder: Sendable {
         }
     }
 
-    public func decode<T: Decodable>(_ type: T.Type, from bytes: some Collection<UInt8>) throws(BinaryCodingError) -> T {
+    public func decode<T: Decodable>(_ type: T.Type, from bytes: some Collection<UInt8>) throws(BinaryCodingError) -> T
+    {
         do {
             if let result = try bytes.withContiguousStorageIfAvailable({ buffer in
                 try decode(type, buffer: buffer)
@@ -248,7 +249,8 @@ public struct BinaryDecoder: Sendable {
         return try decode(type, from: copy)
     }
 
-    private func decode<T: Decodable>(_ type: T.Type, buffer: UnsafeBufferPointer<UInt8>) throws(BinaryCodingError) -> T {
+    private func decode<T: Decodable>(_ type: T.Type, buffer: UnsafeBufferPointer<UInt8>) throws(BinaryCodingError) -> T
+    {
         let core = DecoderCore(buffer: buffer, depthMax: depthMax)
         let value = try core.decodeValue(type)
         guard core.position == buffer.count else {

@@ -143,7 +143,9 @@ final class DecoderCore: Decoder {
     private func readFixed<T: FixedWidthInteger>(_ type: T.Type) throws(BinaryCodingError) -> T {
         let size = MemoryLayout<T>.size
         guard remaining >= size else { throw truncated(size) }
-        let raw = UnsafeRawPointer(buffer.baseAddress!).loadUnaligned(fromByteOffset: position, as: T.self)
+        // `remaining >= size` above: the buffer is not empty, so it has a base address.
+        guard let base = buffer.baseAddress else { throw truncated(size) }
+        let raw = UnsafeRawPointer(base).loadUnaligned(fromByteOffset: position, as: T.self)
         position += size
         return T(littleEndian: raw)
     }
@@ -177,7 +179,9 @@ final class DecoderCore: Decoder {
         // and several times slower here).
         var string = String(decoding: utf8, as: UTF8.self)
         let isValid = string.withUTF8 { decoded in
-            decoded.count == utf8.count && (utf8.isEmpty || memcmp(decoded.baseAddress!, utf8.baseAddress!, utf8.count) == 0)
+            guard decoded.count == utf8.count else { return false }
+            guard let decodedBase = decoded.baseAddress, let utf8Base = utf8.baseAddress else { return utf8.isEmpty }
+            return memcmp(decodedBase, utf8Base, utf8.count) == 0
         }
         guard isValid else {
             position = start
@@ -218,7 +222,10 @@ final class DecoderCore: Decoder {
             throw BinaryCodingError(.tooDeep, "values nested deeper than \(depthMax) levels")
         }
         if let special = T.self as? any BinaryDecodingSpecialized.Type {
-            return try special.decodeSpecialized(from: self) as! T
+            guard let value = try special.decodeSpecialized(from: self) as? T else {
+                preconditionFailure("\(special) decodes a value of another type than \(T.self)")
+            }
+            return value
         }
         do {
             return try T(from: self)
@@ -245,7 +252,8 @@ final class DecoderCore: Decoder {
             }
             let keyBytes = UnsafeBufferPointer(rebasing: buffer[start..<position])
             if let previousKey, compareBytes(previousKey, keyBytes) >= 0 {
-                throw BinaryCodingError(.invalidValue, "keys are not in strictly ascending order").within("[key \(index)]")
+                throw BinaryCodingError(.invalidValue, "keys are not in strictly ascending order").within(
+                    "[key \(index)]")
             }
             previousKey = keyBytes
             try readEntry(key)
@@ -334,23 +342,53 @@ struct KeyedReader<Key: CodingKey>: KeyedDecodingContainerProtocol {
 
     // Reads a presence byte, so the default `decodeIfPresent` (contains, then
     // decodeNil, then decode) reads exactly what `encodeIfPresent` wrote.
-    func decodeNil(forKey key: Key) throws(BinaryCodingError) -> Bool { try read(key) { () throws(BinaryCodingError) in try !core.readPresence() } }
+    func decodeNil(forKey key: Key) throws(BinaryCodingError) -> Bool {
+        try read(key) { () throws(BinaryCodingError) in try !core.readPresence() }
+    }
     func decode(_ type: Bool.Type, forKey key: Key) throws(BinaryCodingError) -> Bool { try read(key, core.readBool) }
-    func decode(_ type: String.Type, forKey key: Key) throws(BinaryCodingError) -> String { try read(key, core.readString) }
-    func decode(_ type: Double.Type, forKey key: Key) throws(BinaryCodingError) -> Double { try read(key, core.readDouble) }
-    func decode(_ type: Float.Type, forKey key: Key) throws(BinaryCodingError) -> Float { try read(key, core.readFloat) }
-    func decode(_ type: Int.Type, forKey key: Key) throws(BinaryCodingError) -> Int { try read(key) { () throws(BinaryCodingError) in try core.readSigned(Int.self) } }
-    func decode(_ type: Int8.Type, forKey key: Key) throws(BinaryCodingError) -> Int8 { try read(key) { () throws(BinaryCodingError) in Int8(bitPattern: try core.readByte()) } }
-    func decode(_ type: Int16.Type, forKey key: Key) throws(BinaryCodingError) -> Int16 { try read(key) { () throws(BinaryCodingError) in try core.readSigned(Int16.self) } }
-    func decode(_ type: Int32.Type, forKey key: Key) throws(BinaryCodingError) -> Int32 { try read(key) { () throws(BinaryCodingError) in try core.readSigned(Int32.self) } }
-    func decode(_ type: Int64.Type, forKey key: Key) throws(BinaryCodingError) -> Int64 { try read(key) { () throws(BinaryCodingError) in try core.readSigned() } }
-    func decode(_ type: UInt.Type, forKey key: Key) throws(BinaryCodingError) -> UInt { try read(key) { () throws(BinaryCodingError) in try core.readUnsigned(UInt.self) } }
+    func decode(_ type: String.Type, forKey key: Key) throws(BinaryCodingError) -> String {
+        try read(key, core.readString)
+    }
+    func decode(_ type: Double.Type, forKey key: Key) throws(BinaryCodingError) -> Double {
+        try read(key, core.readDouble)
+    }
+    func decode(_ type: Float.Type, forKey key: Key) throws(BinaryCodingError) -> Float {
+        try read(key, core.readFloat)
+    }
+    func decode(_ type: Int.Type, forKey key: Key) throws(BinaryCodingError) -> Int {
+        try read(key) { () throws(BinaryCodingError) in try core.readSigned(Int.self) }
+    }
+    func decode(_ type: Int8.Type, forKey key: Key) throws(BinaryCodingError) -> Int8 {
+        try read(key) { () throws(BinaryCodingError) in Int8(bitPattern: try core.readByte()) }
+    }
+    func decode(_ type: Int16.Type, forKey key: Key) throws(BinaryCodingError) -> Int16 {
+        try read(key) { () throws(BinaryCodingError) in try core.readSigned(Int16.self) }
+    }
+    func decode(_ type: Int32.Type, forKey key: Key) throws(BinaryCodingError) -> Int32 {
+        try read(key) { () throws(BinaryCodingError) in try core.readSigned(Int32.self) }
+    }
+    func decode(_ type: Int64.Type, forKey key: Key) throws(BinaryCodingError) -> Int64 {
+        try read(key) { () throws(BinaryCodingError) in try core.readSigned() }
+    }
+    func decode(_ type: UInt.Type, forKey key: Key) throws(BinaryCodingError) -> UInt {
+        try read(key) { () throws(BinaryCodingError) in try core.readUnsigned(UInt.self) }
+    }
     func decode(_ type: UInt8.Type, forKey key: Key) throws(BinaryCodingError) -> UInt8 { try read(key, core.readByte) }
-    func decode(_ type: UInt16.Type, forKey key: Key) throws(BinaryCodingError) -> UInt16 { try read(key) { () throws(BinaryCodingError) in try core.readUnsigned(UInt16.self) } }
-    func decode(_ type: UInt32.Type, forKey key: Key) throws(BinaryCodingError) -> UInt32 { try read(key) { () throws(BinaryCodingError) in try core.readUnsigned(UInt32.self) } }
-    func decode(_ type: UInt64.Type, forKey key: Key) throws(BinaryCodingError) -> UInt64 { try read(key, core.readVarint) }
-    func decode(_ type: Int128.Type, forKey key: Key) throws(BinaryCodingError) -> Int128 { try read(key, core.readWideSigned) }
-    func decode(_ type: UInt128.Type, forKey key: Key) throws(BinaryCodingError) -> UInt128 { try read(key, core.readWideVarint) }
+    func decode(_ type: UInt16.Type, forKey key: Key) throws(BinaryCodingError) -> UInt16 {
+        try read(key) { () throws(BinaryCodingError) in try core.readUnsigned(UInt16.self) }
+    }
+    func decode(_ type: UInt32.Type, forKey key: Key) throws(BinaryCodingError) -> UInt32 {
+        try read(key) { () throws(BinaryCodingError) in try core.readUnsigned(UInt32.self) }
+    }
+    func decode(_ type: UInt64.Type, forKey key: Key) throws(BinaryCodingError) -> UInt64 {
+        try read(key, core.readVarint)
+    }
+    func decode(_ type: Int128.Type, forKey key: Key) throws(BinaryCodingError) -> Int128 {
+        try read(key, core.readWideSigned)
+    }
+    func decode(_ type: UInt128.Type, forKey key: Key) throws(BinaryCodingError) -> UInt128 {
+        try read(key, core.readWideVarint)
+    }
     func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws(BinaryCodingError) -> T {
         try read(key) { () throws(BinaryCodingError) in try core.decodeValue(T.self) }
     }
@@ -431,15 +469,31 @@ struct UnkeyedReader: UnkeyedDecodingContainer {
     mutating func decode(_ type: String.Type) throws(BinaryCodingError) -> String { try next(core.readString) }
     mutating func decode(_ type: Double.Type) throws(BinaryCodingError) -> Double { try next(core.readDouble) }
     mutating func decode(_ type: Float.Type) throws(BinaryCodingError) -> Float { try next(core.readFloat) }
-    mutating func decode(_ type: Int.Type) throws(BinaryCodingError) -> Int { let core = core; return try next { () throws(BinaryCodingError) in try core.readSigned(Int.self) } }
-    mutating func decode(_ type: Int8.Type) throws(BinaryCodingError) -> Int8 { let core = core; return try next { () throws(BinaryCodingError) in Int8(bitPattern: try core.readByte()) } }
-    mutating func decode(_ type: Int16.Type) throws(BinaryCodingError) -> Int16 { let core = core; return try next { () throws(BinaryCodingError) in try core.readSigned(Int16.self) } }
-    mutating func decode(_ type: Int32.Type) throws(BinaryCodingError) -> Int32 { let core = core; return try next { () throws(BinaryCodingError) in try core.readSigned(Int32.self) } }
-    mutating func decode(_ type: Int64.Type) throws(BinaryCodingError) -> Int64 { let core = core; return try next { () throws(BinaryCodingError) in try core.readSigned() } }
-    mutating func decode(_ type: UInt.Type) throws(BinaryCodingError) -> UInt { let core = core; return try next { () throws(BinaryCodingError) in try core.readUnsigned(UInt.self) } }
+    mutating func decode(_ type: Int.Type) throws(BinaryCodingError) -> Int {
+        let core = core; return try next { () throws(BinaryCodingError) in try core.readSigned(Int.self) }
+    }
+    mutating func decode(_ type: Int8.Type) throws(BinaryCodingError) -> Int8 {
+        let core = core; return try next { () throws(BinaryCodingError) in Int8(bitPattern: try core.readByte()) }
+    }
+    mutating func decode(_ type: Int16.Type) throws(BinaryCodingError) -> Int16 {
+        let core = core; return try next { () throws(BinaryCodingError) in try core.readSigned(Int16.self) }
+    }
+    mutating func decode(_ type: Int32.Type) throws(BinaryCodingError) -> Int32 {
+        let core = core; return try next { () throws(BinaryCodingError) in try core.readSigned(Int32.self) }
+    }
+    mutating func decode(_ type: Int64.Type) throws(BinaryCodingError) -> Int64 {
+        let core = core; return try next { () throws(BinaryCodingError) in try core.readSigned() }
+    }
+    mutating func decode(_ type: UInt.Type) throws(BinaryCodingError) -> UInt {
+        let core = core; return try next { () throws(BinaryCodingError) in try core.readUnsigned(UInt.self) }
+    }
     mutating func decode(_ type: UInt8.Type) throws(BinaryCodingError) -> UInt8 { try next(core.readByte) }
-    mutating func decode(_ type: UInt16.Type) throws(BinaryCodingError) -> UInt16 { let core = core; return try next { () throws(BinaryCodingError) in try core.readUnsigned(UInt16.self) } }
-    mutating func decode(_ type: UInt32.Type) throws(BinaryCodingError) -> UInt32 { let core = core; return try next { () throws(BinaryCodingError) in try core.readUnsigned(UInt32.self) } }
+    mutating func decode(_ type: UInt16.Type) throws(BinaryCodingError) -> UInt16 {
+        let core = core; return try next { () throws(BinaryCodingError) in try core.readUnsigned(UInt16.self) }
+    }
+    mutating func decode(_ type: UInt32.Type) throws(BinaryCodingError) -> UInt32 {
+        let core = core; return try next { () throws(BinaryCodingError) in try core.readUnsigned(UInt32.self) }
+    }
     mutating func decode(_ type: UInt64.Type) throws(BinaryCodingError) -> UInt64 { try next(core.readVarint) }
     mutating func decode(_ type: Int128.Type) throws(BinaryCodingError) -> Int128 { try next(core.readWideSigned) }
     mutating func decode(_ type: UInt128.Type) throws(BinaryCodingError) -> UInt128 { try next(core.readWideVarint) }

@@ -203,8 +203,9 @@ final class EncoderCore: Encoder {
 
         keyBytes.withUnsafeBufferPointer { all in
             keyRanges.sort { left, right in
-                compareBytes(UnsafeBufferPointer(rebasing: all[left.range]),
-                             UnsafeBufferPointer(rebasing: all[right.range])) < 0
+                compareBytes(
+                    UnsafeBufferPointer(rebasing: all[left.range]),
+                    UnsafeBufferPointer(rebasing: all[right.range])) < 0
             }
         }
         writeVarint(UInt64(count))
@@ -317,22 +318,54 @@ struct KeyedWriter<Key: CodingKey>: KeyedEncodingContainerProtocol {
 
     // The default `encodeIfPresent` writes nothing for nil, which a positional
     // format cannot tell apart from the next field: always write a presence byte.
-    mutating func encodeIfPresent(_ value: Bool?, forKey key: Key) { if let value { present(); core.writeBool(value) } else { absent() } }
-    mutating func encodeIfPresent(_ value: String?, forKey key: Key) { if let value { present(); core.writeString(value) } else { absent() } }
-    mutating func encodeIfPresent(_ value: Double?, forKey key: Key) { if let value { present(); core.writeDouble(value) } else { absent() } }
-    mutating func encodeIfPresent(_ value: Float?, forKey key: Key) { if let value { present(); core.writeFloat(value) } else { absent() } }
-    mutating func encodeIfPresent(_ value: Int?, forKey key: Key) { if let value { present(); core.writeSigned(Int64(value)) } else { absent() } }
-    mutating func encodeIfPresent(_ value: Int8?, forKey key: Key) { if let value { present(); core.bytes.append(UInt8(bitPattern: value)) } else { absent() } }
-    mutating func encodeIfPresent(_ value: Int16?, forKey key: Key) { if let value { present(); core.writeSigned(Int64(value)) } else { absent() } }
-    mutating func encodeIfPresent(_ value: Int32?, forKey key: Key) { if let value { present(); core.writeSigned(Int64(value)) } else { absent() } }
-    mutating func encodeIfPresent(_ value: Int64?, forKey key: Key) { if let value { present(); core.writeSigned(value) } else { absent() } }
-    mutating func encodeIfPresent(_ value: UInt?, forKey key: Key) { if let value { present(); core.writeVarint(UInt64(value)) } else { absent() } }
-    mutating func encodeIfPresent(_ value: UInt8?, forKey key: Key) { if let value { present(); core.bytes.append(value) } else { absent() } }
-    mutating func encodeIfPresent(_ value: UInt16?, forKey key: Key) { if let value { present(); core.writeVarint(UInt64(value)) } else { absent() } }
-    mutating func encodeIfPresent(_ value: UInt32?, forKey key: Key) { if let value { present(); core.writeVarint(UInt64(value)) } else { absent() } }
-    mutating func encodeIfPresent(_ value: UInt64?, forKey key: Key) { if let value { present(); core.writeVarint(value) } else { absent() } }
-    mutating func encodeIfPresent(_ value: Int128?, forKey key: Key) { if let value { present(); core.writeSigned(value) } else { absent() } }
-    mutating func encodeIfPresent(_ value: UInt128?, forKey key: Key) { if let value { present(); core.writeVarint(value) } else { absent() } }
+    mutating func encodeIfPresent(_ value: Bool?, forKey key: Key) {
+        if let value { present(); core.writeBool(value) } else { absent() }
+    }
+    mutating func encodeIfPresent(_ value: String?, forKey key: Key) {
+        if let value { present(); core.writeString(value) } else { absent() }
+    }
+    mutating func encodeIfPresent(_ value: Double?, forKey key: Key) {
+        if let value { present(); core.writeDouble(value) } else { absent() }
+    }
+    mutating func encodeIfPresent(_ value: Float?, forKey key: Key) {
+        if let value { present(); core.writeFloat(value) } else { absent() }
+    }
+    mutating func encodeIfPresent(_ value: Int?, forKey key: Key) {
+        if let value { present(); core.writeSigned(Int64(value)) } else { absent() }
+    }
+    mutating func encodeIfPresent(_ value: Int8?, forKey key: Key) {
+        if let value { present(); core.bytes.append(UInt8(bitPattern: value)) } else { absent() }
+    }
+    mutating func encodeIfPresent(_ value: Int16?, forKey key: Key) {
+        if let value { present(); core.writeSigned(Int64(value)) } else { absent() }
+    }
+    mutating func encodeIfPresent(_ value: Int32?, forKey key: Key) {
+        if let value { present(); core.writeSigned(Int64(value)) } else { absent() }
+    }
+    mutating func encodeIfPresent(_ value: Int64?, forKey key: Key) {
+        if let value { present(); core.writeSigned(value) } else { absent() }
+    }
+    mutating func encodeIfPresent(_ value: UInt?, forKey key: Key) {
+        if let value { present(); core.writeVarint(UInt64(value)) } else { absent() }
+    }
+    mutating func encodeIfPresent(_ value: UInt8?, forKey key: Key) {
+        if let value { present(); core.bytes.append(value) } else { absent() }
+    }
+    mutating func encodeIfPresent(_ value: UInt16?, forKey key: Key) {
+        if let value { present(); core.writeVarint(UInt64(value)) } else { absent() }
+    }
+    mutating func encodeIfPresent(_ value: UInt32?, forKey key: Key) {
+        if let value { present(); core.writeVarint(UInt64(value)) } else { absent() }
+    }
+    mutating func encodeIfPresent(_ value: UInt64?, forKey key: Key) {
+        if let value { present(); core.writeVarint(value) } else { absent() }
+    }
+    mutating func encodeIfPresent(_ value: Int128?, forKey key: Key) {
+        if let value { present(); core.writeSigned(value) } else { absent() }
+    }
+    mutating func encodeIfPresent(_ value: UInt128?, forKey key: Key) {
+        if let value { present(); core.writeVarint(value) } else { absent() }
+    }
 
     mutating func encodeIfPresent<T: Encodable>(_ value: T?, forKey key: Key) throws(BinaryCodingError) {
         do {
@@ -390,14 +423,26 @@ struct UnkeyedWriter: UnkeyedEncodingContainer {
     mutating func encode(_ value: Double) throws(BinaryCodingError) { try countElement(); core.writeDouble(value) }
     mutating func encode(_ value: Float) throws(BinaryCodingError) { try countElement(); core.writeFloat(value) }
     mutating func encode(_ value: Int) throws(BinaryCodingError) { try countElement(); core.writeSigned(Int64(value)) }
-    mutating func encode(_ value: Int8) throws(BinaryCodingError) { try countElement(); core.bytes.append(UInt8(bitPattern: value)) }
-    mutating func encode(_ value: Int16) throws(BinaryCodingError) { try countElement(); core.writeSigned(Int64(value)) }
-    mutating func encode(_ value: Int32) throws(BinaryCodingError) { try countElement(); core.writeSigned(Int64(value)) }
+    mutating func encode(_ value: Int8) throws(BinaryCodingError) {
+        try countElement(); core.bytes.append(UInt8(bitPattern: value))
+    }
+    mutating func encode(_ value: Int16) throws(BinaryCodingError) {
+        try countElement(); core.writeSigned(Int64(value))
+    }
+    mutating func encode(_ value: Int32) throws(BinaryCodingError) {
+        try countElement(); core.writeSigned(Int64(value))
+    }
     mutating func encode(_ value: Int64) throws(BinaryCodingError) { try countElement(); core.writeSigned(value) }
-    mutating func encode(_ value: UInt) throws(BinaryCodingError) { try countElement(); core.writeVarint(UInt64(value)) }
+    mutating func encode(_ value: UInt) throws(BinaryCodingError) {
+        try countElement(); core.writeVarint(UInt64(value))
+    }
     mutating func encode(_ value: UInt8) throws(BinaryCodingError) { try countElement(); core.bytes.append(value) }
-    mutating func encode(_ value: UInt16) throws(BinaryCodingError) { try countElement(); core.writeVarint(UInt64(value)) }
-    mutating func encode(_ value: UInt32) throws(BinaryCodingError) { try countElement(); core.writeVarint(UInt64(value)) }
+    mutating func encode(_ value: UInt16) throws(BinaryCodingError) {
+        try countElement(); core.writeVarint(UInt64(value))
+    }
+    mutating func encode(_ value: UInt32) throws(BinaryCodingError) {
+        try countElement(); core.writeVarint(UInt64(value))
+    }
     mutating func encode(_ value: UInt64) throws(BinaryCodingError) { try countElement(); core.writeVarint(value) }
     mutating func encode(_ value: Int128) throws(BinaryCodingError) { try countElement(); core.writeSigned(value) }
     mutating func encode(_ value: UInt128) throws(BinaryCodingError) { try countElement(); core.writeVarint(value) }
@@ -422,7 +467,9 @@ struct UnkeyedWriter: UnkeyedEncodingContainer {
         core.openUnkeyed[slot].count += 1
     }
 
-    mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type) -> KeyedEncodingContainer<NestedKey> {
+    mutating func nestedContainer<NestedKey: CodingKey>(
+        keyedBy keyType: NestedKey.Type
+    ) -> KeyedEncodingContainer<NestedKey> {
         if isOpen { core.openUnkeyed[slot].count += 1 }
         return KeyedEncodingContainer(KeyedWriter<NestedKey>(core: core))
     }

@@ -137,7 +137,9 @@ struct Node: AsyncParsableCommand {
     func run() async throws {
         var metricsServer: MetricsServer?
         if let metricsPort {
-            guard (0...65_535).contains(metricsPort) else { throw ValidationError("--metrics-port \(metricsPort) is not a port") }
+            guard (0...65_535).contains(metricsPort) else {
+                throw ValidationError("--metrics-port \(metricsPort) is not a port")
+            }
             let server = try await MetricsServer.start(
                 host: metricsHost, port: metricsPort, group: MultiThreadedEventLoopGroup.singleton)
             Output.error("metrics: http://\(metricsHost):\(server.port)/metrics")

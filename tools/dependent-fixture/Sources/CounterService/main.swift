@@ -14,7 +14,8 @@ struct Counter: ReplicatedStateMachine, Codable {
 
 let ports = [7401, 7402, 7403]
 let peers = ports.enumerated().map {
-    GroupConfiguration.Member(id: MemberID(UInt64($0.offset + 1)), address: PeerAddress(host: "127.0.0.1", port: $0.element))
+    GroupConfiguration.Member(
+        id: MemberID(UInt64($0.offset + 1)), address: PeerAddress(host: "127.0.0.1", port: $0.element))
 }
 let groups = try peers.map { peer in
     try ReplicatedGroup(configuration: .bootstrap(members: peers, me: peer.id), initialState: Counter())
