@@ -30,6 +30,7 @@ extension SimulatedGroup {
         state.pausedUntil = nil
         state.deferred = []
         state.backlog = 0  // its application is gone too
+        state.outbox = []
         noticeCrash(of: process, id: state.id)
     }
 

@@ -47,7 +47,8 @@ enum SimulatedEvent {
 enum SimulatedControl {
     case join(MemberID)
     case redirect(MemberID)
-    case welcome(JoinerStart, AppState)
+    /// The default application's snapshot, and the outside application's (`applicationHook`).
+    case welcome(JoinerStart, AppState, [UInt8]?)
 }
 
 struct SimulatedScheduler {
