@@ -239,8 +239,8 @@ public final class SimulatedGroup {
         case .rejoin(let process, let id):
             scheduledWorkPending -= 1
             if processes[process].id == id, processes[process].status == .removed { startIncarnation(process) }
-        case .recoverStragglers:
-            sweepStragglers()
+        case .recoverStragglers(let wedgedOnly):
+            sweepStragglers(wedgedOnly: wedgedOnly)
         case .resume(let process):
             endPause(process)
         }

@@ -22,7 +22,8 @@ enum SimulatedEvent {
     case failLink(from: Int, to: Int, reset: Bool)
     case healLink(from: Int, to: Int)
     case healLinks
-    case recoverStragglers
+    /// `wedgedOnly`: the sweep restarts members stuck wedged only, not crashed or removed ones.
+    case recoverStragglers(wedgedOnly: Bool)
     case restart(Int)
     /// The incarnation, removed while alive, joins again afresh (if it is still the one there).
     case rejoin(Int, MemberID)

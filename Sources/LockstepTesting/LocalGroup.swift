@@ -177,9 +177,14 @@ public final class LocalGroup<Machine: ReplicatedStateMachine> {
     /// Every link between a member in `a` and one in `b` fails, both ways, until `heal()`.
     public func partition(_ a: [Int], from b: [Int]) { now { simulation.cut(Set(a), from: Set(b)) } }
 
-    /// Every failed link works again. A minority side that the others removed meanwhile learns
-    /// it when it hears from them again, and rejoins as new incarnations.
-    public func heal() { now { simulation.healLinks() } }
+    /// Every failed link works again. A minority side the others removed meanwhile never hears
+    /// from them again (they no longer count it in their view): as an operator would, members
+    /// still stuck wedged 3 failure timeouts after the heal are restarted as new incarnations,
+    /// which join with a snapshot (crashed members stay down).
+    public func heal() {
+        now { simulation.healLinks() }
+        simulation.recoverStragglers(at: elapsed + configuration.failureTimeout * 3, wedgedOnly: true)
+    }
 
     /// `member` handles nothing for `duration` (a stopped process); what reaches it waits.
     public func pause(_ member: Int, for duration: Duration) { now { simulation.pause(member, for: duration) } }
