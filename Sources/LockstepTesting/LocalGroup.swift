@@ -75,7 +75,8 @@ public final class LocalGroup<Machine: ReplicatedStateMachine> {
         configuration: Configuration = Configuration(), harshness: Harshness = .gentle
     ) throws(LocalGroupError) {
         guard (1...configuration.membersMax).contains(members) else {
-            throw LocalGroupError(.invalidConfiguration, "members must be 1...\(configuration.membersMax), got \(members)")
+            throw LocalGroupError(
+                .invalidConfiguration, "members must be 1...\(configuration.membersMax), got \(members)")
         }
         guard spareMembers >= 0 else {
             throw LocalGroupError(.invalidConfiguration, "spareMembers must be at least 0, got \(spareMembers)")
@@ -107,7 +108,9 @@ public final class LocalGroup<Machine: ReplicatedStateMachine> {
     /// Throws `.minority` when the member is (or finds itself) in a minority, `.notRunning` when
     /// it stops first, `.timedOut` after `operationTimeout`.
     @discardableResult
-    public func submit(_ command: Machine.Command, at member: Int) throws(LocalGroupError) -> Submitted<Machine.Response> {
+    public func submit(
+        _ command: Machine.Command, at member: Int
+    ) throws(LocalGroupError) -> Submitted<Machine.Response> {
         let request = takeRequest()
         let entry = try encode(command, request: request)
         switch try call(entry, request: request, at: member, "the submit (request \(request))") {
@@ -127,10 +130,12 @@ public final class LocalGroup<Machine: ReplicatedStateMachine> {
     /// The state at `member`: `.local` is what it holds now; `.linearizable` sends a read marker
     /// through the total order and answers when the member applies it (so it includes every
     /// command a `submit` returned for anywhere before), as ReplicatedGroup does.
-    public func state(_ consistency: ReadConsistency = .linearizable, at member: Int) throws(LocalGroupError) -> Machine {
+    public func state(
+        _ consistency: ReadConsistency = .linearizable, at member: Int
+    ) throws(LocalGroupError) -> Machine {
         switch consistency {
         case .local:
-            guard let replica = application.replicas[simulation.memberID(member)] else {
+            guard let replica = application.replicas[memberID(member)] else {
                 throw LocalGroupError(.notRunning, "member \(member) has no state yet (\(simulation.status(member)))")
             }
             return replica.machine
@@ -145,17 +150,21 @@ public final class LocalGroup<Machine: ReplicatedStateMachine> {
     }
 
     /// The position of the last command `member` applied (nil: it has no state).
-    public func position(at member: Int) -> UInt64? { application.replicas[simulation.memberID(member)]?.position }
+    public func position(at member: Int) -> UInt64? { application.replicas[memberID(member)]?.position }
 
     /// The view `member` is in (nil: it has none, as a joiner before its welcome).
     public func view(at member: Int) -> GroupView? {
+        checkNumber(member)
         guard simulation.isRunning(member), simulation.hasCore(member) else { return nil }
         let core = simulation.core(member)
         return GroupView(core.view, memberRank: core.memberRank)
     }
 
     /// The member id of `member`'s current incarnation.
-    public func memberID(_ member: Int) -> MemberID { simulation.memberID(member) }
+    public func memberID(_ member: Int) -> MemberID {
+        checkNumber(member)
+        return simulation.memberID(member)
+    }
 
     /// Members running now (in a view, or joining).
     public var runningMembers: [Int] { (0..<simulation.processCount).filter { simulation.isRunning($0) } }
@@ -261,6 +270,13 @@ public final class LocalGroup<Machine: ReplicatedStateMachine> {
     }
 
     // MARK: - Helpers
+
+    /// A member number outside the group is the test's mistake: it stops the test, loudly.
+    private func checkNumber(_ member: Int) {
+        precondition(
+            (0..<simulation.processCount).contains(member),
+            "no member \(member): members are 0..<\(simulation.processCount)")
+    }
 
     private func takeRequest() -> UInt64 {
         defer { nextRequest += 1 }

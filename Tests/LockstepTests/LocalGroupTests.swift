@@ -113,6 +113,33 @@ struct LocalGroupTests {
         }
     }
 
+    @Test("The example of LocalGroup's documentation runs as written")
+    func documentationExample() throws {
+        let group = try LocalGroup(members: 3, initialState: Counter(), seed: 7)
+        #expect(try group.submit(5, at: 0).response == 5)
+        group.kill(2)
+        try group.enqueue(1, at: 1)
+        let joiner = try group.join()
+        #expect(try group.state(.linearizable, at: joiner).total == 6)
+        try group.check()
+    }
+
+    @Test("A member leaves and stays out; a restarted one comes back as a new member with the group's state")
+    func leaveAndRestart() throws {
+        let group = try LocalGroup(members: 4, initialState: Counter(), seed: 13)
+        try group.submit(2, at: 0)
+        group.leave(3)
+        try group.submit(3, at: 1)
+        #expect(group.view(at: 0)?.members == [MemberID(1), MemberID(2), MemberID(3)])
+        #expect(throws: LocalGroupError.self) { try group.enqueue(1, at: 3) }
+        group.kill(2)
+        group.restart(2)
+        #expect(try group.state(.linearizable, at: 2).total == 5)
+        #expect(group.memberID(2) == MemberID(5))
+        try group.check()
+        #expect(group.runningMembers == [0, 1, 2])
+    }
+
     @Test("A submit that cannot complete says what it waited for: a member paused past the operation timeout")
     func timeoutSaysWhat() throws {
         let group = try LocalGroup(members: 3, initialState: Counter(), seed: 9)
