@@ -140,6 +140,25 @@ struct LocalGroupTests {
         #expect(group.runningMembers == [0, 1, 2])
     }
 
+    @Test(
+        "Under runtime-like harshness, over 20 seeds: a crash, a partition that heals and a joiner, then the check",
+        arguments: 1...20 as ClosedRange<UInt64>)
+    func harshFaults(seed: UInt64) throws {
+        let group = try LocalGroup(members: 5, initialState: Counter(), seed: seed, harshness: .runtimeLike)
+        for amount in 1...40 { try group.enqueue(amount, at: amount % 5) }
+        try group.submit(1, at: 0)
+        group.kill(4)
+        group.partition([0], from: [1, 2, 3])
+        try group.submit(2, at: 1)
+        group.heal()
+        let joiner = try group.join()
+        try group.submit(3, at: joiner)
+        try group.check()
+        // 820 from the enqueues that reached the order, at most, plus the three submits.
+        let total = try group.state(.linearizable, at: 1).total
+        #expect(total >= 6 && total <= 826, "\(total)")
+    }
+
     @Test("A submit that cannot complete says what it waited for: a member paused past the operation timeout")
     func timeoutSaysWhat() throws {
         let group = try LocalGroup(members: 3, initialState: Counter(), seed: 9)
