@@ -260,14 +260,7 @@ extension SimulatedGroup {
                 if let to = processOfMember[member] { transmit(.row(row), from: process, to: to, toID: member) }
             case .deliver(let delivery):
                 progressed = true
-                let record = ApplicationPayload.record(of: delivery)
-                state.app.apply(record)
-                histories[state.id]?.delivered.append(record)
-                if let hook = applicationHook {
-                    var outside = delivery
-                    outside.payload = delivery.payload.dropFirst(ApplicationPayload.headerBytes)
-                    hook.delivered(outside, at: process, member: state.id)
-                }
+                deliver(delivery, at: process)
             case .wedged:
                 state.wedgedAt = now
                 state.everWedged = true
@@ -310,6 +303,19 @@ extension SimulatedGroup {
             }
         }
         return progressed
+    }
+
+    /// A delivery reaches the application, and the outside one (without the header) if any.
+    private func deliver(_ delivery: Delivery, at process: Int) {
+        let state = processes[process]
+        let record = ApplicationPayload.record(of: delivery)
+        state.app.apply(record)
+        histories[state.id]?.delivered.append(record)
+        if let hook = applicationHook {
+            var outside = delivery
+            outside.payload = delivery.payload.dropFirst(ApplicationPayload.headerBytes)
+            hook.delivered(outside, at: process, member: state.id)
+        }
     }
 
     private func resumeReading(_ process: Int, from member: MemberID) {
