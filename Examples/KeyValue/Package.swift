@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "KeyValueStore", targets: ["KeyValueStore"]),
         .executable(name: "kv-server", targets: ["kv-server"]),
         .executable(name: "kv-load", targets: ["kv-load"]),
+        .executable(name: "kv-check", targets: ["kv-check"]),
     ],
     dependencies: [
         .package(name: "lockstep", path: "../.."),
@@ -54,6 +55,15 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        // The linearizability checker over a kv-load history.
+        .executableTarget(
+            name: "kv-check",
+            dependencies: [
+                .product(name: "LockstepLinearizability", package: "lockstep"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSwift
         ),

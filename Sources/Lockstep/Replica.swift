@@ -16,17 +16,17 @@
 
 import LockstepCore
 
-enum EntryKind: UInt8 {
+package enum EntryKind: UInt8 {
     case command = 1
     case read = 2
 }
 
-enum Entry {
-    static let headerBytes = 9
-    static let snapshotHeaderBytes = 8
+package enum Entry {
+    package static let headerBytes = 9
+    package static let snapshotHeaderBytes = 8
 
     /// A message with the header of an entry of `kind`, ready for the command's bytes.
-    static func header(_ kind: EntryKind, request: UInt64, capacity: Int = 64) -> [UInt8] {
+    package static func header(_ kind: EntryKind, request: UInt64, capacity: Int = 64) -> [UInt8] {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(headerBytes + capacity)
         bytes.append(kind.rawValue)
@@ -45,7 +45,7 @@ enum Entry {
 }
 
 /// What applying one delivered message came to.
-enum Applied<Response> {
+package enum Applied<Response> {
     /// A command was applied; `request` is its submitter's number (0: no answer wanted).
     case command(request: UInt64, sender: MemberID, entry: EntryInfo, response: Response)
     /// A read marker came round: the reading member answers from its state now.
@@ -57,18 +57,18 @@ enum Applied<Response> {
 }
 
 /// The state machine and its place in the order.
-struct Replica<Machine: ReplicatedStateMachine> {
-    var machine: Machine
+package struct Replica<Machine: ReplicatedStateMachine>: Sendable {
+    package var machine: Machine
     /// The position of the last command applied (0: none yet).
-    var position: UInt64
+    package var position: UInt64
 
-    init(machine: Machine, position: UInt64 = 0) {
+    package init(machine: Machine, position: UInt64 = 0) {
         self.machine = machine
         self.position = position
     }
 
     /// Applies one delivered message.
-    mutating func apply(_ delivery: Delivery) -> Applied<Machine.Response> {
+    package mutating func apply(_ delivery: Delivery) -> Applied<Machine.Response> {
         let payload = delivery.payload
         guard payload.count >= Entry.headerBytes, let kind = EntryKind(rawValue: payload[payload.startIndex]) else {
             return .malformed(sender: delivery.sender, reason: "a message of \(payload.count) bytes is not an entry")
@@ -96,16 +96,16 @@ struct Replica<Machine: ReplicatedStateMachine> {
 
 /// A snapshot in memory (LocalGroup, and tests): a sink that keeps what it is given, a source
 /// that gives it back.
-final class MemorySnapshot: SnapshotSink, SnapshotSource, @unchecked Sendable {
+package final class MemorySnapshot: SnapshotSink, SnapshotSource, @unchecked Sendable {
     // Used by one task at a time: written fully, then read.
     private var chunks: [[UInt8]] = []
     private var next = 0
 
-    init() {}
+    package init() {}
 
-    func write(_ bytes: ArraySlice<UInt8>) async throws { chunks.append(Array(bytes)) }
+    package func write(_ bytes: ArraySlice<UInt8>) async throws { chunks.append(Array(bytes)) }
 
-    func next() async throws -> [UInt8]? {
+    package func next() async throws -> [UInt8]? {
         guard next < chunks.count else { return nil }
         defer { next += 1 }
         return chunks[next]
@@ -143,8 +143,28 @@ final class PositionedSource: SnapshotSource, @unchecked Sendable {
 }
 
 extension Replica {
+    /// The entry of a command, as every member decodes it (`apply`); at most `messageBytesMax`.
+    package static func entry(
+        _ command: Machine.Command, request: UInt64, messageBytesMax: Int
+    ) throws(GroupError) -> [UInt8] {
+        var payload = Entry.header(.command, request: request)
+        do {
+            try Machine.encode(command, into: &payload)
+        } catch {
+            throw GroupError(.commandTooLarge, "the command did not encode: \(error)")
+        }
+        guard payload.count <= messageBytesMax else {
+            throw GroupError(
+                .commandTooLarge, "a command of \(payload.count) bytes is beyond messageBytesMax \(messageBytesMax)")
+        }
+        return payload
+    }
+
+    /// The entry of a read marker.
+    package static func readMarker(request: UInt64) -> [UInt8] { Entry.header(.read, request: request, capacity: 0) }
+
     /// Writes the snapshot of a copy of this replica (call off the event loop).
-    static func writeSnapshot(of replica: Replica, to sink: SnapshotSink) async throws {
+    package static func writeSnapshot(of replica: Replica, to sink: SnapshotSink) async throws {
         var header: [UInt8] = []
         Entry.appendLittleEndian(replica.position, to: &header)
         try await sink.write(header[...])
@@ -152,7 +172,7 @@ extension Replica {
     }
 
     /// A replica restored from a snapshot `writeSnapshot` wrote.
-    static func restore(from source: SnapshotSource) async throws -> Replica {
+    package static func restore(from source: SnapshotSource) async throws -> Replica {
         let positioned = PositionedSource(source)
         let position = try await positioned.readPosition()
         let machine = try await Machine.restore(from: positioned)

@@ -21,6 +21,12 @@ public struct Submitted<Response: Sendable>: Sendable {
     /// The command's place in the group's history (`EntryInfo.position`).
     public var position: UInt64
     public var entry: EntryInfo
+
+    package init(response: Response, entry: EntryInfo) {
+        self.response = response
+        position = entry.position
+        self.entry = entry
+    }
 }
 
 /// Whose state a read sees.
@@ -347,7 +353,7 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
             eventLoop.execute {
                 if let error = self.refusal() { return promise.fail(error) }
                 self.waiting[request] = .read(promise, self.timeout(request, "linearizable read"))
-                self.send(Entry.header(.read, request: request, capacity: 0), request: request, runtime: runtime)
+                self.send(Replica<Machine>.readMarker(request: request), request: request, runtime: runtime)
             }
             return try await result(promise.futureResult)
         }
@@ -437,7 +443,7 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
             stats.commandsApplied += 1
             if mine, request != 0, case .submit(let promise, let timer) = waiting.removeValue(forKey: request) {
                 timer.cancel()
-                promise.succeed(Submitted(response: response, position: entry.position, entry: entry))
+                promise.succeed(Submitted(response: response, entry: entry))
             }
             if applied.isActive, applied.push(AppliedEntry(entry: entry, response: response)) {
                 if !readingPausedForApplied {
@@ -554,19 +560,8 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
     // MARK: - Helpers
 
     private func encode(_ command: Machine.Command, request: UInt64) throws(GroupError) -> [UInt8] {
-        var payload = Entry.header(.command, request: request)
-        do {
-            try Machine.encode(command, into: &payload)
-        } catch {
-            throw GroupError(.commandTooLarge, "the command did not encode: \(error)")
-        }
-        guard payload.count <= configuration.protocolConfiguration.messageBytesMax else {
-            throw GroupError(
-                .commandTooLarge,
-                "a command of \(payload.count) bytes is beyond messageBytesMax "
-                    + "\(configuration.protocolConfiguration.messageBytesMax)")
-        }
-        return payload
+        try Replica<Machine>.entry(
+            command, request: request, messageBytesMax: configuration.protocolConfiguration.messageBytesMax)
     }
 
     /// The runtime, once `run` has started it (waits at most `operationTimeout`).

@@ -36,6 +36,16 @@ enum ApplicationPayload {
         return bytes[...]
     }
 
+    /// An outside application's payload (`SimulatedApplicationHook`): the header, then its bytes.
+    static func make(sender: MemberID, sequence: UInt64, body: [UInt8]) -> Payload {
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(headerBytes + body.count)
+        withUnsafeBytes(of: sender.rawValue.littleEndian) { bytes.append(contentsOf: $0) }
+        withUnsafeBytes(of: sequence.littleEndian) { bytes.append(contentsOf: $0) }
+        bytes.append(contentsOf: body)
+        return bytes[...]
+    }
+
     /// Reads the header back from a delivery.
     static func record(of delivery: Delivery) -> DeliveredRecord {
         let payload = delivery.payload

@@ -30,12 +30,13 @@ extension SimulatedGroup {
         state.pausedUntil = nil
         state.deferred = []
         state.backlog = 0  // its application is gone too
+        state.outbox = []
         noticeCrash(of: process, id: state.id)
     }
 
     /// An operator's sweep: restarts whatever crashed, was removed or is stuck wedged, and comes
     /// back while the group has not settled.
-    func sweepStragglers() {
+    func sweepStragglers(wedgedOnly: Bool) {
         scheduledWorkPending -= 1
         // Stuck: wedged for longer than two failure timeouts (a member busy installing a view
         // is wedged for a few round trips only).
@@ -43,7 +44,7 @@ extension SimulatedGroup {
         if traceEnabled { for line in processSummary { trace("sweep sees: \(line)") } }
         for process in processes.indices {
             switch processes[process].status {
-            case .crashed, .removed: startIncarnation(process)
+            case .crashed, .removed: if !wedgedOnly { startIncarnation(process) }
             case .active:
                 if let wedgedAt = processes[process].wedgedAt, now - wedgedAt > stuckAfter { startIncarnation(process) }
             case .joining, .dormant: break
@@ -57,7 +58,8 @@ extension SimulatedGroup {
         }
         if unsettled && sweeps < sweepsMax {
             scheduledWorkPending += 1
-            scheduler.schedule(at: now + 3 * configuration.failureTimeout.nanosecondsClamped, .recoverStragglers)
+            let next = now + 3 * configuration.failureTimeout.nanosecondsClamped
+            scheduler.schedule(at: next, .recoverStragglers(wedgedOnly: wedgedOnly))
         }
     }
 

@@ -15,6 +15,8 @@ extension SimulatedGroup {
         return core
     }
     public func hasCore(_ process: Int) -> Bool { processes[process].core != nil }
+    /// Whether `process` holds a live incarnation (active, or joining).
+    public func isRunning(_ process: Int) -> Bool { processes[process].isLive }
     /// The current incarnation in `process`.
     public func memberID(_ process: Int) -> MemberID { processes[process].id }
     /// What the current incarnation in `process` delivered.

@@ -74,9 +74,10 @@ extension SimulatedGroup {
     }
 
     /// An operator's sweep: every process that crashed, was removed, or is stuck wedged (a
-    /// minority after a partition) is restarted as a new incarnation.
-    public func recoverStragglers(at time: Duration? = nil) {
-        scheduleScripted(at: when(time), .recoverStragglers)
+    /// minority after a partition) is restarted as a new incarnation. With `wedgedOnly`, only the
+    /// stuck wedged ones: a test that killed a member wants it to stay dead (LocalGroup's heal).
+    public func recoverStragglers(at time: Duration? = nil, wedgedOnly: Bool = false) {
+        scheduleScripted(at: when(time), .recoverStragglers(wedgedOnly: wedgedOnly))
     }
 
     /// Every failed link works again (new connections; what was lost stays lost).

@@ -46,6 +46,9 @@ public final class SimulatedGroup {
     /// again as a new incarnation this long after it learns it, as `lockstep node` does; nil
     /// (scripted tests): it stays out. Fault schedules turn it on.
     public var rejoinAfterRemoval: Duration? = nil
+    /// An application from outside the simulator (SimulatedGroup+Application.swift), told of
+    /// every delivery, install and welcome; nil: only the default application runs.
+    public var applicationHook: (any SimulatedApplicationHook)? = nil
 
     var processes: [SimulatedProcess]
     var scheduler: SimulatedScheduler
@@ -138,6 +141,20 @@ public final class SimulatedGroup {
         scheduler.advance(to: end)
     }
 
+    /// Runs until `done` holds (asked before the first event and after each), at most `limit` of
+    /// virtual time. Returns whether `done` held; the clock stops at the event that made it so.
+    public func run(until done: () -> Bool, limit: Duration) -> Bool {
+        let end = now + limit.nanosecondsClamped
+        while !done() {
+            guard let next = scheduler.nextTime, next <= end else {
+                scheduler.advance(to: end)
+                return done()
+            }
+            processNext()
+        }
+        return true
+    }
+
     /// Runs until there is no application work, no data in flight, no paused member and no
     /// member between views, and that has lasted `settle` (long enough for the last rows to
     /// spread). Returns false if `limit` of virtual time passed first.
@@ -161,13 +178,13 @@ public final class SimulatedGroup {
         dataInFlight > 0 || scheduledWorkPending > 0 || processes.contains { $0.status == .joining || isBusy($0) }
     }
 
-    /// An active member is busy while its application has work, it is paused, it holds
+    /// An active member is busy while its application (or an outside one) has work, it is paused, it holds
     /// undelivered messages, or it is between views (unless it found itself in a minority).
     private func isBusy(_ process: SimulatedProcess) -> Bool {
         guard process.status == .active else { return false }
         let wedged = process.core?.isWedged ?? false
-        return process.backlog > 0 || process.pausedUntil != nil || wedged && !process.minority
-            || (process.core?.hasUndelivered ?? false)
+        return process.backlog > 0 || !process.outbox.isEmpty || process.pausedUntil != nil
+            || wedged && !process.minority || (process.core?.hasUndelivered ?? false)
     }
 
     // MARK: - The agenda
@@ -222,8 +239,8 @@ public final class SimulatedGroup {
         case .rejoin(let process, let id):
             scheduledWorkPending -= 1
             if processes[process].id == id, processes[process].status == .removed { startIncarnation(process) }
-        case .recoverStragglers:
-            sweepStragglers()
+        case .recoverStragglers(let wedgedOnly):
+            sweepStragglers(wedgedOnly: wedgedOnly)
         case .resume(let process):
             endPause(process)
         }

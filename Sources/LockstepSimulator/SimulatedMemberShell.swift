@@ -119,8 +119,8 @@ extension SimulatedGroup {
             else { return }
             state.joinContact = leaderProcess
             sendControl(.join(state.id), from: process, to: leaderProcess, toID: leader)
-        case .welcome(let start, let snapshot):
-            acceptWelcome(process, start: start, snapshot: snapshot)
+        case .welcome(let start, let snapshot, let hookSnapshot):
+            acceptWelcome(process, start: start, snapshot: snapshot, hookSnapshot: hookSnapshot)
         }
     }
 
@@ -130,7 +130,8 @@ extension SimulatedGroup {
         switch answer {
         case .accepted: pump(process)
         case .welcome(let start):
-            sendControl(.welcome(start, processes[process].app), from: process, to: from, toID: joiner)
+            let snapshots = (processes[process].app, hookSnapshot(process))
+            sendControl(.welcome(start, snapshots.0, snapshots.1), from: process, to: from, toID: joiner)
         case .redirect(let leader):
             if processOfMember[leader] != nil, processes[from].id == joiner {
                 sendControl(.redirect(leader), from: process, to: from, toID: joiner)
@@ -141,7 +142,7 @@ extension SimulatedGroup {
 
     /// A joiner is welcomed: it starts its member from the welcome and the snapshot, then handles
     /// what reached it before.
-    private func acceptWelcome(_ process: Int, start: JoinerStart, snapshot: AppState) {
+    private func acceptWelcome(_ process: Int, start: JoinerStart, snapshot: AppState, hookSnapshot: [UInt8]?) {
         let state = processes[process]
         let view = start.view
         guard state.status == .joining, view.members.indices.contains(start.memberRank),
@@ -155,6 +156,7 @@ extension SimulatedGroup {
         }
         state.status = .active
         state.app = snapshot
+        if let hookSnapshot { applicationHook?.restore(hookSnapshot, at: process, member: state.id) }
         histories[state.id]?.initialState = snapshot
         histories[state.id]?.installs.append(
             ViewRecord(viewID: view.id.rawValue, members: view.members, stateDigest: snapshot.digest))
@@ -185,19 +187,41 @@ extension SimulatedGroup {
                 continue
             }
             guard state.status == .active, let sendCapacity = state.core?.sendCapacity else { break }
-            if state.backlog == 0 || (submitted == 0 && !progressed) { break }
+            if (state.backlog == 0 && state.outbox.isEmpty) || (submitted == 0 && !progressed) { break }
             if sendCapacity == 0 { break }
         }
     }
 
-    /// Submits as much of the application's backlog as the window admits; returns how much.
+    /// The outside application's snapshot for a joiner, when there is one.
+    private func hookSnapshot(_ process: Int) -> [UInt8]? {
+        applicationHook?.snapshot(at: process, member: processes[process].id)
+    }
+
+    /// Submits as much of the outside application's queue, then of the application's backlog, as
+    /// the window admits; returns how much.
     private func submitBacklog(_ process: Int) -> Int {
         let state = processes[process]
         guard let sendCapacity = state.core?.sendCapacity else {
             preconditionFailure("\(state.id) (\(state.status)) submits without a core")
         }
-        let count = min(state.backlog, sendCapacity)
         let id = state.id
+        var outboxSent = 0
+        while outboxSent < min(state.outbox.count, sendCapacity) {
+            let sequence = state.nextSenderSequence
+            let payload = ApplicationPayload.make(sender: id, sequence: sequence, body: state.outbox[outboxSent])
+            do {
+                try state.member?.send(payload)
+            } catch {
+                coreErrors.append("\(id) send #\(sequence): \(error)")
+                state.outbox.removeFirst(outboxSent)
+                return outboxSent
+            }
+            histories[id]?.sent.append(SentRecord(senderSequence: sequence, payloadDigest: payloadDigest(payload)))
+            state.nextSenderSequence += 1
+            outboxSent += 1
+        }
+        state.outbox.removeFirst(outboxSent)
+        let count = min(state.backlog, sendCapacity - outboxSent)
         for _ in 0..<count {
             let sequence = state.nextSenderSequence
             let payload = ApplicationPayload.make(
@@ -212,7 +236,7 @@ extension SimulatedGroup {
             state.nextSenderSequence += 1
             state.backlog -= 1
         }
-        return count
+        return outboxSent + count
     }
 
     /// Carries out the effects of one poll. Returns whether anything opened the window.
@@ -236,26 +260,27 @@ extension SimulatedGroup {
                 if let to = processOfMember[member] { transmit(.row(row), from: process, to: to, toID: member) }
             case .deliver(let delivery):
                 progressed = true
-                let record = ApplicationPayload.record(of: delivery)
-                state.app.apply(record)
-                histories[state.id]?.delivered.append(record)
+                deliver(delivery, at: process)
             case .wedged:
                 state.wedgedAt = now
                 state.everWedged = true
                 state.sentWhenWedged = sentRecords(process).count
-            case .installed(let view, _, _):
+            case .installed(let view, let memberRank, _):
                 progressed = true
                 if traceEnabled { trace("process \(process) \(state.id) installs \(view)") }
                 recordInstall(view, at: process)
+                applicationHook?.installed(view, memberRank: memberRank, at: process, member: state.id)
             case .welcome(let joiner, let start):
                 if traceEnabled { trace("process \(process) \(state.id) welcomes \(joiner) into \(start.view.id)") }
                 if let to = processOfMember[joiner] {
-                    sendControl(.welcome(start, state.app), from: process, to: to, toID: joiner)
+                    let welcome = SimulatedControl.welcome(start, state.app, hookSnapshot(process))
+                    sendControl(welcome, from: process, to: to, toID: joiner)
                 }
             case .removed:
                 state.status = .removed
                 histories[state.id]?.removed = true
                 state.backlog = 0
+                state.outbox = []
                 if let after = rejoinAfterRemoval, !state.left {
                     // As `lockstep node` does: a member removed while alive joins again, afresh.
                     scheduledWorkPending += 1
@@ -278,6 +303,19 @@ extension SimulatedGroup {
             }
         }
         return progressed
+    }
+
+    /// A delivery reaches the application, and the outside one (without the header) if any.
+    private func deliver(_ delivery: Delivery, at process: Int) {
+        let state = processes[process]
+        let record = ApplicationPayload.record(of: delivery)
+        state.app.apply(record)
+        histories[state.id]?.delivered.append(record)
+        if let hook = applicationHook {
+            var outside = delivery
+            outside.payload = delivery.payload.dropFirst(ApplicationPayload.headerBytes)
+            hook.delivered(outside, at: process, member: state.id)
+        }
     }
 
     private func resumeReading(_ process: Int, from member: MemberID) {

@@ -38,6 +38,8 @@ final class SimulatedProcess {
     var core: OrderingCore? { member?.core }
     var app = AppState()
     var backlog = 0
+    /// What an outside application asked to send (`submit(_:from:)`), sent before the backlog.
+    var outbox: [[UInt8]] = []
     var nextSenderSequence: UInt64 = 0
     var pausedUntil: UInt64? = nil
     /// What arrived while paused, handled in arrival order on resume.

@@ -22,7 +22,8 @@ enum SimulatedEvent {
     case failLink(from: Int, to: Int, reset: Bool)
     case healLink(from: Int, to: Int)
     case healLinks
-    case recoverStragglers
+    /// `wedgedOnly`: the sweep restarts members stuck wedged only, not crashed or removed ones.
+    case recoverStragglers(wedgedOnly: Bool)
     case restart(Int)
     /// The incarnation, removed while alive, joins again afresh (if it is still the one there).
     case rejoin(Int, MemberID)
@@ -47,7 +48,8 @@ enum SimulatedEvent {
 enum SimulatedControl {
     case join(MemberID)
     case redirect(MemberID)
-    case welcome(JoinerStart, AppState)
+    /// The default application's snapshot, and the outside application's (`applicationHook`).
+    case welcome(JoinerStart, AppState, [UInt8]?)
 }
 
 struct SimulatedScheduler {

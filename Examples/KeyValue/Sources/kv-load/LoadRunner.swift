@@ -120,17 +120,18 @@ struct LoadResult: Sendable {
             format: "%d clients, %.0f%% put, %.0f%% cas, %.0f%% %@ get, %d keys",
             plan.clients, plan.putFraction * 100, plan.casFraction * 100,
             (1 - plan.putFraction - plan.casFraction) * 100, plan.consistency, plan.keys)
-        var lines = [mix, pad("", 14) + rows.map { pad($0.0, 18) }.joined()]
+        let kinds = Set(rows.flatMap { $0.1.errors.keys }).sorted()
+        let labelWidth = max(14, (kinds.map(\.count).max() ?? 0) + 4)
+        var lines = [mix, pad("", labelWidth) + rows.map { pad($0.0, 18) }.joined()]
         let sorted = rows.map { $0.1.latencies.sorted() }
         func line(_ name: String, _ value: (Int, LoadResult) -> String) {
-            lines.append(pad(name, 14) + rows.enumerated().map { pad(value($0.offset, $0.element.1), 18) }.joined())
+            lines.append(pad(name, labelWidth) + rows.enumerated().map { pad(value($0.offset, $0.element.1), 18) }.joined())
         }
         line("ops/s") { String(format: "%.0f", $1.opsPerSecond) }
         line("p50") { $1.percentile(0.50, of: sorted[$0]) }
         line("p99") { $1.percentile(0.99, of: sorted[$0]) }
         line("succeeded") { "\($1.succeeded)" }
         line("errors") { "\($1.operations - $1.succeeded)" }
-        let kinds = Set(rows.flatMap { $0.1.errors.keys }).sorted()
         for kind in kinds { line("  " + kind) { "\($1.errors[kind] ?? 0)" } }
         return lines.joined(separator: "\n")
     }
@@ -175,7 +176,8 @@ struct LoadRunner: Sendable {
         await withTaskGroup(of: LoadResult.self) { tasks in
             for slot in 0..<plan.clients {
                 tasks.addTask {
-                    await Client(runner: self, http: http, slot: slot, origin: origin).run(until: deadline)
+                    var client = Client(runner: self, http: http, slot: slot, origin: origin)
+                    return await client.run(until: deadline)
                 }
             }
             for await result in tasks { total.merge(result) }
@@ -300,7 +302,7 @@ struct Client {
         case Failure.badBody: return "bad body"
         case let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout:
             return "timeout"
-        case let error as HTTPClientError: return "client \(error)"
+        case let error as HTTPClientError: return "\(error)".replacingOccurrences(of: "HTTPClientError.", with: "client ")
         default: return "io \(type(of: error))"
         }
     }

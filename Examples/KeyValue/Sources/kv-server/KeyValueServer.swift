@@ -75,9 +75,15 @@ struct KeyValueServer: AsyncParsableCommand {
             logger: logger
         )
         logger.info("member \(configuration.me) serving HTTP on \(httpHost):\(httpPort)")
+        // Either one ending ends the other gracefully: an HTTP server that cannot bind makes the
+        // member leave (cancelling would not: the group's run waits for the group, not the task),
+        // and a member the others removed stops serving HTTP.
         let services = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [group, app],
+                services: ([group, app] as [any Service]).map {
+                    .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
+                          failureTerminationBehavior: .gracefullyShutdownGroup)
+                },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
