@@ -171,6 +171,7 @@ let package = Package(
                 "Lockstep", "LockstepTesting", "LockstepCore", "LockstepRuntime", "LockstepLinearizability",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: strictSwift
         ),

@@ -86,6 +86,8 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
     private let submitLatency: CoreMetrics.Timer?
     /// Settled once the runtime is up (or could not start): calls made before wait for it.
     private let startedPromise: EventLoopPromise<MemberRuntime>
+    /// The runtime once started (any thread): the fast path of `started()`.
+    private let runningRuntime = Mutex<MemberRuntime?>(nil)
     /// Settled when this member is out of the group: `run` returns (or throws) then.
     private let endedPromise: EventLoopPromise<Void>
 
@@ -172,6 +174,7 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
             let runtime = try await startRuntime()
             try await eventLoop.submit {
                 self.runtime = runtime
+                self.runningRuntime.withLock { $0 = runtime }
                 self.startedPromise.succeed(runtime)
             }.get()
         } catch {
@@ -328,9 +331,16 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
     public func enqueue(_ command: Machine.Command) async throws(GroupError) {
         let payload = try encode(command, request: 0)
         let runtime = try await started()
-        if let error = try await onLoop({ self.refusal() }) { throw error }
+        // One hop to the loop: the refusal check and the hand-over to the window together.
+        let admitted = eventLoop.makePromise(of: Void.self)
+        eventLoop.execute {
+            if let error = self.refusal() { return admitted.fail(error) }
+            runtime.sendOnLoop(payload[...], admitted: admitted)
+        }
         do {
-            try await runtime.send(payload[...])
+            try await admitted.futureResult.get()
+        } catch let error as GroupError {
+            throw error
         } catch {
             throw (error as? RuntimeError).map(GroupError.init) ?? GroupError(.closed, "\(error)")
         }
@@ -566,6 +576,8 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
 
     /// The runtime, once `run` has started it (waits at most `operationTimeout`).
     func started() async throws(GroupError) -> MemberRuntime {
+        // Every call asks: once started, no promise or timer for it.
+        if let runtime = runningRuntime.withLock({ $0 }) { return runtime }
         let limit = configuration.operationTimeout
         let first = eventLoop.makePromise(of: MemberRuntime?.self)
         startedPromise.futureResult.whenComplete { result in first.completeWith(result.map { Optional($0) }) }
