@@ -4,6 +4,7 @@
 import Foundation
 import LockstepCore
 import LockstepRuntime
+import ServiceLifecycle
 import Testing
 
 @testable import Lockstep
@@ -189,5 +190,30 @@ struct ReplicatedGroupTests {
         } catch {
             #expect(error.code == .timedOut)
         }
+    }
+}
+
+@Suite("ReplicatedGroup as a Service", .serialized, .timeLimit(.minutes(2)))
+struct ReplicatedGroupServiceTests {
+    @Test("Under a ServiceGroup, graceful shutdown leaves the group: the others remove it at once")
+    func gracefulShutdownLeaves() async throws {
+        let group = try TestGroup(count: 3, initialState: Counter())
+        _ = try await group.members[0].submit(1)
+        // A fourth member, run by a ServiceGroup (as a service would run it).
+        let joiner = try group.joiner(initialState: Counter())
+        let services = ServiceGroup(
+            services: [joiner], gracefulShutdownSignals: [], cancellationSignals: [], logger: testLogger())
+        let running = Task { try await services.run() }
+        try await waitUntil("the joiner is in the view") {
+            await group.members[0].currentView()?.members.count == 4
+        }
+        await services.triggerGracefulShutdown()
+        try await running.value
+        // Removed by the view change its leave starts, not after a failure timeout's wait.
+        try await waitUntil(seconds: 10, "the others install a view without it") {
+            await group.members[0].currentView()?.members.count == 3
+        }
+        #expect(try await group.members[1].submit(1).response == 2)
+        await group.stop()
     }
 }

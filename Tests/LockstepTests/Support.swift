@@ -74,14 +74,21 @@ final class TestGroup<Machine: ReplicatedStateMachine>: @unchecked Sendable {
         runs = members.map { member in Task { try await member.run() } }
     }
 
+    /// A joiner through the first members' addresses, not started.
+    func joiner(
+        initialState: Machine, adjust: (inout GroupConfiguration) -> Void = { _ in }
+    ) throws -> ReplicatedGroup<Machine> {
+        var configuration = GroupConfiguration.join(contacts: addresses, listen: try loopback())
+        configuration.protocolConfiguration = testProtocol()
+        adjust(&configuration)
+        return try ReplicatedGroup(configuration: configuration, initialState: initialState, logger: testLogger())
+    }
+
     /// Starts a joiner through the first members' addresses.
     func join(
         initialState: Machine, adjust: (inout GroupConfiguration) -> Void = { _ in }
     ) throws -> (ReplicatedGroup<Machine>, Task<Void, Error>) {
-        var configuration = GroupConfiguration.join(contacts: addresses, listen: try loopback())
-        configuration.protocolConfiguration = testProtocol()
-        adjust(&configuration)
-        let joiner = try ReplicatedGroup(configuration: configuration, initialState: initialState, logger: testLogger())
+        let joiner = try joiner(initialState: initialState, adjust: adjust)
         return (joiner, Task { try await joiner.run() })
     }
 
