@@ -42,12 +42,15 @@ private final class MetricsHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias OutboundOut = HTTPServerResponsePart
     private let registry: PrometheusCollectorRegistry
     private var path = ""
+    private var keepAlive = true
 
     init(registry: PrometheusCollectorRegistry) { self.registry = registry }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head(let head): path = head.uri
+        case .head(let head):
+            path = head.uri
+            keepAlive = head.isKeepAlive
         case .body: break
         case .end:
             let found = path == "/metrics" || path.hasPrefix("/metrics?")
@@ -59,7 +62,11 @@ private final class MetricsHandler: ChannelInboundHandler, @unchecked Sendable {
             let head = HTTPResponseHead(version: .http1_1, status: found ? .ok : .notFound, headers: headers)
             context.write(wrapOutboundOut(.head(head)), promise: nil)
             context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            let keepAlive = self.keepAlive
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
+                if !keepAlive { channel.close(promise: nil) }
+            }
         }
     }
 }
