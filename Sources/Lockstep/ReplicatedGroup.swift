@@ -94,7 +94,7 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
     // On the event loop only.
     private var replica: Replica<Machine>?
     /// A joiner's deliveries while its snapshot is restored, and their bytes.
-    private var held: [Delivery] = []
+    private var held: [HeldItem] = []
     private var heldBytes = 0
     private var runtime: MemberRuntime?
     private var waiting: [UInt64: Waiting] = [:]
@@ -103,6 +103,12 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
     private var stats = GroupStatistics()
     private var readingPausedForApplied = false
     private var readingPausedForRestore = false
+
+    /// What a joiner holds while it restores: deliveries and the views between them.
+    private enum HeldItem {
+        case delivery(Delivery)
+        case view(GroupView)
+    }
 
     private enum Phase: Equatable {
         case notStarted, running, minority, leaving
@@ -169,14 +175,18 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
             self.phase = .running
             return true
         }.get()
-        guard first else { throw GroupError(.closed, "run() was called twice") }
+        guard first else { throw GroupError(.closed, "run() was called twice, or after close() or leave()") }
         do {
             let runtime = try await startRuntime()
-            try await eventLoop.submit {
+            let closedMeanwhile = try await eventLoop.submit { () -> Bool in
                 self.runtime = runtime
                 self.runningRuntime.withLock { $0 = runtime }
                 self.startedPromise.succeed(runtime)
+                // `close()` or `leave()` during the start found no runtime to stop: stop it now.
+                if case .ended = self.phase { return true }
+                return false
             }.get()
+            if closedMeanwhile { await runtime.close() }
         } catch {
             let failure = (error as? GroupError) ?? GroupError(.startFailed, "\(error)")
             eventLoop.execute {
@@ -191,7 +201,8 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
             Task { try? await self.leave() }
         }
         let outcome = try await eventLoop.submit { self.phase }.get()
-        if case .ended(let error) = outcome, error.code == .removed { throw error }
+        // Left or closed on purpose: a normal end. Removed, a failed join or restore: an error.
+        if case .ended(let error) = outcome, error.code != .closed { throw error }
     }
 
     private func settings(view: View, memberRank: Int, addresses: [PeerAddress]) -> RuntimeSettings {
@@ -247,9 +258,9 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
             runtime = try await MemberRuntime.start(settings: settings, eventLoop: eventLoop, logger: logger) {
                 [unowned self] delivery in self.delivered(delivery)
             }
-        } catch let error as RuntimeError {
+        } catch {
             snapshot?.close()
-            throw GroupError(error)
+            throw (error as? RuntimeError).map(GroupError.init) ?? GroupError(.startFailed, "\(error)")
         }
         runtime.setEventObserver { [weak self] event in self?.runtimeEvent(event) }
         runtime.setSnapshotProvider { [unowned self] in self.snapshotProducer() }
@@ -273,7 +284,12 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
                     let held = self.held
                     self.held = []
                     self.heldBytes = 0
-                    for delivery in held { self.apply(delivery) }
+                    for item in held {
+                        switch item {
+                        case .delivery(let delivery): self.apply(delivery)
+                        case .view(let view): self.replica?.machine.viewInstalled(view)
+                        }
+                    }
                     if self.readingPausedForRestore {
                         self.readingPausedForRestore = false
                         self.updateReading()
@@ -382,7 +398,7 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
             stats.viewID = self.view?.id
             return stats
         }
-        if let runtime = try? await startedPromise.futureResult.get() {
+        if let runtime = runningRuntime.withLock({ $0 }) {
             figures.runtime = try? await runtime.statistics()
         }
         return figures
@@ -391,11 +407,17 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
     /// Leaves the group: the others remove this member at once (no failure timeout to wait out).
     /// Calls still waiting fail with `closed`; `run` returns.
     public func leave() async throws(GroupError) {
+        let notStarted = try await onLoop { () -> Bool in
+            guard self.phase == .notStarted else { return false }
+            self.end(GroupError(.closed, "the group was left before it started"))
+            return true
+        }
+        if notStarted { return }
         let runtime: MemberRuntime
         do {
-            runtime = try await startedPromise.futureResult.get()
+            runtime = try await started()
         } catch {
-            // Never started (or could not): nothing to leave.
+            // Could not start: nothing to leave.
             eventLoop.execute { self.end(GroupError(.closed, "the group was left before it started")) }
             return
         }
@@ -430,7 +452,7 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
 
     private func delivered(_ delivery: Delivery) {
         guard replica != nil else {
-            held.append(delivery)
+            held.append(.delivery(delivery))
             heldBytes += delivery.payload.count
             if heldBytes > configuration.joinerHeldBytesMax && !readingPausedForRestore {
                 readingPausedForRestore = true
@@ -487,9 +509,12 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
             view = groupView
             setLoggerView()
             if phase == .minority { phase = .running }
-            // A joiner's first views come before its state: the hook runs for the views it
-            // installs after the restore only.
-            replica?.machine.viewInstalled(groupView)
+            // A joiner restoring its state runs the hook later, between the same entries.
+            if replica != nil {
+                replica?.machine.viewInstalled(groupView)
+            } else {
+                held.append(.view(groupView))
+            }
             eventsContinuation.yield(.installed(groupView))
         case .wedged(let suspected):
             eventsContinuation.yield(.wedged(suspected: suspected))
@@ -505,11 +530,9 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
 
     /// The snapshot for a joiner: a copy of the replica now (after the view's last entry),
     /// written by a task of its own.
-    private func snapshotProducer() -> SnapshotProducer {
-        guard let copy = replica else {
-            // A joiner welcoming another before its own state arrived: refuse (the joiner asks again).
-            return { _ in throw GroupError(.joinFailed, "this member's state is not restored yet") }
-        }
+    private func snapshotProducer() -> SnapshotProducer? {
+        // A joiner asked before its own state arrived: nil refuses the join (the joiner asks on).
+        guard let copy = replica else { return nil }
         return { writer in try await Replica.writeSnapshot(of: copy, to: WriterSink(writer)) }
     }
 
@@ -542,6 +565,8 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
     private func end(_ error: GroupError) {
         if case .ended = phase { return }
         phase = .ended(error)
+        // Calls waiting for a start that will not come now (a no-op once started).
+        startedPromise.fail(error)
         failWaiting(error)
         applied.finish()
         eventsContinuation.finish()
@@ -637,6 +662,7 @@ public final class AppliedEntries<Machine: ReplicatedStateMachine>: AsyncSequenc
     init(resumeBelow: Int) {
         (stream, continuation) = AsyncStream.makeStream(of: Element.self)
         self.resumeBelow = Swift.max(1, resumeBelow)
+
     }
 
     var isActive: Bool { active.load(ordering: .relaxed) }
@@ -651,18 +677,31 @@ public final class AppliedEntries<Machine: ReplicatedStateMachine>: AsyncSequenc
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         var base: AsyncStream<Element>.AsyncIterator
-        let owner: AppliedEntries
+        let reader: Reader
 
         public mutating func next() async -> Element? {
             guard let element = await base.next() else { return nil }
+            let owner = reader.owner
             if owner.queued.wrappingSubtract(1, ordering: .relaxed).newValue == owner.resumeBelow { owner.resume() }
             return element
         }
     }
 
+    /// Lives as long as the reader's iterator: when the reader stops (a `break`, a cancelled
+    /// task), entries stop queuing and the member reads again (a stopped reader paused the
+    /// member, and so the group's windows, for good).
+    public final class Reader: Sendable {
+        let owner: AppliedEntries
+        init(_ owner: AppliedEntries) { self.owner = owner }
+        deinit {
+            owner.active.store(false, ordering: .relaxed)
+            owner.resume()
+        }
+    }
+
     public func makeAsyncIterator() -> AsyncIterator {
         active.store(true, ordering: .relaxed)
-        return AsyncIterator(base: stream.makeAsyncIterator(), owner: self)
+        return AsyncIterator(base: stream.makeAsyncIterator(), reader: Reader(self))
     }
 }
 

@@ -67,6 +67,20 @@ struct ReplicatedGroupTests {
         await group.stop()
     }
 
+    @Test("A reader of applied that stops does not leave its member paused: the group goes on")
+    func appliedReaderStops() async throws {
+        let group = try TestGroup(count: 3, initialState: Counter()) { $0.appliedQueuedEntriesMax = 8 }
+        let reader = Task {
+            for await _ in group.members[2].applied { break }
+        }
+        _ = try await group.members[0].submit(1)
+        await reader.value
+        // Far more entries than the queue's bound: member 2 must keep reading and acknowledging.
+        for _ in 0..<200 { _ = try await group.members[0].submit(1) }
+        #expect(try await group.members[2].state(.linearizable).total == 201)
+        await group.stop()
+    }
+
     @Test("A joiner gets the state through the streamed snapshot, applies what follows, and its submits count")
     func joinerRestores() async throws {
         let group = try TestGroup(count: 3, initialState: Counter())

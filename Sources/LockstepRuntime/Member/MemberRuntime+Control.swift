@@ -93,6 +93,19 @@ extension MemberRuntime {
             let sends = view.senderRank(ofMemberRank: memberRank) != nil
             members.append(.init(id: id.rawValue, host: address.host, port: address.port, sends: sends))
         }
+        // The snapshot first: a member that cannot give one refuses, and the joiner asks on.
+        let producer: SnapshotProducer
+        if let provider = snapshotProvider {
+            guard let made = provider() else {
+                link.write(
+                    ControlMessage(kind: .refused, reason: "this member's own state has not arrived yet").encoded())
+                link.flush()
+                return
+            }
+            producer = made
+        } else {
+            producer = { @Sendable _ in }
+        }
         var welcome = ControlMessage(kind: .welcome, viewID: view.id.rawValue, members: members, rank: start.memberRank)
         welcome.skip = start.skip.isEmpty ? nil : start.skip
         do {
@@ -104,14 +117,13 @@ extension MemberRuntime {
             return
         }
         link.flush()
-        streamSnapshot(to: joiner, on: link)
+        streamSnapshot(producer, to: joiner, on: link)
     }
 
     /// Streams the application's snapshot after a welcome (Snapshots.swift): the provider runs
     /// now, on the event loop, after the deliveries of the view that ended; its producer runs in
     /// a task of its own, paced by the joiner's connection.
-    private func streamSnapshot(to joiner: MemberID, on link: TransportLink) {
-        let producer: SnapshotProducer = snapshotProvider?() ?? { @Sendable _ in }
+    private func streamSnapshot(_ producer: @escaping SnapshotProducer, to joiner: MemberID, on link: TransportLink) {
         let writer = SnapshotWriter(link: link, eventLoop: eventLoop)
         snapshotWriters[ObjectIdentifier(link)] = writer
         stats.snapshotsStarted += 1

@@ -72,7 +72,7 @@ public final class MemberRuntime: @unchecked Sendable {
     // that has not connected yet (a joiner) is held for it, bounded (`JoinerHold`).
     var joinerLinks: [MemberID: TransportLink] = [:]
     var heldForJoiners: [MemberID: JoinerHold] = [:]
-    var snapshotProvider: (@Sendable () -> SnapshotProducer)?
+    var snapshotProvider: (@Sendable () -> SnapshotProducer?)?
     /// Snapshot transfers under way, by the joiner's connection (cancelled when it goes down).
     var snapshotWriters: [ObjectIdentifier: SnapshotWriter] = [:]
     var onEvent: (@Sendable (RuntimeEvent) -> Void)?
@@ -130,7 +130,13 @@ public final class MemberRuntime: @unchecked Sendable {
             await runtime.transport.close()
             throw error
         }
-        try await runtime.waitUntilReady()
+        do {
+            try await runtime.waitUntilReady()
+        } catch {
+            // Not every member came: let go of the listener and the links that did come.
+            await runtime.close()
+            throw error
+        }
         runtime.startMetrics()
         return runtime
     }
@@ -207,7 +213,9 @@ public final class MemberRuntime: @unchecked Sendable {
     /// Supplies the application state a joiner starts from: `provider` is called on the event
     /// loop when this member welcomes a joiner (after the deliveries of the view that ends), and
     /// the producer it returns runs in a task of its own, streaming the state (Snapshots.swift).
-    public func setSnapshotProvider(_ provider: @escaping @Sendable () -> SnapshotProducer) {
+    /// A provider that returns nil cannot welcome now (its own state has not arrived): the join
+    /// is refused, and the joiner asks again.
+    public func setSnapshotProvider(_ provider: @escaping @Sendable () -> SnapshotProducer?) {
         eventLoop.execute { self.snapshotProvider = provider }
     }
 
@@ -346,6 +354,8 @@ public final class MemberRuntime: @unchecked Sendable {
                 promise.succeed(())
                 return promise.futureResult
             }
+            // A second leave waits for the same removal as the first.
+            if let earlier = self.leftPromise { return earlier.futureResult }
             self.leftPromise = promise
             self.shell.leave()
             self.poll()
