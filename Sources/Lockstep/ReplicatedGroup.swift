@@ -205,10 +205,9 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
         if case .ended(let error) = outcome, error.code != .closed { throw error }
     }
 
-    private func settings(view: View, memberRank: Int, addresses: [PeerAddress]) -> RuntimeSettings {
-        var settings = RuntimeSettings(
-            configuration: configuration.protocolConfiguration, view: view, memberRank: memberRank,
-            addresses: addresses)
+    /// The runtime's settings for this group, whichever way the view was learned.
+    private func adjusted(_ base: RuntimeSettings) -> RuntimeSettings {
+        var settings = base
         settings.connectTimeout = configuration.connectTimeout
         settings.sendQueueMessagesMax = configuration.sendQueueMessagesMax
         settings.transport = configuration.transport
@@ -227,8 +226,14 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
             } catch {
                 throw GroupError.invalid("start", "\(error)")
             }
-            settings = self.settings(
-                view: view, memberRank: members.firstIndex { $0.id == me }!, addresses: members.map(\.address))
+            // validate() checked that the list names this member.
+            guard let memberRank = members.firstIndex(where: { $0.id == me }) else {
+                throw GroupError.invalid("start", "does not list this member (\(me))")
+            }
+            settings = adjusted(
+                RuntimeSettings(
+                    configuration: configuration.protocolConfiguration, view: view, memberRank: memberRank,
+                    addresses: members.map(\.address)))
         case .join(let contacts, let listen, let me):
             let limits = WireLimits(configuration: configuration.protocolConfiguration)
             let welcome: Welcome
@@ -241,12 +246,7 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
             } catch let error as RuntimeError {
                 throw GroupError(error)
             }
-            var joining = RuntimeSettings(configuration: configuration.protocolConfiguration, joining: welcome)
-            joining.connectTimeout = configuration.connectTimeout
-            joining.sendQueueMessagesMax = configuration.sendQueueMessagesMax
-            joining.transport = configuration.transport
-            joining.metricsFactory = configuration.metricsFactory
-            settings = joining
+            settings = adjusted(RuntimeSettings(configuration: configuration.protocolConfiguration, joining: welcome))
             snapshot = welcome.snapshot
         }
         try await eventLoop.submit {
