@@ -185,9 +185,11 @@ let package = Package(
             dependencies: ["LockstepCore", "LockstepChecker"],
             swiftSettings: strictSwift
         ),
+        // What the test targets share: running CPU-bound batches off the cooperative pool.
+        .target(name: "LockstepTestSupport", path: "Tests/LockstepTestSupport", swiftSettings: strictSwift),
         .testTarget(
             name: "LockstepSimulatorTests",
-            dependencies: ["LockstepCore", "LockstepChecker", "LockstepSimulator"],
+            dependencies: ["LockstepCore", "LockstepChecker", "LockstepSimulator", "LockstepTestSupport"],
             swiftSettings: strictSwift
         ),
     ]

@@ -4,25 +4,47 @@
 import LockstepChecker
 import LockstepCore
 import LockstepSimulator
+import LockstepTestSupport
 import Testing
 
-// Serialized: these chunks run for seconds each on a cooperative thread; two at once would hold
-// the whole pool on two cores, and the in-process runtime tests beside them (members that must
-// start and heartbeat within 500 ms of each other) would be starved into false suspicions.
+// Each chunk runs as a batch off the cooperative pool (LockstepTestSupport): thirty chunks of
+// seconds each on the pool's two threads starved the in-process runtime tests beside them
+// (members that must heartbeat within 500 ms of each other) into false suspicions.
 @Suite("Random simulation")
 struct RandomSimulationTests {
     static let seedsPerChunk: UInt64 = 100
 
-    @Test("1,000 random seeds pass the checker", arguments: 0..<10)
-    func randomSeeds(chunk: Int) {
-        let first = UInt64(chunk) * Self.seedsPerChunk + 1
-        var deliveries = 0
-        for seed in first..<(first + Self.seedsPerChunk) {
-            let report = Simulation.run(SimulationOptions(seed: seed, messagesPerSenderMax: 100))
-            deliveries += report.deliveries
-            #expect(report.passed, "\(report.failureDescription)")
+    /// What a test checks of one run (a report is not handed across threads).
+    struct Outcome: Sendable {
+        var passed: Bool
+        var failure: String
+        var deliveries: Int
+        var viewChanges: UInt64
+    }
+
+    static func outcomes(
+        _ seeds: Range<UInt64>, _ options: @escaping @Sendable (UInt64) -> SimulationOptions
+    )
+        async -> [Outcome]
+    {
+        await runBatch {
+            seeds.map { seed in
+                let report = Simulation.run(options(seed))
+                return Outcome(
+                    passed: report.passed, failure: report.failureDescription, deliveries: report.deliveries,
+                    viewChanges: report.viewChanges)
+            }
         }
-        #expect(deliveries > 0)
+    }
+
+    @Test("1,000 random seeds pass the checker", arguments: 0..<10)
+    func randomSeeds(chunk: Int) async {
+        let first = UInt64(chunk) * Self.seedsPerChunk + 1
+        let outcomes = await Self.outcomes(first..<(first + Self.seedsPerChunk)) { seed in
+            SimulationOptions(seed: seed, messagesPerSenderMax: 100)
+        }
+        for outcome in outcomes { #expect(outcome.passed, "\(outcome.failure)") }
+        #expect(outcomes.map(\.deliveries).reduce(0, +) > 0)
     }
 
     @Test(
@@ -31,24 +53,20 @@ struct RandomSimulationTests {
         keep safety, views, virtual synchrony and progress
         """,
         arguments: 0..<20)
-    func faultSeeds(chunk: Int) {
+    func faultSeeds(chunk: Int) async {
         let first = 1_000_000 + UInt64(chunk) * 100
-        var crashes = 0
-        var viewChanges: UInt64 = 0
-        for seed in first..<(first + 100) {
-            let report = Simulation.run(SimulationOptions(seed: seed, messagesPerSenderMax: 60, faults: true))
-            crashes += report.crashedProcesses.count
-            viewChanges += report.viewChanges
-            #expect(report.passed, "\(report.failureDescription)")
+        let outcomes = await Self.outcomes(first..<(first + 100)) { seed in
+            SimulationOptions(seed: seed, messagesPerSenderMax: 60, faults: true)
         }
-        #expect(viewChanges > 0, "the fault schedules should change views")
+        for outcome in outcomes { #expect(outcome.passed, "\(outcome.failure)") }
+        #expect(outcomes.map(\.viewChanges).reduce(0, +) > 0, "the fault schedules should change views")
     }
 
     @Test(
         """
-            Fault schedules that once failed to settle: a member that missed the leader's install catches up from a \
-            survivor's last row; the operator keeps sweeping
-            """,
+        Fault schedules that once failed to settle: a member that missed the leader's install catches up from a \
+        survivor's last row; the operator keeps sweeping
+        """,
         arguments: [200159, 201853, 202160, 202345] as [UInt64])
     func settlingRegressions(seed: UInt64) {
         let report = Simulation.run(SimulationOptions(seed: seed, faults: true))
@@ -61,9 +79,9 @@ struct RandomSimulationTests {
     /// messages again. These seeds failed ("delivered again") before the leftover carried over.
     @Test(
         """
-            Unordered mode: a view change while the previous view's re-sends are still in flight (rows overtook them) \
-            delivers nothing twice
-            """,
+        Unordered mode: a view change while the previous view's re-sends are still in flight (rows overtook them) \
+        delivers nothing twice
+        """,
         arguments: [1250013, 1250082, 1250164, 1250621] as [UInt64])
     func unorderedSkipCarriesOver(seed: UInt64) {
         let report = Simulation.run(
