@@ -33,6 +33,7 @@ let package = Package(
         .library(name: "LockstepLinearizability", targets: ["LockstepLinearizability"]),
         .library(name: "LockstepSimulator", targets: ["LockstepSimulator"]),
         .library(name: "LockstepWire", targets: ["LockstepWire"]),
+        .library(name: "LockstepStorage", targets: ["LockstepStorage"]),
         .executable(name: "lockstep", targets: ["lockstep"]),
     ],
     dependencies: [
@@ -64,6 +65,15 @@ let package = Package(
         .target(
             name: "CLockstepVerbs",
             linkerSettings: [.linkedLibrary("dl")]
+        ),
+        // CRC32C for the log's records: the SSE 4.2 instruction in C (Swift reaches it no other way).
+        .target(name: "CLockstepCRC32C"),
+        // Durable mode's storage: the checksummed, group-committed log of delivered batches, its
+        // recovery, and the file systems under it (the real one and the simulated one).
+        .target(
+            name: "LockstepStorage",
+            dependencies: ["CLockstepCRC32C"],
+            swiftSettings: optimizedEvenInDebug
         ),
         // The runtime shell: the core on a NIO event loop, TCP or RDMA links between members.
         .target(
@@ -132,6 +142,7 @@ let package = Package(
                 "LockstepCore",
                 "LockstepChecker",
                 "LockstepSimulator",
+                "LockstepStorage",
                 "LockstepWire",
                 "LockstepRuntime",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -183,6 +194,11 @@ let package = Package(
         .testTarget(
             name: "LockstepCheckerTests",
             dependencies: ["LockstepCore", "LockstepChecker"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "LockstepStorageTests",
+            dependencies: ["LockstepStorage", "LockstepTestSupport"],
             swiftSettings: strictSwift
         ),
         // What the test targets share: running CPU-bound batches off the cooperative pool.

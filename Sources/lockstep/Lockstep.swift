@@ -16,6 +16,9 @@ struct Lockstep: AsyncParsableCommand {
             injection on real processes ('chaos'). Not built: durability; see
             README.md.
             """,
-        subcommands: [Bench.self, BenchAPI.self, Chaos.self, Node.self, Report.self, Simulate.self, RawTCPSink.self]
+        subcommands: [
+            Bench.self, BenchAPI.self, BenchLog.self, StorageFaults.self, Chaos.self, Node.self, Report.self,
+            Simulate.self, RawTCPSink.self,
+        ]
     )
 }
