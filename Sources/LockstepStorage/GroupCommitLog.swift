@@ -54,6 +54,11 @@ public final class GroupCommitLog: Sendable {
         try state.withLock { state throws(StorageError) in
             if let failure = state.failure { throw failure }
             if state.closing { throw StorageError(.stopped, "the log is closed") }
+            // Refused here, alone: in the writer's batch it would stop the log for everyone.
+            guard body.count <= settings.recordBytesMax else {
+                let limit = settings.recordBytesMax
+                throw StorageError(.invalidSettings, "a record of \(body.count) bytes exceeds recordBytesMax \(limit)")
+            }
             guard state.queuedBytes + body.count <= settings.pendingBytesMax || state.queued.isEmpty else {
                 throw StorageError(.backPressure, "\(state.queuedBytes) bytes wait for the disk")
             }

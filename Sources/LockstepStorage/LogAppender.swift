@@ -70,6 +70,11 @@ public final class LogAppender {
             LogFormat.appendRecord(kind: record.kind, body: record.body, to: &buffer)
             index += 1
         }
+        // The loop kept room for the commit after each record; an empty group needs its own check.
+        if offset + buffer.count + commitBytes > settings.segmentBytes {
+            try flush(&buffer)
+            try startSegment(number: segment + 1, firstIndex: index)
+        }
         let number = lastCommit + 1
         LogFormat.appendRecord(kind: .commit, body: LogFormat.commitBody(number: number, nextIndex: index), to: &buffer)
         try flush(&buffer)

@@ -138,6 +138,44 @@ struct SimulatedLogTests {
     }
 }
 
+@Suite("Log input")
+struct LogInputTests {
+    /// Regression (review of issue 14's storage layer): an oversized record was queued, failed in
+    /// the writer's batch, and stopped the log for every caller.
+    @Test("A record over recordBytesMax is refused alone; the log takes the next ones")
+    func oversizedRecordIsRefusedAlone() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-big-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        var settings = LogSettings()
+        settings.segmentBytes = 1 << 20
+        settings.recordBytesMax = 1_024
+        let appender = try LogAppender(
+            directory: try PosixLogDirectory(path: path), settings: settings, recovered: RecoveredLog())
+        let log = GroupCommitLog(appender: appender, onPersisted: { _ in }, onFailure: { _ in })
+        #expect(throws: StorageError.self) { try log.append(kind: .entry, body: [UInt8](repeating: 1, count: 2_000)) }
+        try log.append(kind: .entry, body: [1])
+        try log.close()
+        #expect(log.persisted == 1)
+    }
+
+    /// Regression (the same review): an empty group after one that filled its segment wrote its
+    /// commit past the preallocated end.
+    @Test("An empty group after a full segment rolls to the next segment instead of growing this one")
+    func emptyGroupStaysInsideTheSegment() throws {
+        let disk = SimulatedLogDirectory()
+        let settings = StorageFaultSchedule.settings
+        let appender = try LogAppender(directory: disk, settings: settings, recovered: RecoveredLog())
+        for _ in 0..<200 {
+            try appender.commit(appender.tail.offset + 1_100 < settings.segmentBytes ? records(1, bytes: 1_000) : [])
+        }
+        for name in try disk.fileNames() {
+            #expect(try disk.open(name, create: false).length() == settings.segmentBytes, "\(name)")
+        }
+        let (recovered, _) = try recoverAll(disk, settings: settings)
+        #expect(recovered.lastCommit == 200)
+    }
+}
+
 @Suite("Log on the file system")
 struct PosixLogTests {
     @Test("Group commits through the writing thread are durable, preallocated, and recovered after a reopen")
