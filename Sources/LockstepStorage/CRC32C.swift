@@ -1,4 +1,5 @@
 internal import CLockstepCRC32C
+import Foundation
 
 /// CRC32C (Castagnoli): the SSE 4.2 crc32 instruction where the CPU has it, slicing-by-8 tables
 /// where it does not.
@@ -24,10 +25,9 @@ public enum CRC32C {
     }
 }
 
-/// Contiguous bytes without Foundation (the log module needs none).
-public protocol ContiguousBytes {
-    func withUnsafeBytes<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result
+extension CRC32C {
+    /// The checksum of one byte, extending `crc`: a record's kind, without an array for it.
+    static func checksum(byte: UInt8, extending crc: UInt32 = 0) -> UInt32 {
+        withUnsafeBytes(of: byte) { checksum($0, extending: crc) }
+    }
 }
-
-extension Array: ContiguousBytes where Element == UInt8 {}
-extension ArraySlice: ContiguousBytes where Element == UInt8 {}

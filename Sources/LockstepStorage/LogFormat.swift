@@ -81,7 +81,7 @@ enum LogFormat {
 
     static func appendRecord(kind: LogRecordKind, body: [UInt8], to bytes: inout [UInt8]) {
         append(UInt32(body.count), to: &bytes)
-        var crc = CRC32C.checksum([kind.rawValue])
+        var crc = CRC32C.checksum(byte: kind.rawValue)
         crc = body.withUnsafeBytes { CRC32C.checksum($0, extending: crc) }
         append(crc, to: &bytes)
         bytes.append(kind.rawValue)
@@ -132,7 +132,7 @@ extension LogFormat {
         let bodyStart = offset + recordHeaderBytes
         guard bodyStart + length <= bytes.count else { return .damaged("a record running past the segment's end") }
         let body = bytes[bodyStart..<bodyStart + length]
-        var actual = CRC32C.checksum([kind])
+        var actual = CRC32C.checksum(byte: kind)
         actual = body.withUnsafeBytes { CRC32C.checksum($0, extending: actual) }
         guard actual == crc else { return .damaged("a record whose checksum fails") }
         return .record(kind: LogRecordKind(rawValue: kind), body: body, end: bodyStart + length)
