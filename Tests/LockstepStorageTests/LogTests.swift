@@ -95,6 +95,31 @@ struct SimulatedLogTests {
         }
     }
 
+    @Test("A damaged segment header, or a segment not starting where the one before ended, is refused")
+    func damagedSegmentChainIsRefused() throws {
+        for rewrite in [false, true] {
+            let disk = SimulatedLogDirectory()
+            let appender = try LogAppender(directory: disk, settings: settings, recovered: RecoveredLog())
+            // Enough groups that segment 1 holds two commits or more.
+            for _ in 0..<10 { try appender.commit(records(1, bytes: 900)) }
+            let name = LogFormat.segmentName(1)
+            if rewrite {
+                // A well-formed header whose first index does not follow segment 0's records.
+                let header = LogFormat.segmentHeader(number: 1, firstIndex: 999)
+                try disk.open(name, create: false).write(header, at: 0)
+            } else {
+                disk.flipBit(in: name, byte: 8, bit: 0)  // the header's checksum fails
+            }
+            var codes: [StorageError.Code] = []
+            do {
+                _ = try recoverAll(disk, settings: settings)
+            } catch let error as StorageError {
+                codes.append(error.code)
+            }
+            #expect(codes == [.corrupt], "rewritten header: \(rewrite)")
+        }
+    }
+
     @Test("A full disk stops the log with diskFull at its last commit; nothing acknowledged is lost")
     func fullDiskStopsCleanly() throws {
         let disk = SimulatedLogDirectory()
