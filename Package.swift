@@ -81,6 +81,7 @@ let package = Package(
             dependencies: [
                 "CLockstepVerbs",
                 "LockstepCore",
+                "LockstepStorage",
                 "LockstepWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -180,6 +181,7 @@ let package = Package(
             name: "LockstepTests",
             dependencies: [
                 "Lockstep", "LockstepTesting", "LockstepCore", "LockstepRuntime", "LockstepLinearizability",
+                "LockstepStorage",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),

@@ -55,6 +55,11 @@ public struct GroupConfiguration: Sendable {
     /// stability frontier lag, view changes, suspicions, submit latency. Pass your program's
     /// factory (a PrometheusMetricsFactory, say); the library never bootstraps MetricsSystem.
     public var metricsFactory: (any MetricsFactory)? = nil
+    /// Durable mode (`protocolConfiguration.durable`, on every member): the directory of this
+    /// member's log. Every command applied here is logged, and `submit(_:waitFor: .persisted)`
+    /// returns once every member of the view has it on disk. The directory must hold no log yet:
+    /// restarting from one is not built yet.
+    public var dataDirectory: String? = nil
 
     public init(start: Start) { self.start = start }
 
@@ -81,7 +86,7 @@ public struct GroupConfiguration: Sendable {
     public static let fieldNames = [
         "start", "protocolConfiguration", "transport", "connectTimeout", "joinTimeout", "operationTimeout",
         "leaveTimeout", "sendQueueMessagesMax", "appliedQueuedEntriesMax", "joinerHeldBytesMax", "eventsQueuedMax",
-        "metricsFactory",
+        "metricsFactory", "dataDirectory",
     ]
 
     public func validate() throws(GroupError) {
@@ -110,6 +115,14 @@ public struct GroupConfiguration: Sendable {
         } catch {
             throw .invalid("protocolConfiguration", "\(error.field) \(error.reason)")
         }
+        if protocolConfiguration.durable != (dataDirectory != nil) {
+            throw .invalid(
+                "dataDirectory",
+                protocolConfiguration.durable
+                    ? "is needed in durable mode (protocolConfiguration.durable)"
+                    : "is set but protocolConfiguration.durable is off")
+        }
+        if let dataDirectory, dataDirectory.isEmpty { throw .invalid("dataDirectory", "is empty") }
         guard protocolConfiguration.deliveryMode == .ordered else {
             throw .invalid("protocolConfiguration", "deliveryMode must be ordered for a state machine")
         }

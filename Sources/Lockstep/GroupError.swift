@@ -28,6 +28,9 @@ public struct GroupError: Error, Sendable, Equatable, CustomStringConvertible {
         case timedOut
         /// The command is larger than the configuration allows, or did not encode.
         case commandTooLarge
+        /// Durable mode: this member's log could not be opened, or stopped (a full disk, an IO
+        /// error); the member left the group, which goes on without it.
+        case storageFailed
     }
 
     public var code: Code
@@ -60,6 +63,7 @@ public struct GroupError: Error, Sendable, Equatable, CustomStringConvertible {
         case .joinFailed: self.init(.joinFailed, error.message)
         case .invalidSettings: self.init(.invalidConfiguration, error.message)
         case .transportUnavailable, .listenFailed, .connectFailed: self.init(.startFailed, error.message)
+        case .storageFailed: self.init(.storageFailed, error.message)
         }
     }
 }

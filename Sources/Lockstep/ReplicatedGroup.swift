@@ -51,6 +51,17 @@ public enum GroupEvent: Sendable, Hashable {
     case restored(position: UInt64)
     /// This member is out of the group (left, or removed by the others).
     case removed(reason: String)
+    /// Durable mode: this member's log stopped (a full disk, an IO error); it leaves the group.
+    case storageFailed(reason: String)
+}
+
+/// How far a `submit` waits.
+public enum Durability: Sendable, Hashable {
+    /// Until this member has applied the command (every member applies it at the same position).
+    case applied
+    /// Durable mode: besides, until every member of the view has the command on disk (the global
+    /// persistence frontier passed it), so it survives the loss of every process.
+    case persisted
 }
 
 /// Figures of one member.
@@ -98,6 +109,16 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
     private var heldBytes = 0
     private var runtime: MemberRuntime?
     private var waiting: [UInt64: Waiting] = [:]
+    /// Submits that wait for `.persisted`: which requests, and (once applied) in delivery order.
+    private var persistenceWanted: Set<UInt64> = []
+    private var persistingOrder: [UInt64] = []
+    private var persistence: PersistenceProgress?
+
+    private struct Persisting {
+        var submitted: Submitted<Machine.Response>
+        var viewID: ViewID
+        var sequence: UInt64
+    }
     private var phase = Phase.notStarted
     private var view: GroupView?
     private var stats = GroupStatistics()
@@ -118,10 +139,12 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
     private enum Waiting {
         case submit(EventLoopPromise<Submitted<Machine.Response>>, Scheduled<Void>)
         case read(EventLoopPromise<Machine>, Scheduled<Void>)
+        /// Applied here, waiting for the persistence frontier to pass its global sequence.
+        case persisting(EventLoopPromise<Submitted<Machine.Response>>, Scheduled<Void>, Persisting)
 
         func fail(_ error: GroupError) {
             switch self {
-            case .submit(let promise, let timer):
+            case .submit(let promise, let timer), .persisting(let promise, let timer, _):
                 timer.cancel()
                 promise.fail(error)
             case .read(let promise, let timer):
@@ -212,6 +235,7 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
         settings.sendQueueMessagesMax = configuration.sendQueueMessagesMax
         settings.transport = configuration.transport
         settings.metricsFactory = configuration.metricsFactory
+        settings.dataDirectory = configuration.dataDirectory
         return settings
     }
 
@@ -263,6 +287,9 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
             throw (error as? RuntimeError).map(GroupError.init) ?? GroupError(.startFailed, "\(error)")
         }
         runtime.setEventObserver { [weak self] event in self?.runtimeEvent(event) }
+        if configuration.protocolConfiguration.durable {
+            runtime.setPersistenceObserver { [weak self] progress in self?.persistenceMoved(progress) }
+        }
         runtime.setSnapshotProvider { [unowned self] in self.snapshotProducer() }
         if let snapshot { restore(from: snapshot, runtime: runtime) }
         return runtime
@@ -310,8 +337,15 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
     // MARK: - Calls
 
     /// Submits a command and waits until this member has applied it: then every member applies it
-    /// at the same position, and it survives any failure a majority of the view survives.
-    public func submit(_ command: Machine.Command) async throws(GroupError) -> Submitted<Machine.Response> {
+    /// at the same position, and it survives any failure a majority of the view survives. With
+    /// `waitFor: .persisted` (durable mode) it also waits until every member of the view has it
+    /// on disk.
+    public func submit(
+        _ command: Machine.Command, waitFor durability: Durability = .applied
+    ) async throws(GroupError) -> Submitted<Machine.Response> {
+        if durability == .persisted && !configuration.protocolConfiguration.durable {
+            throw GroupError(.invalidConfiguration, "waitFor: .persisted needs durable mode", field: "dataDirectory")
+        }
         let request = nextRequest.wrappingAdd(1, ordering: .relaxed).oldValue
         let payload = try encode(command, request: request)
         let runtime = try await started()
@@ -320,6 +354,7 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
         eventLoop.execute {
             if let error = self.refusal() { return promise.fail(error) }
             self.waiting[request] = .submit(promise, self.timeout(request, "submit"))
+            if durability == .persisted { self.persistenceWanted.insert(request) }
             self.send(payload, request: request, runtime: runtime)
         }
         let answer = try await result(promise.futureResult)
@@ -474,8 +509,16 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
         case .command(let request, _, let entry, let response):
             stats.commandsApplied += 1
             if mine, request != 0, case .submit(let promise, let timer) = waiting.removeValue(forKey: request) {
-                timer.cancel()
-                promise.succeed(Submitted(response: response, entry: entry))
+                let submitted = Submitted(response: response, entry: entry)
+                if persistenceWanted.remove(request) != nil, let sequence = delivery.globalSequence {
+                    let persisting = Persisting(submitted: submitted, viewID: delivery.viewID, sequence: sequence)
+                    waiting[request] = .persisting(promise, timer, persisting)
+                    persistingOrder.append(request)
+                    if let persistence { persistenceMoved(persistence) }
+                } else {
+                    timer.cancel()
+                    promise.succeed(submitted)
+                }
             }
             if applied.isActive, applied.push(AppliedEntry(entry: entry, response: response)) {
                 if !readingPausedForApplied {
@@ -493,6 +536,7 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
             stats.commandsRefused += 1
             logger.warning("a command from \(delivery.sender) was refused on every member: \(reason)")
             if mine, case .submit(let promise, let timer) = waiting.removeValue(forKey: request) {
+                persistenceWanted.remove(request)
                 timer.cancel()
                 promise.fail(GroupError(.commandRefused, reason))
             }
@@ -525,6 +569,9 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
         case .removed(let reason):
             eventsContinuation.yield(.removed(reason: reason))
             end(phase == .leaving ? GroupError(.closed, "this member left the group") : GroupError(.removed, reason))
+        case .storageFailed(let reason):
+            eventsContinuation.yield(.storageFailed(reason: reason))
+            failWaiting(GroupError(.storageFailed, reason))
         }
     }
 
@@ -550,12 +597,38 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
     private func timeout(_ request: UInt64, _ what: String) -> Scheduled<Void> {
         let limit = configuration.operationTimeout
         return eventLoop.scheduleTask(in: .nanoseconds(Int64(limit.nanosecondsClamped))) {
+            self.persistenceWanted.remove(request)
             self.waiting.removeValue(forKey: request)?.fail(
                 GroupError(.timedOut, "no answer to a \(what) in \(limit) (it may still be applied)"))
         }
     }
 
+    /// The persistence frontier moved: submits waiting for `.persisted` that it passed return.
+    /// They are in delivery order, so the first one it has not passed ends the walk.
+    private func persistenceMoved(_ progress: PersistenceProgress) {
+        persistence = progress
+        var done = 0
+        for request in persistingOrder {
+            guard case .persisting(let promise, let timer, let entry) = waiting[request] else {
+                done += 1  // timed out or failed already
+                continue
+            }
+            let passed =
+                entry.viewID == progress.viewID
+                ? entry.sequence < progress.frontier
+                : entry.viewID.rawValue < progress.viewID.rawValue && progress.viewStartPersisted
+            guard passed else { break }
+            waiting[request] = nil
+            timer.cancel()
+            promise.succeed(entry.submitted)
+            done += 1
+        }
+        persistingOrder.removeFirst(done)
+    }
+
     private func failWaiting(_ error: GroupError) {
+        persistingOrder = []
+        persistenceWanted = []
         let all = waiting
         waiting = [:]
         for call in all.values { call.fail(error) }

@@ -50,6 +50,13 @@ public struct Configuration: Sendable, Equatable {
     /// stays wedged: what a shell that cannot switch views yet (the TCP runtime today) needs.
     public var viewChanges: Bool = true
 
+    /// Durable mode: every member logs what it delivers and reports, in its row's `persisted`
+    /// counter, how much of it is on disk (`Event.persisted`); the window then counts from the
+    /// group's persistence frontier instead of its delivered minimum, so a member's log never
+    /// lags the group by more than one window per sender. Ordered delivery only (a log is a
+    /// prefix of one total order). The same on every member.
+    public var durable: Bool = false
+
     public init() {}
 
     /// Rejects values that cannot work, naming the field and the reason.
@@ -74,6 +81,10 @@ public struct Configuration: Sendable, Equatable {
         }
         if failureTimeout > .seconds(3_600) {
             throw ConfigurationError(field: "failureTimeout", reason: "must be at most one hour, got \(failureTimeout)")
+        }
+        if durable && deliveryMode != .ordered {
+            throw ConfigurationError(
+                field: "durable", reason: "needs ordered delivery (a log is a prefix of one total order)")
         }
     }
 

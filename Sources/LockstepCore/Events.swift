@@ -18,6 +18,10 @@ public enum Event: Sendable, Equatable {
     /// The member at `memberRank` sent something the shell holds for a later view (it installed
     /// the next view first): it is alive, whatever else it is doing.
     case heard(fromMemberRank: Int)
+    /// Durable mode: this member's log holds, durably, everything before view `viewID` and the
+    /// global sequences below `upTo` of it (what it delivered: never more). Ignored for a view
+    /// other than the current one; counts only grow.
+    case persisted(upTo: UInt64, viewID: ViewID)
 }
 
 /// Something the shell must do.
@@ -40,6 +44,10 @@ public enum Effect: Sendable, Equatable {
     /// member now has rank `memberRank`. Members of `view` not in the old one are joiners: the
     /// leader's shell sends them the view and a state snapshot.
     case installView(View, memberRank: Int)
+    /// Durable mode: the ragged trim of the view change under way (per sender rank, how many of
+    /// its messages are delivered in this view), emitted before the deliveries it releases, so
+    /// the shell logs it first.
+    case raggedTrim([UInt64])
     /// This member was removed from the group (it failed, was suspected, or left). It delivers
     /// and sends nothing more; a process that wants back joins as a new incarnation.
     case removed(reason: String)

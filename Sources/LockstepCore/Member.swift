@@ -97,6 +97,9 @@ public enum MemberEffect: Sendable, Equatable {
     case welcome(MemberID, JoinerStart)
     case removed(reason: String)
     case minority(reachable: Int, of: Int)
+    /// Durable mode: log this ragged trim of `view` before the deliveries that follow it (what
+    /// the trim releases), then the install.
+    case raggedTrim([UInt64], view: ViewID)
     /// More is held for later views than the bound: stop reading from this member until the
     /// next install (it is ahead, not wrong: nothing it sent is dropped).
     case pauseReading(MemberID)
@@ -325,6 +328,13 @@ public struct Member<Frame: HeldTraffic>: Sendable {
 
     public mutating func leave() { core.leave() }
 
+    /// Durable mode: the log holds everything before view `viewID` and its global sequences below
+    /// `upTo` (`Event.persisted`). A report for a view already left changes nothing.
+    public mutating func persisted(upTo: UInt64, viewID: ViewID) {
+        // Never throws: the event is checked by precondition, and ignored for another view.
+        try? core.handle(.persisted(upTo: upTo, viewID: viewID))
+    }
+
     /// A joiner asks this member to add it. The leader accepts (and this member welcomes the
     /// joiner once a view with it is installed); a member of a view the joiner is already in
     /// welcomes it now; others redirect or refuse.
@@ -379,6 +389,7 @@ public struct Member<Frame: HeldTraffic>: Sendable {
                 audience = view
             case .removed(let reason): effects.append(.removed(reason: reason))
             case .minority(let reachable, let of): effects.append(.minority(reachable: reachable, of: of))
+            case .raggedTrim(let trim): effects.append(.raggedTrim(trim, view: audience.id))
             }
         }
     }

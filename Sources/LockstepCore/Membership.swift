@@ -353,6 +353,7 @@ extension OrderingCore {
             "installing without a commit that keeps this member: trim \(own.trim), \(senderCount) senders, "
                 + "commit \(commit)"
         )
+        if configuration.durable { effects.append(.raggedTrim(own.trim)) }
         if configuration.deliveryMode == .ordered { deliverToTrim(own, into: &effects) }
         let resend = ownMessagesBeyondTrim(own)
         let nextView = viewAfter(commit)

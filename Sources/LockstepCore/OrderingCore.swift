@@ -171,6 +171,14 @@ public struct OrderingCore: Sendable {
     /// The stability frontier: every global sequence below it is held by every member.
     public var stabilityFrontier: UInt64 { minimumSeq() }
 
+    /// Durable mode: the global persistence frontier, every global sequence of this view below it
+    /// is durably logged by every member of the view (as seen in this member's copy of the rows).
+    public var persistenceFrontier: UInt64 { minimumPersistedCount() }
+
+    /// Durable mode: every member of this view has durably logged everything before the view
+    /// (what a command delivered in an earlier view waits for).
+    public var viewStartPersisted: Bool { rows.allSatisfy { $0.persisted > 0 } }
+
     /// Ordered mode: this member holds messages it has not delivered yet (they wait for
     /// stability or for a view change).
     public var hasUndelivered: Bool {
@@ -218,6 +226,16 @@ public struct OrderingCore: Sendable {
                     .unknownMember, "sign of life from member rank \(rank) in a view of \(view.memberCount)")
             }
             lastHeard[rank] = now
+        case .persisted(let upTo, let viewID):
+            guard viewID == view.id, configuration.durable else { return }
+            let own = rows[memberRank]
+            precondition(
+                upTo <= own.delivered,
+                "the shell reports \(upTo) global sequences persisted in \(viewID), beyond \(own.delivered) delivered")
+            guard upTo + 1 > own.persisted else { return }
+            rows[memberRank].persisted = upTo + 1
+            rowVersion &+= 1
+            updateSendLimit()
         }
     }
 
@@ -418,6 +436,11 @@ public struct OrderingCore: Sendable {
             throw CoreError(
                 .malformedRow, "row of member rank \(from) has \(row.suspected.count) suspicion words, not \(words)")
         }
+        guard row.persisted <= row.delivered + 1 else {
+            throw CoreError(
+                .malformedRow,
+                "row of member rank \(from) counts \(row.persisted) persisted with \(row.delivered) delivered")
+        }
         try checkMembershipColumns(row, from: from)
         // A suspected member's rows are ignored: it is leaving this view, and what it reports
         // (its suspicions above all) must not steer the members that stay.
@@ -450,7 +473,16 @@ public struct OrderingCore: Sendable {
         // counters sent after their owner wedged must not advance delivery by stability, or a
         // member could deliver beyond the ragged trim the leader computes from earlier rows.
         if row.proposal.number != 0 || row.commit.number != 0 { wedged = true }
-        // Counters only grow: keep the maximum, so re-sent or reordered rows are harmless.
+        if mergeCounters(row, from: from) {
+            statistics.rowsApplied += 1
+            updateSendLimit()
+        }
+        applyMembershipColumns(row, from: from)
+    }
+
+    /// Counters only grow: keep the maximum, so re-sent or reordered rows are harmless. True when
+    /// one moved.
+    private mutating func mergeCounters(_ row: Row, from: Int) -> Bool {
         var changed = false
         for s in 0..<senderCount where row.received[s] > rows[from].received[s] {
             rows[from].received[s] = row.received[s]
@@ -464,11 +496,11 @@ public struct OrderingCore: Sendable {
             rows[from].delivered = row.delivered
             changed = true
         }
-        if changed {
-            statistics.rowsApplied += 1
-            updateSendLimit()
+        if row.persisted > rows[from].persisted {
+            rows[from].persisted = row.persisted
+            changed = true
         }
-        applyMembershipColumns(row, from: from)
+        return changed
     }
 
     // MARK: - Effects
@@ -668,7 +700,10 @@ public struct OrderingCore: Sendable {
         let base: UInt64
         switch configuration.deliveryMode {
         case .ordered:
-            base = Self.indicesBelow(minimumDelivered(), senderRank: own, senderCount: senderCountWide)
+            // Durable mode counts from the persistence frontier (never beyond the delivered
+            // minimum): what waits for a disk holds the window as what waits for delivery does.
+            let released = configuration.durable ? minimumPersistedCount() : minimumDelivered()
+            base = Self.indicesBelow(released, senderRank: own, senderCount: senderCountWide)
         case .unordered:
             base = minimumReceived(sender: own)
         }
@@ -700,6 +735,13 @@ public struct OrderingCore: Sendable {
     private func minimumDelivered() -> UInt64 {
         var result = UInt64.max
         for k in rows.indices { result = min(result, rows[k].delivered) }
+        return result
+    }
+
+    /// The least number of this view's global sequences any member has durably logged.
+    private func minimumPersistedCount() -> UInt64 {
+        var result = UInt64.max
+        for k in rows.indices { result = min(result, rows[k].persisted == 0 ? 0 : rows[k].persisted - 1) }
         return result
     }
 

@@ -25,6 +25,9 @@ public struct RuntimeError: Error, CustomStringConvertible, Sendable, Equatable 
         case removed
         /// This member is in a minority of its view: nothing is admitted until it installs one.
         case minority
+        /// Durable mode: the log could not be opened, or stopped (a full disk, an IO error): the
+        /// member leaves the group, which goes on without it; its log ends at its last commit.
+        case storageFailed
     }
 
     public var code: Code

@@ -52,6 +52,9 @@ public struct RuntimeSettings: Sendable {
     /// Where the member's metrics go (nil: none). The library never touches the global
     /// MetricsSystem: the embedding program passes its factory.
     public var metricsFactory: (any MetricsFactory)? = nil
+    /// Durable mode (`configuration.durable`): the directory of this member's log, created if
+    /// missing; it must hold no log yet (restarting from one is not built yet).
+    public var dataDirectory: String? = nil
 
     public init(configuration: Configuration, view: View, memberRank: Int, addresses: [PeerAddress]) {
         self.configuration = configuration

@@ -179,4 +179,6 @@ public enum RuntimeEvent: Sendable, Equatable {
     case minority(reachable: Int, of: Int)
     /// This member was removed (it left, or the others suspected it); it stops.
     case removed(reason: String)
+    /// Durable mode: the log stopped (a full disk, an IO error); the member leaves the group.
+    case storageFailed(reason: String)
 }

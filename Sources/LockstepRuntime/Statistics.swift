@@ -69,6 +69,8 @@ public struct RuntimeStatistics: Sendable {
     /// The longest time between two rows from the same peer (nanoseconds): the heartbeat
     /// interval plus the longest a row waited on its way (docs/WIRE.md, "Lanes").
     public var rowGapMaxNanoseconds: UInt64 = 0
+    /// Durable mode: the log's figures and the persistence frontier (nil in memory).
+    public var durable: DurableLogStatistics?
 
     /// Holds a suspicion in its current view (it wedged after the last install).
     public var isWedgedNow: Bool {

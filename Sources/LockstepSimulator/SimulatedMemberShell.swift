@@ -289,6 +289,10 @@ extension SimulatedGroup {
                 return progressed
             case .minority:
                 state.minority = true
+            case .raggedTrim:
+                // Durable mode only, and the simulator does not run durable members yet (no log
+                // under its members: the storage faults run on the log alone, StorageFaultSchedule).
+                break
             case .armTimer(let at):
                 var time = virtualTime(of: process, at: at.nanoseconds)
                 if harshness.lateTimerProbability > 0, random.chance(harshness.lateTimerProbability) {

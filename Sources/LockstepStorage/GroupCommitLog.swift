@@ -51,6 +51,17 @@ public final class GroupCommitLog: Sendable {
     /// Queues a record and returns at once: `backPressure` when more than `pendingBytesMax`
     /// already waits for the disk, `stopped` after `close` or a failure.
     public func append(kind: LogRecordKind, body: [UInt8]) throws(StorageError) {
+        try enqueue(kind: kind, body: body, bounded: true)
+    }
+
+    /// Queues a record whatever waits for the disk already: for a caller that bounds what it
+    /// queues itself (the durable runtime: its window counts from the persistence frontier, so
+    /// at most a window per sender waits). Throws `stopped` after `close` or a failure.
+    public func appendBoundedByCaller(kind: LogRecordKind, body: [UInt8]) throws(StorageError) {
+        try enqueue(kind: kind, body: body, bounded: false)
+    }
+
+    private func enqueue(kind: LogRecordKind, body: [UInt8], bounded: Bool) throws(StorageError) {
         try state.withLock { state throws(StorageError) in
             if let failure = state.failure { throw failure }
             if state.closing { throw StorageError(.stopped, "the log is closed") }
@@ -59,7 +70,7 @@ public final class GroupCommitLog: Sendable {
                 let limit = settings.recordBytesMax
                 throw StorageError(.invalidSettings, "a record of \(body.count) bytes exceeds recordBytesMax \(limit)")
             }
-            guard state.queuedBytes + body.count <= settings.pendingBytesMax || state.queued.isEmpty else {
+            guard !bounded || state.queuedBytes + body.count <= settings.pendingBytesMax || state.queued.isEmpty else {
                 throw StorageError(.backPressure, "\(state.queuedBytes) bytes wait for the disk")
             }
             state.queued.append((kind, body))
@@ -83,6 +94,9 @@ public final class GroupCommitLog: Sendable {
 
     /// Every record below this index is durable.
     public var persisted: UInt64 { state.withLock { $0.persisted } }
+    /// How many of the records queued through this log are durable (commit records not counted;
+    /// read it in `onPersisted` to map progress onto what was queued, in order).
+    public var recordsPersisted: Int { state.withLock { $0.statistics.records } }
     public var statistics: GroupCommitStatistics { state.withLock { $0.statistics } }
     public var failure: StorageError? { state.withLock { $0.failure } }
 

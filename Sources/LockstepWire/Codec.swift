@@ -84,6 +84,7 @@ extension Wire {
             for received in row.received { writer.u64(received) }
             for word in row.suspected { writer.u64(word) }
             writer.u64(row.installNumber)
+            writer.u64(row.persisted)
             // Two calls, not a loop over [proposal, commit]: an array literal would allocate per row.
             writer.viewChange(row.proposal)
             writer.viewChange(row.commit)
@@ -250,7 +251,7 @@ extension Wire {
         guard words <= Row.suspicionWords(memberCount: limits.sendersMax) else {
             throw WireError(.tooManySenders, "\(words) suspicion words for at most \(limits.sendersMax) members")
         }
-        let counters = rowFixedBytes + 8 * senders + 8 * words + 8
+        let counters = rowFixedBytes + 8 * senders + 8 * words + 16
         guard body.count >= counters else {
             throw WireError(.truncatedBody, "row of \(body.count) bytes, expected at least \(counters)")
         }
@@ -262,6 +263,7 @@ extension Wire {
         for _ in 0..<words { suspected.append(reader.u64()) }
         var row = Row(viewID: viewID, received: received, seq: seq, delivered: delivered, suspected: suspected)
         row.installNumber = reader.u64()
+        row.persisted = reader.u64()
         row.proposal = try decodeViewChange(&reader, limits: limits)
         row.commit = try decodeViewChange(&reader, limits: limits)
         guard reader.remaining >= 8 else { throw WireError(.truncatedBody, "row ends before its trim") }
@@ -297,9 +299,9 @@ extension Wire {
         return change
     }
 
-    /// The membership section of a row: install number, proposal, commit, trim.
+    /// The membership section of a row: install number, persisted, proposal, commit, trim.
     static func membershipBytes(_ row: Row) -> Int {
-        8 + 16 + 8 * (row.proposal.removed.count + row.proposal.joiners.count) + 16
+        16 + 16 + 8 * (row.proposal.removed.count + row.proposal.joiners.count) + 16
             + 8 * (row.commit.removed.count + row.commit.joiners.count) + 8 + 8 * row.trim.count
     }
 

@@ -16,8 +16,9 @@ import LockstepCore
 public enum Wire {
     public static let magic: UInt32 = 0x4C4B_5354
     /// 2: rows carry suspicions (failure detection); 3: membership columns; 4: the hello names
-    /// its lane (control or data connection) and relay blocks carry their view.
-    public static let version: UInt8 = 4
+    /// its lane (control or data connection) and relay blocks carry their view; 5: rows carry
+    /// `persisted` (durable mode).
+    public static let version: UInt8 = 5
     public static let headerBytes = 12
 
     public enum FrameType: UInt8, Sendable {

@@ -55,7 +55,7 @@ final class DirectGroup {
                 deliveries[rank].append(delivery)
             case .installView(let next, _):
                 senderView = next
-            case .armTimer, .wedged, .removed, .minority:
+            case .armTimer, .wedged, .removed, .minority, .raggedTrim:
                 break
             }
         }

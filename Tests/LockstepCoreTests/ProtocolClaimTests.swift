@@ -204,7 +204,7 @@ struct ProtocolClaimTests {
             case .sendData(let batch): #expect(batch.viewID == group.view.id)
             case .sendRow(let row): #expect(row.viewID == group.view.id)
             case .deliver(let delivery): #expect(delivery.viewID == group.view.id)
-            case .armTimer, .wedged, .installView, .removed, .minority: break
+            case .armTimer, .wedged, .installView, .removed, .minority, .raggedTrim: break
             }
         }
     }

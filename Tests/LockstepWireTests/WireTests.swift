@@ -37,13 +37,15 @@ struct WireTests {
         membershipRow.commit = ViewChange(number: 2 << 16, removed: [0b100], joiners: [])
         membershipRow.trim = [4, 0, 70]
         membershipRow.installNumber = 2 << 16
+        membershipRow.persisted = 41
         for frame in [Frame.message(.data(batch)), .message(.row(row)), .message(.row(membershipRow)), .hello(hello)] {
             let bytes = Wire.encode(frame)
             let decoded = try #require(try decode(bytes))
             #expect(decoded.frame == frame)
             #expect(decoded.bytes == bytes.count)
         }
-        #expect(Wire.encode(.message(.row(row))).count == 12 + 32 + 3 * 8 + 8 + (8 + 16 + 16 + 8))
+        // Fixed fields, received, suspicion word, then install number and persisted, proposal, commit, trim.
+        #expect(Wire.encode(.message(.row(row))).count == 12 + 32 + 3 * 8 + 8 + (16 + 16 + 16 + 8))
         #expect(Wire.encode(.hello(hello)).count == 12 + 28)
         #expect(Wire.encode(.message(.data(batch))).count == 12 + 24 + (5 + 3) + 9 + 5 + (5 + 300))
     }
@@ -89,7 +91,7 @@ struct WireTests {
     @Test("The header is fixed-layout little-endian: magic, version, type, reserved, length")
     func headerLayout() {
         let bytes = Wire.encode(.message(.row(row)))
-        #expect(Array(bytes[0..<12]) == [0x54, 0x53, 0x4B, 0x4C, 4, 3, 0, 0, 112, 0, 0, 0])
+        #expect(Array(bytes[0..<12]) == [0x54, 0x53, 0x4B, 0x4C, 5, 3, 0, 0, 120, 0, 0, 0])
     }
 
     @Test("Bytes split anywhere decode once complete, never before")

@@ -122,6 +122,7 @@ extension MemberRuntime {
     }
 
     private func carryOutEffects() {
+        defer { endDurablePoll() }
         for effect in effects {
             switch effect {
             case .sendData(let batch, let view):
@@ -135,12 +136,16 @@ extension MemberRuntime {
                 }
             case .deliver(let delivery):
                 stats.bytesDelivered &+= UInt64(delivery.payload.count)
+                durable?.logDelivery(delivery)
                 onDeliver(delivery)
+            case .raggedTrim(let trim, let view):
+                logging { try $0.logRaggedTrim(trim, viewID: view) }
             case .armTimer(let at):
                 armTimer(at)
             case .wedged(let suspected):
                 wedged(suspecting: suspected)
             case .installed(let view, _, let previous):
+                logging { try $0.logView(view) }
                 installed(view, previous: previous)
             case .welcome(let joiner, let start):
                 if let link = joinerLinks.removeValue(forKey: joiner) { welcome(joiner, start, on: link) }

@@ -15,6 +15,7 @@
 // writes (NIO gathers the queued buffers into one writev at flush).
 
 import LockstepCore
+import LockstepStorage
 import LockstepWire
 import Logging
 import NIOCore
@@ -66,6 +67,13 @@ public final class MemberRuntime: @unchecked Sendable {
     var isClosed = false
     let readyPromise: EventLoopPromise<Void>
     var stats = RuntimeStatistics()
+    /// Durable mode: this member's log (Durable/DurableLog.swift); nil in memory.
+    var durable: DurableLog?
+    /// The log failed, and the member is leaving (said once).
+    var storageFailure: StorageError?
+    /// Durable mode: told of every change of the persistence frontier, on the event loop.
+    var onPersistenceFrontier: ((PersistenceProgress) -> Void)?
+    var reportedPersistence: PersistenceProgress?
     var relay: Relay
     // Joins. Joiners that asked this member wait on their join connection for the welcome
     // (their address is in `addresses` from the request on); what is sent to a member of the view
@@ -122,12 +130,19 @@ public final class MemberRuntime: @unchecked Sendable {
         let runtime = MemberRuntime(
             settings: settings, shell: shell, eventLoop: eventLoop, logger: logger, onDeliver: onDeliver)
         do {
+            try runtime.openDurableLog()
+        } catch {
+            runtime.readyPromise.fail(error)  // nobody waits on it: settle it (an unsettled promise is a leak)
+            throw error
+        }
+        do {
             try await runtime.transport.start(eventLoop: eventLoop, delegate: runtime)
         } catch {
             // Nobody will wait for readiness now: settle it (an unsettled promise is a leak), and
             // let the transport let go of what it opened.
             runtime.readyPromise.fail(error)
             await runtime.transport.close()
+            runtime.closeDurableLog()
             throw error
         }
         do {
@@ -274,6 +289,12 @@ public final class MemberRuntime: @unchecked Sendable {
         stats.occupancy.linksUp = shell.core.view.members.filter { $0 != me && links[$0] != nil }.count
         stats.occupancy.membersDone = membersDone.count
         stats.occupancy.outboundBytesQueued = links.values.reduce(0) { $0 + $1.queuedBytes }
+        if let durable {
+            var figures = durable.statistics()
+            figures.persistedHere = shell.core.ownRow.persisted
+            figures.persistenceFrontier = shell.core.persistenceFrontier
+            stats.durable = figures
+        }
         return stats
     }
 
@@ -384,5 +405,6 @@ public final class MemberRuntime: @unchecked Sendable {
             // The event loop is shut down already: its links went with it.
         }
         await transport.close()
+        closeDurableLog()
     }
 }

@@ -1,0 +1,130 @@
+// Durable mode in the runtime: the log is opened at start and fed from the effects of every
+// poll (deliveries, ragged trims, installs: DurableLog); its thread's progress comes back to the
+// event loop and into the core, whose row carries `persisted` to the others. A log that fails
+// (a full disk, an IO error) makes the member leave: the group goes on without it, and its log
+// ends at its last commit, never torn.
+
+import LockstepCore
+import LockstepStorage
+
+/// Where persistence stands in this member's view (durable mode), as this member sees the rows.
+public struct PersistenceProgress: Sendable, Equatable {
+    public var viewID: ViewID
+    /// Global sequences of the view below this are durably logged by every member of the view.
+    public var frontier: UInt64
+    /// Every member of the view has durably logged everything before the view: what was
+    /// delivered in earlier views is durable on all of them.
+    public var viewStartPersisted: Bool
+
+    public init(viewID: ViewID, frontier: UInt64, viewStartPersisted: Bool) {
+        self.viewID = viewID
+        self.frontier = frontier
+        self.viewStartPersisted = viewStartPersisted
+    }
+}
+
+extension MemberRuntime {
+    /// Durable mode: opens the log and logs the view this member starts in.
+    func openDurableLog() throws {
+        guard settings.configuration.durable else {
+            guard settings.dataDirectory == nil else {
+                throw RuntimeError(.invalidSettings, "dataDirectory is set but configuration.durable is off")
+            }
+            return
+        }
+        guard let path = settings.dataDirectory else {
+            throw RuntimeError(.invalidSettings, "durable mode needs a dataDirectory")
+        }
+        let loop = eventLoop
+        let log = try DurableLog(
+            path: path, settings: LogSettings(),
+            // Strong: the log's thread holds these only until it ends, at close.
+            onPersisted: { loop.execute { self.logProgressed() } },
+            onFailure: { error in loop.execute { self.storageFailed(error) } })
+        durable = log
+        do {
+            try log.logView(settings.view)
+        } catch {
+            closeDurableLog()
+            throw RuntimeError(.storageFailed, "data directory \(path): \(error)")
+        }
+    }
+
+    /// Sets the observer of the persistence frontier (durable mode), called on the event loop
+    /// whenever it moves.
+    public func setPersistenceObserver(_ observer: @escaping @Sendable (PersistenceProgress) -> Void) {
+        eventLoop.execute {
+            self.onPersistenceFrontier = observer
+            self.reportPersistence()
+        }
+    }
+
+    /// Runs one append to the log; a failure makes the member leave (once).
+    func logging(_ append: (DurableLog) throws -> Void) {
+        guard let durable, storageFailure == nil else { return }
+        do {
+            try append(durable)
+        } catch {
+            storageFailed(error as? StorageError ?? StorageError(.io, "\(error)"))
+        }
+    }
+
+    /// The end of a poll: its deliveries go to the log as one record, and the frontier is told.
+    func endDurablePoll() {
+        guard durable != nil else { return }
+        let core = shell.core
+        logging { try $0.endPoll(viewID: core.view.id, delivered: core.ownRow.delivered) }
+        reportPersistence()
+    }
+
+    /// The log's thread made records durable: the core learns how far, and its row says so.
+    func logProgressed() {
+        guard let durable, !isClosed else { return }
+        let marks = durable.takeDurableMarks()
+        guard !marks.isEmpty else { return }
+        for mark in marks { shell.persisted(upTo: mark.upTo, viewID: mark.viewID) }
+        if isReady {
+            poll()
+        } else {
+            reportPersistence()
+        }
+    }
+
+    private func reportPersistence() {
+        guard let observer = onPersistenceFrontier else { return }
+        let core = shell.core
+        let progress = PersistenceProgress(
+            viewID: core.view.id, frontier: core.persistenceFrontier, viewStartPersisted: core.viewStartPersisted)
+        guard progress != reportedPersistence else { return }
+        reportedPersistence = progress
+        observer(progress)
+    }
+
+    /// The log stopped: nothing after its last commit counts. The member says why and leaves, so
+    /// the group's window (which counts from the persistence frontier) does not wait on it.
+    func storageFailed(_ error: StorageError) {
+        guard storageFailure == nil, !isClosed else { return }
+        storageFailure = error
+        let reason = "the log in \(durable?.path ?? "?") stopped: \(error)"
+        logger.error("\(reason); leaving the group")
+        queueRefusal = RuntimeError(.storageFailed, reason)
+        failQueuedSends(RuntimeError(.storageFailed, "\(reason) before the window took this message"))
+        onEvent?(.storageFailed(reason: reason))
+        eventLoop.execute {
+            self.shell.leave()
+            self.poll()
+        }
+    }
+
+    /// Writes what is queued and stops the log's thread (at most 30 s: the disk's last sync).
+    func closeDurableLog() {
+        guard let durable else { return }
+        do {
+            try durable.log.close()
+        } catch  where error.code != .stopped {
+            logger.error("closing the log in \(durable.path): \(error)")
+        } catch {
+            // Stopped earlier, and said so then.
+        }
+    }
+}
