@@ -118,6 +118,17 @@ struct Bench: AsyncParsableCommand {
             """)
     var failureTimeoutMilliseconds: Int?
 
+    @Flag(
+        help: """
+            Durable mode: run each workload in memory, then durable (every member logs in --data-dir), then raw \
+            write+fdatasync of the logs' mean group-commit size by as many writers as members in the same \
+            directory; report fsyncs/s, bytes per fsync, and the durable run against both baselines.
+            """)
+    var durable = false
+
+    @Option(help: "With --durable: the directory for the members' logs and the raw baseline (on the file system to measure).")
+    var dataDir: String?
+
     @Option(help: "RDMA: bytes of each per-peer data ring (all members use the same).")
     var rdmaRingBytes: Int?
 
@@ -148,6 +159,10 @@ struct Bench: AsyncParsableCommand {
             throw ValidationError("--stall-timeout must be in (0, \(Int(Self.durationSecondsMax))] seconds")
         }
         if netns { try validateNetns() }
+        guard durable == (dataDir != nil) else {
+            throw ValidationError(durable ? "--durable needs --data-dir PATH" : "--data-dir needs --durable")
+        }
+        if durable, mode != .ordered { throw ValidationError("--durable needs --mode ordered") }
         _ = try parseSizes(size)
         if relayThreshold != "off" {
             _ = try parseSize(relayThreshold, flag: "--relay-threshold", example: "64K, or off")
@@ -195,8 +210,15 @@ struct Bench: AsyncParsableCommand {
         var results: [BenchResult] = []
         for chosen in transports {
             for workload in mix ? [sizes] : sizes.map({ [$0] }) {
-                results.append(
-                    try await runWorkload(workload, transport: chosen, showTransport: transports.count > 1, raw: raw))
+                let memory = try await runWorkload(
+                    workload, transport: chosen, showTransport: transports.count > 1, raw: raw)
+                results.append(memory)
+                if durable {
+                    results.append(
+                        try await runDurable(
+                            workload, transport: chosen, showTransport: transports.count > 1, raw: raw,
+                            memory: memory))
+                }
             }
         }
         let report = BenchReport(
@@ -240,9 +262,44 @@ struct Bench: AsyncParsableCommand {
         return raw
     }
 
+    /// The durable run of a workload, after its in-memory run (`memory`), then the raw floor of
+    /// write+fdatasync at the logs' mean group-commit size in the same directory.
+    private func runDurable(
+        _ workload: [Int], transport chosen: String, showTransport: Bool, raw: Double, memory: BenchResult
+    ) async throws -> BenchResult {
+        guard let dataDir else { throw ValidationError("--durable needs --data-dir PATH") }
+        try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        let runDirectory = "\(dataDir)/lockstep-bench-\(getpid())-\(workload.max() ?? 0)"
+        Output.line("durable: the same workload, every member logging under \(runDirectory) ...")
+        var result = try await runWorkload(
+            workload, transport: chosen, showTransport: showTransport, raw: raw, dataDirectory: runDirectory)
+        result.mode += ", durable"
+        guard var figures = result.durable else { return result }
+        Output.line(
+            "raw baseline: write+fdatasync of \(Int(figures.bytesPerFsync)) bytes by \(members) writers at once in "
+                + "\(dataDir) (\(figures.fileSystem)), \(baselineSeconds) s ...")
+        let floor = try RawDisk.writeAndSync(
+            directory: dataDir, writers: members, batchBytes: Int(figures.bytesPerFsync.rounded()),
+            seconds: baselineSeconds)
+        figures.rawMegabytesPerSecond = floor.bytesPerSecond / 1e6
+        figures.rawFsyncsPerSecond = floor.syncsPerSecond
+        figures.ofRaw = figures.logMegabytesPerSecond / max(figures.rawMegabytesPerSecond, 1e-9)
+        figures.inMemoryMegabytesPerSecond = memory.megabytesPerSecond
+        figures.ofInMemory = result.megabytesPerSecond / max(memory.megabytesPerSecond, 1e-9)
+        result.durable = figures
+        Output.line(
+            "durable: \(format(result.megabytesPerSecond, 1)) MB/s delivered (\(format(figures.ofInMemory, 2)) of in "
+                + "memory, \(format(memory.megabytesPerSecond, 1))); logs \(format(figures.logMegabytesPerSecond, 1)) "
+                + "MB/s, \(format(figures.fsyncsPerSecond, 0)) fsyncs/s per member, "
+                + "\(format(figures.bytesPerFsync / 1_024, 1)) KiB per fsync, \(format(figures.syncMillisecondsMean, 2)) "
+                + "ms per sync; raw floor \(format(figures.rawMegabytesPerSecond, 1)) MB/s, "
+                + "\(format(floor.syncsPerSecond, 0)) fsyncs/s: logs at \(format(figures.ofRaw, 2)) of it")
+        return result
+    }
+
     /// One workload (one size, or the --mix of all) on one transport, with its lines.
     private func runWorkload(
-        _ workload: [Int], transport chosen: String, showTransport: Bool, raw: Double
+        _ workload: [Int], transport chosen: String, showTransport: Bool, raw: Double, dataDirectory: String? = nil
     ) async throws -> BenchResult {
         let bytes = workload.max() ?? 0
         let window = self.window ?? Configuration().windowMessagesMax
@@ -254,7 +311,7 @@ struct Bench: AsyncParsableCommand {
         var one = self
         one.transport = chosen
         var result = try await BenchSizeRun(
-            bench: one, sizes: workload, window: window, windowBytesMax: windowBytesMax
+            bench: one, sizes: workload, window: window, windowBytesMax: windowBytesMax, dataDirectory: dataDirectory
         ).run()
         result.efficiency = raw > 0 ? result.megabytesPerSecond * Double(members - 1) / raw : 0
         if netns {

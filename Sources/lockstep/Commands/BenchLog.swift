@@ -4,8 +4,7 @@
 // sizes in the same directory (the raw floor). Then recovery of --recovery-mib of log, timed
 // next to a raw sequential read of the same files.
 //
-// This measures the storage layer only: durable mode in the group (the persistence frontier,
-// `bench --durable`) is not built yet (README, issue 14).
+// This measures the storage layer alone; `bench --durable` measures it under a group.
 
 import ArgumentParser
 import Foundation
@@ -129,25 +128,10 @@ struct BenchLog: ParsableCommand {
 
     /// Sequential write + fdatasync of `batchBytes` at a time for `seconds`: the raw floor.
     private func rawWriteRun(path: String, batchBytes: Double) throws -> Rate {
-        let descriptor = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw ValidationError("cannot open \(path): \(String(cString: strerror(errno)))") }
-        defer {
-            close(descriptor)
-            unlink(path)
-        }
-        let batch = [UInt8](repeating: 0x5A, count: Int(batchBytes.rounded()))
-        let stopwatch = Stopwatch()
-        var offset = 0
-        var syncs = 0
-        while stopwatch.elapsedSeconds < seconds {
-            let written = batch.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, off_t(offset)) }
-            guard written == batch.count, fdatasync(descriptor) == 0 else {
-                throw ValidationError("raw write+fdatasync failed: \(String(cString: strerror(errno)))")
-            }
-            offset += batch.count
-            syncs += 1
-        }
-        return Rate(seconds: stopwatch.elapsedSeconds, records: syncs, bytes: offset, syncs: syncs)
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        let raw = try RawDisk.writeAndSync(
+            directory: directory, writers: 1, batchBytes: Int(batchBytes.rounded()), seconds: seconds)
+        return Rate(seconds: raw.seconds, records: raw.syncs, bytes: raw.bytes, syncs: raw.syncs)
     }
 
     /// Writes `recoveryMib` of log in large groups, then times recovery and a raw sequential

@@ -243,10 +243,11 @@ final class BenchMember: MessageSource, @unchecked Sendable {
     func finish() async throws -> MemberFinal {
         guard let runtime, let group else { throw WorkloadError(description: "member not started") }
         // Stop pulling first: a message sent after the report would look created to the checker.
-        let final = try await runtime.eventLoop.submit {
+        var final = try await runtime.eventLoop.submit {
             self.sendingDone = true
             return self.finalReport()
         }.get()
+        final.durable = try await runtime.statistics().durable
         await runtime.close()
         try await group.shutdownGracefully()
         try log?.close()
@@ -339,7 +340,8 @@ final class BenchMember: MessageSource, @unchecked Sendable {
     /// The final figures once the runtime has finished (and closed).
     private func finalAfterFinish() async throws -> MemberFinal {
         guard let runtime, let group else { throw WorkloadError(description: "member not started") }
-        let final = try await runtime.eventLoop.submit { self.finalReport() }.get()
+        var final = try await runtime.eventLoop.submit { self.finalReport() }.get()
+        final.durable = try? await runtime.statistics().durable
         try await group.shutdownGracefully()
         try log?.close()
         return final

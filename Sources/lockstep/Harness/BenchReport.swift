@@ -109,6 +109,9 @@ struct BenchResult: Codable, Sendable {
     /// RDMA path carried the run).
     var rdmaDevice: String?
     var rdmaOperations: RDMAOperationCounts?
+    /// With --durable: the logs' figures, the raw write+fdatasync floor and the in-memory run of
+    /// the same workload, all from this run (nil in memory).
+    var durable: DurableBenchFigures?
 
     init(
         transport: String, members: Int, senders: String, mode: String, sizeBytes: Int, sizes: [Int],
@@ -151,6 +154,43 @@ struct BenchResult: Codable, Sendable {
                 dataWrites: sum(\.dataWrites), rowWrites: sum(\.rowWrites), creditWrites: sum(\.creditWrites),
                 receives: sum(\.receives), bytesWritten: sum(\.bytesWritten), errorCompletions: sum(\.errorCompletions))
         }
+    }
+}
+
+/// What `bench --durable` measured of the members' logs, next to its two baselines from the same
+/// run: the same workload in memory, and raw sequential write + fdatasync of the logs' mean
+/// group-commit size, by as many writers at once as there are members, in the same directory.
+struct DurableBenchFigures: Codable, Sendable {
+    var dataDirectory: String
+    var fileSystem: String
+    /// Group commits per second and bytes per group commit, the mean over members.
+    var fsyncsPerSecond: Double
+    var bytesPerFsync: Double
+    /// Log bytes written per second, all members together (MB = 10^6 bytes).
+    var logMegabytesPerSecond: Double
+    /// Mean time of one write + fdatasync in the log, ms.
+    var syncMillisecondsMean: Double
+    /// The raw floor, all writers together, and the logs against it.
+    var rawMegabytesPerSecond: Double = 0
+    var rawFsyncsPerSecond: Double = 0
+    var ofRaw: Double = 0
+    /// The same workload in memory, in this run, and durable throughput against it.
+    var inMemoryMegabytesPerSecond: Double = 0
+    var ofInMemory: Double = 0
+    /// The least persistence frontier any member reported at its end (global sequences).
+    var persistenceFrontierMin: UInt64
+
+    init(finals: [MemberFinal], dataDirectory: String) {
+        self.dataDirectory = dataDirectory
+        fileSystem = RawDisk.fileSystem(of: dataDirectory)
+        let logs = finals.compactMap { final in final.durable.map { (final.seconds, $0) } }
+        let count = Double(max(logs.count, 1))
+        fsyncsPerSecond = logs.reduce(0) { $0 + Double($1.1.commits) / max($1.0, 1e-9) } / count
+        bytesPerFsync = logs.reduce(0) { $0 + Double($1.1.bytes) / Double(max($1.1.commits, 1)) } / count
+        logMegabytesPerSecond = logs.reduce(0) { $0 + Double($1.1.bytes) / max($1.0, 1e-9) } / 1e6
+        syncMillisecondsMean =
+            logs.reduce(0) { $0 + Double($1.1.syncNanoseconds) / Double(max($1.1.commits, 1)) } / count / 1e6
+        persistenceFrontierMin = logs.map(\.1.persistenceFrontier).min() ?? 0
     }
 }
 
@@ -199,20 +239,30 @@ struct BenchReport: Codable, Sendable {
         // On shaped links (--netns) the link is the reference: what the slowest receiver gets
         // from the others, against it.
         let shaped = results.contains { $0.ratioToLink != nil }
+        // Durable runs (--durable): their logs against the raw floor and the in-memory run.
+        let durable = results.contains { $0.durable != nil }
         let header =
             (perRow ? ["transport"] : []) + [
                 "size", "senders", "mode", "window", "msg/s", "MB/s", "efficiency",
-            ] + (shaped ? ["from others MB/s", "of link"] : []) + [
+            ] + (shaped ? ["from others MB/s", "of link"] : [])
+            + (durable ? ["fsyncs/s", "KiB/fsync", "of raw fsync", "of in-memory"] : []) + [
                 "p50 us", "p99 us", "p999 us", "CPU s (per member)", "RSS MB max", "row gap ms", "checker",
             ]
         let rows = results.map { r in
             let linkCells = [
                 format(r.receivedFromOthersMegabytesPerSecond, 1), r.ratioToLink.map { format($0, 2) } ?? "-",
             ]
+            let durableCells =
+                r.durable.map {
+                    [
+                        format($0.fsyncsPerSecond, 0), format($0.bytesPerFsync / 1_024, 1), format($0.ofRaw, 2),
+                        format($0.ofInMemory, 2),
+                    ]
+                } ?? ["-", "-", "-", "-"]
             return (perRow ? [r.transport] : []) + [
                 (r.sizes ?? [r.sizeBytes]).map(sizeLabel).joined(separator: "+"), r.senders, r.mode, "\(r.window)",
                 format(r.messagesPerSecond, 0), format(r.megabytesPerSecond, 1), format(r.efficiency, 2),
-            ] + (shaped ? linkCells : []) + [
+            ] + (shaped ? linkCells : []) + (durable ? durableCells : []) + [
                 "\(r.latencyUs.p50)", "\(r.latencyUs.p99)",
                 "\(r.latencyUs.p999)", r.cpuSeconds.map { format($0, 1) }.joined(separator: "/"),
                 format(r.rssMegabytesMax, 1), r.rowGapMaxMs.map { format($0, 0) } ?? "-", r.checker,

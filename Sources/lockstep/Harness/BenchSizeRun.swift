@@ -24,6 +24,9 @@ struct BenchSizeRun {
     let sizes: [Int]
     let window: Int
     let windowBytesMax: Int
+    /// Durable mode: the run's data directory (each member logs in member-<rank> under it; all
+    /// removed after the run). nil: in memory.
+    var dataDirectory: String? = nil
 
     /// The largest size (the one named in the lines).
     var bytes: Int { sizes.max() ?? 0 }
@@ -36,6 +39,7 @@ struct BenchSizeRun {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         // A temporary folder left behind is harmless; its removal failing must not fail the run.
         defer { try? FileManager.default.removeItem(at: directory) }
+        defer { if let dataDirectory { try? FileManager.default.removeItem(atPath: dataDirectory) } }
         let logPaths = (0..<bench.members).map { directory.appendingPathComponent("member-\($0).log").path }
         let started = try await startMembers(logPaths: logPaths, directory: directory)
         var watch = SizeWatch(run: self)
@@ -72,6 +76,10 @@ struct BenchSizeRun {
             arguments.member.failureTimeoutMilliseconds = bench.failureTimeoutMilliseconds
             arguments.member.rdmaRingBytes = bench.rdmaRingBytes
             arguments.member.rdmaRowSlots = bench.rdmaRowSlots
+            if let dataDirectory {
+                arguments.member.durable = true
+                arguments.member.dataDir = "\(dataDirectory)/member-\(rank)"
+            }
             return arguments
         }
     }
@@ -142,6 +150,7 @@ struct BenchSizeRun {
             mode: bench.mode.rawValue, sizeBytes: bytes, sizes: sizes, relayThreshold: bench.relayThreshold,
             window: window, inProcess: bench.inProcess, finals: finals, checker: checker)
         result.windowBytesMax = windowBytesMax
+        if let dataDirectory { result.durable = DurableBenchFigures(finals: finals, dataDirectory: dataDirectory) }
         if let record = kill {
             let sorted = record.detectionMilliseconds.sorted()
             let installed = record.installationMilliseconds.sorted()

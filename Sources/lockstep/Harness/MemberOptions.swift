@@ -77,6 +77,16 @@ struct MemberOptions: ParsableArguments {
             """)
     var relayThreshold: String?
 
+    @Flag(
+        help: """
+            Durable mode: log every delivery in --data-dir (group commit, one fdatasync per group); the window counts \
+            from the persistence frontier. Every member must use it.
+            """)
+    var durable = false
+
+    @Option(help: "Durable mode: this member's log directory (created; it must hold no log yet).")
+    var dataDir: String?
+
     struct FileConfig: Codable {
         var rank: Int?
         var peers: [String]?
@@ -111,6 +121,8 @@ struct MemberOptions: ParsableArguments {
         add("--rdma-ring-bytes", rdmaRingBytes)
         add("--rdma-row-slots", rdmaRowSlots)
         add("--relay-threshold", relayThreshold)
+        if durable { arguments.append("--durable") }
+        add("--data-dir", dataDir)
         return arguments
     }
 
@@ -147,6 +159,7 @@ struct MemberOptions: ParsableArguments {
         if let milliseconds = failureTimeoutMilliseconds ?? file.failureTimeoutMilliseconds {
             configuration.failureTimeout = .milliseconds(milliseconds)
         }
+        configuration.durable = durable
         do { try configuration.validate() } catch { throw ValidationError("\(error)") }
         return configuration
     }
@@ -202,6 +215,10 @@ struct MemberOptions: ParsableArguments {
             }
         }
         settings.relayThresholdBytes = try relayThresholdBytes(file: file)
+        guard durable == (dataDir != nil) else {
+            throw ValidationError(durable ? "--durable needs --data-dir" : "--data-dir needs --durable")
+        }
+        settings.dataDirectory = dataDir
         if let rdmaRingBytes { settings.rdma.ringBytes = rdmaRingBytes }
         if let rdmaRowSlots { settings.rdma.rowSlots = rdmaRowSlots }
         settings.rdma.chunkBytesMax = min(settings.rdma.chunkBytesMax, settings.rdma.ringBytes / 4)

@@ -84,6 +84,9 @@ struct MemberFinal: Codable, Sendable {
     /// The longest gap between two rows from one peer, ms (heartbeat interval + the longest a row
     /// waited); absent in older reports.
     var rowGapMaxMilliseconds: Double? = nil
+    /// Durable mode: the log's group commits, records, bytes and sync time, and the persistence
+    /// frontier at the end (nil in memory).
+    var durable: DurableLogStatistics? = nil
 }
 
 /// The workload's application state, as a joiner's snapshot.
