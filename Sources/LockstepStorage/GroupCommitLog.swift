@@ -23,6 +23,10 @@ public final class GroupCommitLog: Sendable {
         var failure: StorageError?
         var persisted: UInt64
         var statistics = GroupCommitStatistics()
+        /// The writer sleeps on `wakeUp` (set and cleared under this lock): only then does an
+        /// append signal it. Signalling on every append cost a futex call per poll while the
+        /// writer was busy anyway.
+        var writerWaiting = false
     }
 
     private let state: Mutex<State>
@@ -62,7 +66,7 @@ public final class GroupCommitLog: Sendable {
     }
 
     private func enqueue(kind: LogRecordKind, body: [UInt8], bounded: Bool) throws(StorageError) {
-        try state.withLock { state throws(StorageError) in
+        let writerWaits = try state.withLock { state throws(StorageError) -> Bool in
             if let failure = state.failure { throw failure }
             if state.closing { throw StorageError(.stopped, "the log is closed") }
             // Refused here, alone: in the writer's batch it would stop the log for everyone.
@@ -75,7 +79,9 @@ public final class GroupCommitLog: Sendable {
             }
             state.queued.append((kind, body))
             state.queuedBytes += body.count
+            return state.writerWaiting
         }
+        guard writerWaits else { return }
         wakeUp.lock()
         wakeUp.signal()
         wakeUp.unlock()
@@ -129,6 +135,9 @@ public final class GroupCommitLog: Sendable {
                     let taken = state.queued
                     state.queued = []
                     state.queuedBytes = 0
+                    // Checked and set together with the queue: an append after this sees it and
+                    // signals, and its signal waits for this thread's wait (it holds wakeUp).
+                    state.writerWaiting = taken.isEmpty && !state.closing
                     return (taken, state.closing)
                 }
                 if !batch.isEmpty || closing { break }

@@ -93,12 +93,21 @@ final class DurableLog {
         try append(.raggedTrim, DurableRecords.raggedTrim(trim, viewID: viewID))
     }
 
-    /// Adds a delivery to this poll's entries record.
-    func logDelivery(_ delivery: Delivery) {
-        if entriesCount == 0 { DurableRecords.startEntries(delivery.viewID, into: &entries) }
+    /// Adds a delivery to this poll's entries record (a record is cut at `entriesBytesMax`).
+    func logDelivery(_ delivery: Delivery) throws(StorageError) {
+        if entriesCount == 0 {
+            entries.reserveCapacity(Self.entriesBytesMax + DurableRecords.deliveryHeaderBytes + delivery.payload.count)
+            DurableRecords.startEntries(delivery.viewID, into: &entries)
+        }
         DurableRecords.appendDelivery(delivery, into: &entries)
         entriesCount += 1
+        if entries.count >= Self.entriesBytesMax { try flushEntries() }
     }
+
+    /// An entries record is cut once it holds this many bytes: small enough that its buffer
+    /// comes from the allocator's free lists rather than a fresh mapping of zeroed pages (the
+    /// log's queue holds each record until it is written, so a buffer is never reused in place).
+    static let entriesBytesMax = 96 * 1_024
 
     /// Ends the poll: queues its entries and marks how far the view's deliveries go (`delivered`,
     /// nulls included: a poll that released only nulls advances the mark without a record).
@@ -136,7 +145,11 @@ final class DurableLog {
         guard entriesCount > 0 else { return }
         DurableRecords.finishEntries(count: entriesCount, in: &entries)
         entriesCount = 0
-        try append(.entry, entries)
+        // The log's queue holds this buffer now: start the next record in a fresh one, rather
+        // than have the next write copy this one out from under the queue.
+        let record = entries
+        entries = []
+        try append(.entry, record)
     }
 
     private func append(_ kind: LogRecordKind, _ body: [UInt8]) throws(StorageError) {

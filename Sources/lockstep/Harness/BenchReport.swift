@@ -179,6 +179,8 @@ struct DurableBenchFigures: Codable, Sendable {
     var ofInMemory: Double = 0
     /// The least persistence frontier any member reported at its end (global sequences).
     var persistenceFrontierMin: UInt64
+    /// Each member's log figures, by rank.
+    var perMember: [DurableLogStatistics] = []
 
     init(finals: [MemberFinal], dataDirectory: String) {
         self.dataDirectory = dataDirectory
@@ -191,6 +193,7 @@ struct DurableBenchFigures: Codable, Sendable {
         syncMillisecondsMean =
             logs.reduce(0) { $0 + Double($1.1.syncNanoseconds) / Double(max($1.1.commits, 1)) } / count / 1e6
         persistenceFrontierMin = logs.map(\.1.persistenceFrontier).min() ?? 0
+        perMember = logs.map(\.1)
     }
 }
 
