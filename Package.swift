@@ -72,7 +72,7 @@ let package = Package(
         // recovery, and the file systems under it (the real one and the simulated one).
         .target(
             name: "LockstepStorage",
-            dependencies: ["CLockstepCRC32C"],
+            dependencies: ["CLockstepCRC32C", "LockstepCore"],
             swiftSettings: optimizedEvenInDebug
         ),
         // The runtime shell: the core on a NIO event loop, TCP or RDMA links between members.
@@ -131,6 +131,7 @@ let package = Package(
             dependencies: [
                 "LockstepCore",
                 "LockstepChecker",
+                "LockstepStorage",
                 .product(name: "HeapModule", package: "swift-collections"),
             ],
             swiftSettings: optimizedEvenInDebug

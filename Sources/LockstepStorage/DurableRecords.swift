@@ -11,13 +11,12 @@
 //   messages are delivered in the view. Written before the deliveries the trim releases.
 
 import LockstepCore
-import LockstepStorage
 
 /// Encoding and decoding of the durable runtime's log records.
 public enum DurableRecords {
     /// Bytes of an entries record before its deliveries, and of each delivery before its payload.
-    static let entriesHeaderBytes = 12
-    static let deliveryHeaderBytes = 32
+    public static let entriesHeaderBytes = 12
+    public static let deliveryHeaderBytes = 32
 
     public static func view(_ view: View) -> [UInt8] {
         var bytes: [UInt8] = []
