@@ -20,6 +20,9 @@ public struct Harshness: Sendable, Equatable {
     /// A timer fires late (a busy event loop, a descheduled thread) by up to `lateTimerMax`.
     public var lateTimerProbability = 0.0
     public var lateTimerMax: Duration = .milliseconds(150)
+    /// Durable mode: a group commit (write + fdatasync) takes up to this long, drawn per sync
+    /// (a loaded disk: the log falls behind delivery by up to this).
+    public var syncDelayMax: Duration = .microseconds(200)
 
     public init() {}
 
@@ -32,6 +35,7 @@ public struct Harshness: Sendable, Equatable {
         harsh.rowCoalescingProbability = 0.3
         harsh.clockRateSkewMax = 0.02
         harsh.lateTimerProbability = 0.02
+        harsh.syncDelayMax = .milliseconds(20)
         return harsh
     }()
 }

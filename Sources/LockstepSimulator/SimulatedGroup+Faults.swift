@@ -25,6 +25,7 @@ extension SimulatedGroup {
     func crashNow(_ process: Int) {
         scheduledWorkPending -= 1
         guard isLive(process) else { return }
+        checkDiskAtCrash(process)
         let state = processes[process]
         state.status = .crashed
         state.pausedUntil = nil

@@ -23,6 +23,8 @@ public final class SimulatedGroup {
     /// Core errors: on honest simulated links every one of them is a bug. The member shell
     /// records them (SimulatedMemberShell.swift), hence `internal(set)`.
     public internal(set) var coreErrors: [String] = []
+    /// Durable mode: logs that do not hold what they must (SimulatedGroup+Durable.swift).
+    public internal(set) var durabilityViolations: [String] = []
     /// Messages lost to crashes and failed links.
     public private(set) var messagesLost: UInt64 = 0
     /// When the last install by any member happened (virtual nanoseconds).
@@ -115,6 +117,7 @@ public final class SimulatedGroup {
             processOfMember[ids[rank]] = rank
             histories[ids[rank]] = History(installs: firstInstall)
         }
+        let durable = configuration.durable
         nextMemberID = UInt64(ids.count) + 1
         for _ in 0..<spareProcesses {
             processes.append(SimulatedProcess(id: MemberID(0), status: .dormant, member: nil))
@@ -128,6 +131,7 @@ public final class SimulatedGroup {
         // Every member's clock starts at once (a runtime ticks from the start): heartbeats and
         // failure detection run even in a group with nothing to send.
         for process in ids.indices { scheduler.startTimer(process) }
+        if durable { for process in ids.indices { startDisk(process, view: view) } }
     }
 
     // MARK: - Running
@@ -185,6 +189,7 @@ public final class SimulatedGroup {
         let wedged = process.core?.isWedged ?? false
         return process.backlog > 0 || !process.outbox.isEmpty || process.pausedUntil != nil
             || wedged && !process.minority || (process.core?.hasUndelivered ?? false)
+            || (process.disk?.syncScheduled ?? false)
     }
 
     // MARK: - The agenda
@@ -214,7 +219,7 @@ public final class SimulatedGroup {
             handleOrDefer(event, at: process)
         case .pause(let process, let until):
             beginPause(process, until: until)
-        case .poll(let process), .linkDown(let process, _):
+        case .poll(let process), .linkDown(let process, _), .sync(let process, _):
             guard isLive(process) else { return }
             handleOrDefer(event, at: process)
         case .burst, .leave, .joinRetry:

@@ -45,6 +45,8 @@ extension SimulatedGroup {
         case .joinRetry(let process, let id):
             guard processes[process].id == id, processes[process].status == .joining else { return }
             retryJoin(process)
+        case .sync(let process, let id):
+            sync(process, incarnation: id)
         case .pause, .resume, .crash, .failLink, .healLink, .healLinks, .restart, .rejoin, .recoverStragglers:
             preconditionFailure("pauses and faults are never deferred, got \(event)")
         }
@@ -155,6 +157,7 @@ extension SimulatedGroup {
             return
         }
         state.status = .active
+        startDisk(process, view: view)
         state.app = snapshot
         if let hookSnapshot { applicationHook?.restore(hookSnapshot, at: process, member: state.id) }
         histories[state.id]?.initialState = snapshot
@@ -243,7 +246,9 @@ extension SimulatedGroup {
     private func carryOut(_ process: Int) -> Bool {
         let state = processes[process]
         var progressed = false
+        defer { endJournalPoll(process) }
         for effect in memberEffects {
+            journal(effect, at: process)
             switch effect {
             case .sendData(let batch, let view):
                 for member in view.members where member != state.id {

@@ -68,6 +68,8 @@ final class SimulatedProcess {
     var sentWhenWedged = 0
     var minority = false
     var joinAskedAt: UInt64 = 0
+    /// Durable mode: this incarnation's simulated disk (SimulatedGroup+Durable.swift).
+    var disk: SimulatedDisk?
 
     init(id: MemberID, status: SimulatedGroup.Status, member: Member<Message>?) {
         self.id = id

@@ -29,13 +29,15 @@ enum SimulatedEvent {
     case rejoin(Int, MemberID)
     case leave(Int)
     case joinRetry(Int, MemberID)
+    /// Durable mode: the incarnation's group commit completes (written and synced).
+    case sync(Int, MemberID)
 
     /// The process a per-process event is for (0 for group-wide events).
     var process: Int {
         switch self {
         case .burst(let process, _), .leave(let process), .joinRetry(let process, _), .timer(let process),
             .pause(let process, _), .resume(let process), .crash(let process), .restart(let process),
-            .poll(let process), .linkDown(let process, _), .rejoin(let process, _):
+            .poll(let process), .linkDown(let process, _), .rejoin(let process, _), .sync(let process, _):
             return process
         case .arrival(let to, _, _, _, _, _), .control(let to, _, _, _): return to
         case .failLink(let from, _, _), .healLink(let from, _): return from

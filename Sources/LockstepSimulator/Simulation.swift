@@ -25,12 +25,17 @@ public struct SimulationOptions: Sendable, Equatable {
     /// live member in one view, having delivered everything, within `progressBound` of the
     /// heal; and no connected majority stays wedged, sweep or not: `wedgeBoundFailureTimeouts`).
     public var faults: Bool
+    /// Durable mode (ordered): every incarnation logs on a simulated disk whose syncs lag; a
+    /// crash loses what was not synced; checked: durability of everything below the
+    /// persistence frontier and logs that are prefixes of the deliveries (SimulatedGroup+Durable).
+    public var durable: Bool
 
     public init(
         seed: UInt64, memberCount: Int? = nil, deliveryMode: DeliveryMode? = nil,
-        messagesPerSenderMax: Int = 300, pauses: Bool = true, faults: Bool = false
+        messagesPerSenderMax: Int = 300, pauses: Bool = true, faults: Bool = false, durable: Bool = false
     ) {
         self.faults = faults
+        self.durable = durable
         self.seed = seed
         self.memberCount = memberCount
         self.deliveryMode = deliveryMode
@@ -65,6 +70,7 @@ public struct SimulationOptions: Sendable, Equatable {
         if !pauses { command += " --no-pauses" }
         if faults { command += " --faults" }
         if faults && !harsh { command += " --gentle" }
+        if durable { command += " --durable" }
         return command
     }
 }
@@ -152,6 +158,7 @@ public enum Simulation {
             quiesced = group.runUntilQuiet(limit: .seconds(600))
         }
         let checker = group.checker
+        if options.durable { group.checkDisksAtEnd() }
         let complete = quiesced && faults?.split == nil
         let violations =
             watch.violations
@@ -161,7 +168,7 @@ public enum Simulation {
             messagesSent: checker.sent.values.reduce(0) { $0 + $1.count },
             deliveries: checker.delivered.values.reduce(0) { $0 + $1.count },
             eventsProcessed: group.eventsProcessed, virtualNanoseconds: group.now, violations: violations,
-            coreErrors: group.coreErrors + wedgeErrors(group, faults: options.faults),
+            coreErrors: group.coreErrors + wedgeErrors(group, faults: options.faults) + group.durabilityViolations,
             crashedProcesses: group.crashedProcesses, messagesLost: group.messagesLost,
             viewChanges: group.newestViewID > 1 ? group.newestViewID - 1 : 0,
             settledAfterHealNanoseconds: progress.settledAfterHeal, progressViolations: progress.violations,
@@ -236,7 +243,8 @@ private struct GroupSetup {
 
     static func draw(_ options: SimulationOptions, using random: inout DeterministicRandom) -> GroupSetup {
         let memberCount = options.memberCount ?? Int.random(in: 3...7, using: &random)
-        let mode = options.deliveryMode ?? (random.chance(0.25) ? .unordered : .ordered)
+        let drawn: DeliveryMode = random.chance(0.25) ? .unordered : .ordered
+        let mode = options.durable ? .ordered : (options.deliveryMode ?? drawn)
         var senderRanks: [Int]? = nil
         if random.chance(0.4) {
             let some = (0..<memberCount).filter { _ in random.chance(0.5) }
@@ -248,6 +256,7 @@ private struct GroupSetup {
         configuration.batchMessagesMax = [1, 3, 16, 512].randomElement(using: &random) ?? 16
         configuration.batchBytesMax = [64, 4_096, 1 << 20].randomElement(using: &random) ?? 4_096
         configuration.heartbeatInterval = random.chance(0.5) ? .milliseconds(10) : .milliseconds(100)
+        configuration.durable = options.durable
         return GroupSetup(
             memberCount: memberCount, senderRanks: senderRanks, configuration: configuration,
             groupSeed: random.next())

@@ -70,6 +70,9 @@ public struct DurableJournal: Sendable {
         mark(viewID, upTo: delivered)
     }
 
+    /// Records wait for the log, or marks for the member: a sync has work.
+    public var hasWork: Bool { !pending.isEmpty || marksStart < marks.count }
+
     /// The records queued since the last call, in order, for the log.
     public mutating func takeRecords() -> [(kind: LogRecordKind, body: [UInt8])] {
         let taken = pending

@@ -126,7 +126,9 @@ struct Bench: AsyncParsableCommand {
             """)
     var durable = false
 
-    @Option(help: "With --durable: the directory for the members' logs and the raw baseline (on the file system to measure).")
+    @Option(
+        help:
+            "With --durable: the directory for the members' logs and the raw baseline (on the file system to measure).")
     var dataDir: String?
 
     @Option(help: "RDMA: bytes of each per-peer data ring (all members use the same).")
@@ -291,8 +293,8 @@ struct Bench: AsyncParsableCommand {
             "durable: \(format(result.megabytesPerSecond, 1)) MB/s delivered (\(format(figures.ofInMemory, 2)) of in "
                 + "memory, \(format(memory.megabytesPerSecond, 1))); logs \(format(figures.logMegabytesPerSecond, 1)) "
                 + "MB/s, \(format(figures.fsyncsPerSecond, 0)) fsyncs/s per member, "
-                + "\(format(figures.bytesPerFsync / 1_024, 1)) KiB per fsync, \(format(figures.syncMillisecondsMean, 2)) "
-                + "ms per sync; raw floor \(format(figures.rawMegabytesPerSecond, 1)) MB/s, "
+                + "\(format(figures.bytesPerFsync / 1_024, 1)) KiB per fsync, "
+                + "\(format(figures.syncMillisecondsMean, 2)) ms per sync; raw floor \(format(figures.rawMegabytesPerSecond, 1)) MB/s, "
                 + "\(format(floor.syncsPerSecond, 0)) fsyncs/s: logs at \(format(figures.ofRaw, 2)) of it")
         return result
     }

@@ -47,6 +47,14 @@ struct Simulate: AsyncParsableCommand {
             """)
     var gentle: Bool = false
 
+    @Flag(
+        help: """
+            Durable mode (ordered): every member logs on a simulated disk whose syncs lag, crashes lose what was not \
+            synced; checks that every log holds everything below the persistence frontier and is a prefix of its \
+            member's deliveries.
+            """)
+    var durable: Bool = false
+
     @Flag(help: "Print faults and suspicions as they happen (use with --seeds 1).")
     var trace: Bool = false
 
@@ -72,6 +80,9 @@ struct Simulate: AsyncParsableCommand {
         if faults {
             Output.line("with faults: checking safety, view agreement, virtual synchrony and progress after the heal")
         }
+        if durable {
+            Output.line("durable: checking every log against the persistence frontier and its member's deliveries")
+        }
         let stopwatch = Stopwatch()
         let tally = await runSeeds(stopwatch: stopwatch)
         printSummary(tally, seconds: stopwatch.elapsedSeconds)
@@ -82,7 +93,7 @@ struct Simulate: AsyncParsableCommand {
     private func options(_ k: Int) -> SimulationOptions {
         var options = SimulationOptions(
             seed: firstSeed + UInt64(k), memberCount: members, deliveryMode: mode, messagesPerSenderMax: messages,
-            pauses: pauses, faults: faults)
+            pauses: pauses, faults: faults, durable: durable)
         options.harsh = !gentle
         options.trace = trace
         return options
