@@ -294,7 +294,8 @@ struct Bench: AsyncParsableCommand {
                 + "memory, \(format(memory.megabytesPerSecond, 1))); logs \(format(figures.logMegabytesPerSecond, 1)) "
                 + "MB/s, \(format(figures.fsyncsPerSecond, 0)) fsyncs/s per member, "
                 + "\(format(figures.bytesPerFsync / 1_024, 1)) KiB per fsync, "
-                + "\(format(figures.syncMillisecondsMean, 2)) ms per sync; raw floor \(format(figures.rawMegabytesPerSecond, 1)) MB/s, "
+                + "\(format(figures.syncMillisecondsMean, 2)) ms per sync; "
+                + "raw floor \(format(figures.rawMegabytesPerSecond, 1)) MB/s, "
                 + "\(format(floor.syncsPerSecond, 0)) fsyncs/s: logs at \(format(figures.ofRaw, 2)) of it")
         return result
     }
