@@ -201,7 +201,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LockstepStorageTests",
-            dependencies: ["LockstepStorage", "LockstepTestSupport"],
+            dependencies: ["LockstepStorage", "LockstepCore", "LockstepTestSupport"],
             swiftSettings: strictSwift
         ),
         // What the test targets share: running CPU-bound batches off the cooperative pool.

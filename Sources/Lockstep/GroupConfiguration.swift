@@ -60,6 +60,9 @@ public struct GroupConfiguration: Sendable {
     /// returns once every member of the view has it on disk. The directory must hold no log yet:
     /// restarting from one is not built yet.
     public var dataDirectory: String? = nil
+    /// Durable mode: bytes of each log segment, preallocated when it starts (raised to what one
+    /// record of the largest message needs).
+    public var logSegmentBytes = 64 * 1_024 * 1_024
 
     public init(start: Start) { self.start = start }
 
@@ -86,7 +89,7 @@ public struct GroupConfiguration: Sendable {
     public static let fieldNames = [
         "start", "protocolConfiguration", "transport", "connectTimeout", "joinTimeout", "operationTimeout",
         "leaveTimeout", "sendQueueMessagesMax", "appliedQueuedEntriesMax", "joinerHeldBytesMax", "eventsQueuedMax",
-        "metricsFactory", "dataDirectory",
+        "metricsFactory", "dataDirectory", "logSegmentBytes",
     ]
 
     public func validate() throws(GroupError) {
@@ -123,6 +126,9 @@ public struct GroupConfiguration: Sendable {
                     : "is set but protocolConfiguration.durable is off")
         }
         if let dataDirectory, dataDirectory.isEmpty { throw .invalid("dataDirectory", "is empty") }
+        guard logSegmentBytes >= 64 * 1_024, logSegmentBytes <= 1 << 40 else {
+            throw .invalid("logSegmentBytes", "must be in 64 KiB...1 TiB, got \(logSegmentBytes)")
+        }
         guard protocolConfiguration.deliveryMode == .ordered else {
             throw .invalid("protocolConfiguration", "deliveryMode must be ordered for a state machine")
         }

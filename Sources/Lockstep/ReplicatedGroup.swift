@@ -236,6 +236,7 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
         settings.transport = configuration.transport
         settings.metricsFactory = configuration.metricsFactory
         settings.dataDirectory = configuration.dataDirectory
+        settings.logSegmentBytes = configuration.logSegmentBytes
         return settings
     }
 

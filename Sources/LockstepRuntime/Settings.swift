@@ -55,6 +55,9 @@ public struct RuntimeSettings: Sendable {
     /// Durable mode (`configuration.durable`): the directory of this member's log, created if
     /// missing; it must hold no log yet (restarting from one is not built yet).
     public var dataDirectory: String? = nil
+    /// Durable mode: bytes of each log segment, preallocated when it is started (at least what
+    /// one record of the largest message needs).
+    public var logSegmentBytes = 64 * 1_024 * 1_024
 
     public init(configuration: Configuration, view: View, memberRank: Int, addresses: [PeerAddress]) {
         self.configuration = configuration

@@ -51,15 +51,26 @@ public struct DurableJournal: Sendable {
         queue(.raggedTrim, DurableRecords.raggedTrim(trim, viewID: viewID))
     }
 
-    /// A delivery, into this poll's entries record.
+    /// A delivery, into this poll's entries record. A record that this delivery would take past
+    /// `entriesBytesMax` is queued first: a record holds at most `entriesBytesMax`, or one
+    /// delivery and its headers (`recordBytes(messageBytesMax:)`).
     public mutating func logDelivery(_ delivery: Delivery) {
+        if entriesCount > 0,
+            entries.count + DurableRecords.deliveryHeaderBytes + delivery.payload.count > Self.entriesBytesMax
+        {
+            flushEntries()
+        }
         if entriesCount == 0 {
             entries.reserveCapacity(Self.entriesBytesMax + DurableRecords.deliveryHeaderBytes + delivery.payload.count)
             DurableRecords.startEntries(delivery.viewID, into: &entries)
         }
         DurableRecords.appendDelivery(delivery, into: &entries)
         entriesCount += 1
-        if entries.count >= Self.entriesBytesMax { flushEntries() }
+    }
+
+    /// The largest record the journal writes when no message exceeds `messageBytesMax`.
+    public static func recordBytes(messageBytesMax: Int) -> Int {
+        max(entriesBytesMax, DurableRecords.entriesHeaderBytes + DurableRecords.deliveryHeaderBytes + messageBytesMax)
     }
 
     /// The end of a poll: its entries are queued, and the mark says how far the view's

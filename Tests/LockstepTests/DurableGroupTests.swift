@@ -129,3 +129,72 @@ struct DurableGroupTests {
         }
     }
 }
+
+/// Commands of a given size, counted: what fills a disk quickly.
+struct Sink: ReplicatedStateMachine, Codable, Equatable {
+    var count = 0
+    mutating func apply(_ bytes: [UInt8], entry: EntryInfo) -> Int {
+        count += 1
+        return count
+    }
+}
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A full disk, for real: one member's log on a 1 MiB tmpfs (mounting needs root, as CI and this
+/// machine have; elsewhere the suite says so and skips).
+@Suite("Durable ReplicatedGroup on a full disk", .serialized, .timeLimit(.minutes(3)), .enabled(if: getuid() == 0))
+struct DurableFullDiskTests {
+    @Test(
+        """
+        A member whose disk fills says so (storageFailed), leaves, and its log ends at its last commit; the group goes \
+        on without it, durably
+        """)
+    func fullDiskStopsOneMemberCleanly() async throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "lockstep-full-\(UInt64.random(in: 0...UInt64.max))")
+        let small = root.appendingPathComponent("small")
+        try FileManager.default.createDirectory(at: small, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: root) }
+        guard mount("tmpfs", small.path, "tmpfs", 0, "size=1m") == 0 else {
+            Issue.record("cannot mount a tmpfs at \(small.path): \(String(cString: strerror(errno)))")
+            return
+        }
+        defer { umount(small.path) }
+        let group = try TestGroup(count: 3, initialState: Sink()) {
+            $0.protocolConfiguration.durable = true
+            $0.protocolConfiguration.messageBytesMax = 4_096
+            $0.logSegmentBytes = 64 * 1_024
+            let parent = $0.me == MemberID(3) ? small : root
+            $0.dataDirectory = parent.appendingPathComponent("member-\($0.me.rawValue)").path
+        }
+        let failed = Task {
+            for await event in group.members[2].events { if case .storageFailed = event { return true } }
+            return false
+        }
+        let command = [UInt8](repeating: 0xAB, count: 2_000)
+        var sent = 0
+        // 1 MiB holds about 500 of these: 3,000 are far beyond it.
+        while sent < 3_000 {
+            try await group.members[0].enqueue(command)
+            sent += 1
+            if sent % 100 == 0, await group.members[2].currentView()?.members.count == 2 { break }
+        }
+        #expect(await failed.value, "member 3 never said its log stopped")
+        // The others go on, durably, in a view without it.
+        try await waitUntil(seconds: 30, "a view without member 3") {
+            await group.members[0].currentView()?.members.count == 2
+        }
+        _ = try await group.members[0].submit(command, waitFor: .persisted)
+        await #expect(throws: GroupError.self) { try await group.members[2].submit(command) }
+        await group.stop()
+        // Its log ends at its last commit: it recovers, and holds a prefix of what member 1 logged.
+        var records = 0
+        _ = try LogRecovery.recover(
+            try PosixLogDirectory(path: small.appendingPathComponent("member-3").path), settings: LogSettings()
+        ) { _ in records += 1 }
+        #expect(records > 1)
+    }
+}

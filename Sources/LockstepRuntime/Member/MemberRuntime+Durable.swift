@@ -37,7 +37,7 @@ extension MemberRuntime {
         }
         let loop = eventLoop
         let log = try DurableLog(
-            path: path, settings: LogSettings(),
+            path: path, settings: Self.logSettings(settings),
             // Strong: the log's thread holds these only until it ends, at close.
             onPersisted: { loop.execute { self.logProgressed() } },
             onFailure: { error in loop.execute { self.storageFailed(error) } })
@@ -48,6 +48,16 @@ extension MemberRuntime {
             closeDurableLog()
             throw RuntimeError(.storageFailed, "data directory \(path): \(error)")
         }
+    }
+
+    /// The log's limits for these settings: a record holds one delivery of the largest message
+    /// (or `entriesBytesMax` of smaller ones), and a segment at least one such record.
+    static func logSettings(_ settings: RuntimeSettings) -> LogSettings {
+        var log = LogSettings()
+        log.recordBytesMax = DurableJournal.recordBytes(messageBytesMax: settings.configuration.messageBytesMax)
+        log.segmentBytes = max(settings.logSegmentBytes, log.recordBytesMax + 64 * 1_024)
+        log.pendingBytesMax = max(log.pendingBytesMax, log.recordBytesMax)
+        return log
     }
 
     /// Sets the observer of the persistence frontier (durable mode), called on the event loop
