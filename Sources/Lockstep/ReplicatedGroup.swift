@@ -113,11 +113,18 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
     private var persistenceWanted: Set<UInt64> = []
     private var persistingOrder: [UInt64] = []
     private var persistence: PersistenceProgress?
+    /// The members of the last few views installed here, by view (a `.persisted` submit waits on
+    /// the members of the view it was delivered in; a joiner applies held entries of a view it
+    /// may have left behind by then).
+    private var recentViewMembers: [ViewID: Set<MemberID>] = [:]
+    private static var recentViewsKept: Int { 16 }
 
     private struct Persisting {
         var submitted: Submitted<Machine.Response>
         var viewID: ViewID
         var sequence: UInt64
+        /// The members of the view it was delivered in.
+        var members: Set<MemberID>
     }
     private var phase = Phase.notStarted
     private var view: GroupView?
@@ -275,7 +282,9 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
             snapshot = welcome.snapshot
         }
         try await eventLoop.submit {
-            self.view = GroupView(settings.view, memberRank: settings.memberRank)
+            let first = GroupView(settings.view, memberRank: settings.memberRank)
+            self.view = first
+            self.noteViewMembers(first)
             self.setLoggerView()
         }.get()
         let runtime: MemberRuntime
@@ -512,7 +521,9 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
             if mine, request != 0, case .submit(let promise, let timer) = waiting.removeValue(forKey: request) {
                 let submitted = Submitted(response: response, entry: entry)
                 if persistenceWanted.remove(request) != nil, let sequence = delivery.globalSequence {
-                    let persisting = Persisting(submitted: submitted, viewID: delivery.viewID, sequence: sequence)
+                    let persisting = Persisting(
+                        submitted: submitted, viewID: delivery.viewID, sequence: sequence,
+                        members: membersOfView(delivery.viewID))
                     waiting[request] = .persisting(promise, timer, persisting)
                     persistingOrder.append(request)
                     if let persistence { persistenceMoved(persistence) }
@@ -552,6 +563,7 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
         case .installed(let installed, let memberRank):
             let groupView = GroupView(installed, memberRank: memberRank)
             view = groupView
+            noteViewMembers(groupView)
             setLoggerView()
             if phase == .minority { phase = .running }
             // A joiner restoring its state runs the hook later, between the same entries.
@@ -604,8 +616,24 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
         }
     }
 
+    private func noteViewMembers(_ view: GroupView) {
+        recentViewMembers[view.id] = Set(view.members)
+        if recentViewMembers.count > Self.recentViewsKept, let oldest = recentViewMembers.keys.min() {
+            recentViewMembers[oldest] = nil
+        }
+    }
+
+    /// The members of `viewID`, as installed here; for a view forgotten already, every member of
+    /// the view now (a wait on at least as many as its true members still here).
+    private func membersOfView(_ viewID: ViewID) -> Set<MemberID> {
+        recentViewMembers[viewID] ?? Set(view?.members ?? [])
+    }
+
     /// The persistence frontier moved: submits waiting for `.persisted` that it passed return.
-    /// They are in delivery order, so the first one it has not passed ends the walk.
+    /// They are in delivery order, so the first one it has not passed ends the walk. A command of
+    /// an earlier view is durable once every member of its view that is still in this one has
+    /// logged this view's start (a joiner of a later view holds it in its snapshot only, which is
+    /// not logged; a member that left has left).
     private func persistenceMoved(_ progress: PersistenceProgress) {
         persistence = progress
         var done = 0
@@ -617,7 +645,8 @@ public final class ReplicatedGroup<Machine: ReplicatedStateMachine>: Service, @u
             let passed =
                 entry.viewID == progress.viewID
                 ? entry.sequence < progress.frontier
-                : entry.viewID.rawValue < progress.viewID.rawValue && progress.viewStartPersisted
+                : entry.viewID.rawValue < progress.viewID.rawValue
+                    && entry.members.subtracting(progress.startPersisted).isDisjoint(with: progress.members)
             guard passed else { break }
             waiting[request] = nil
             timer.cancel()

@@ -73,11 +73,12 @@ public struct Row: Sendable, Equatable {
     public var trim: [UInt64] = []
     /// Leader only: the number of the commit it has installed (every survivor holds the trim).
     public var installNumber: UInt64 = 0
-    /// Durable mode: 0 while this member's log does not yet hold everything before this view
-    /// (its last view's deliveries, or a joiner's snapshot); then 1 + how many global sequences
-    /// of this view (nulls included) are durably logged here. Counting the view's start as one
-    /// lets a command delivered in an earlier view learn it is durable on every member of this
-    /// one (`OrderingCore.viewStartPersisted`). Always 0 in in-memory mode.
+    /// Durable mode: 0 while this member's log does not yet hold the start of this view (for a
+    /// member of the last view: everything it delivered there; a joiner's log starts here, its
+    /// snapshot is not logged); then 1 + how many global sequences of this view (nulls included)
+    /// are durably logged here. Counting the start as one lets a command delivered in an earlier
+    /// view learn which members that had it have it on disk
+    /// (`OrderingCore.membersWithViewStartPersisted`). Always 0 in in-memory mode.
     public var persisted: UInt64 = 0
 
     public init(viewID: ViewID, received: [UInt64], seq: UInt64, delivered: UInt64, suspected: [UInt64] = []) {

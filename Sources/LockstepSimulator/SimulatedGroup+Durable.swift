@@ -5,10 +5,11 @@
 // (slow fsyncs: `Harshness.syncDelayMax`), so deliveries run ahead of the disk as they do in a
 // runtime; what is queued and not yet synced when the process crashes is lost.
 //
-// Checked (`durabilityViolations`): when an incarnation crashes, the log on its disk must hold
-// every message of its view below the persistence frontier any live member of that view had
-// seen, and at the end every live incarnation's log must be exactly a prefix of what it
-// delivered, in its order (no creation, no reordering, nothing of a frontier left out).
+// Checked (`durabilityViolations`): when an incarnation ends (a crash, or a restart of a process
+// whose incarnation was removed or stuck), the log on its disk must hold every message it
+// delivered below the highest persistence frontier any member ever saw in that message's view,
+// and at the end every live incarnation's log must be the same; every log must be exactly a
+// prefix of what its incarnation delivered, in its order (no creation, no reordering).
 
 import LockstepChecker
 import LockstepCore
@@ -35,6 +36,8 @@ final class SimulatedDisk {
     /// history's deliveries), for the checks.
     var positions: [(viewID: ViewID, sequence: UInt64)] = []
     var failure: StorageError?
+    /// Checked already (when its incarnation ended).
+    var checked = false
 
     init() {
         do {
@@ -76,7 +79,18 @@ extension SimulatedGroup {
     func endJournalPoll(_ process: Int) {
         guard let disk = processes[process].disk, let core = processes[process].core else { return }
         disk.journal.endPoll(viewID: core.view.id, delivered: core.ownRow.delivered)
+        let frontier = core.persistenceFrontier
+        if frontier > frontierSeen[core.view.id] ?? 0 { frontierSeen[core.view.id] = frontier }
         scheduleSync(process)
+    }
+
+    /// How many of the incarnation's first deliveries some member saw below the frontier of
+    /// their view: its log must hold at least these.
+    private func deliveriesBelowFrontiers(_ disk: SimulatedDisk) -> Int {
+        let last = disk.positions.lastIndex { position in
+            position.sequence < frontierSeen[position.viewID] ?? 0
+        }
+        return last.map { $0 + 1 } ?? 0
     }
 
     private func scheduleSync(_ process: Int) {
@@ -121,7 +135,8 @@ extension SimulatedGroup {
     /// cover every message of its view below the frontier any live member of the view had seen.
     func checkDiskAtCrash(_ process: Int) {
         let state = processes[process]
-        guard let disk = state.disk, let core = state.core else { return }
+        guard let disk = state.disk, !disk.checked else { return }
+        disk.checked = true
         // A group commit under way: the crash comes in the middle of its writes and sync (after
         // a few calls), and the disk keeps what it keeps of unsynced writes: whole, torn or lost.
         if disk.syncScheduled, disk.journal.hasWork, random.chance(0.5) {
@@ -129,22 +144,15 @@ extension SimulatedGroup {
             _ = try? disk.appender.commit(disk.journal.takeRecords())
         }
         disk.directory.crash(using: &random)
-        let viewID = core.view.id
-        let frontier =
-            processes.filter { $0.isLive && $0.id != state.id && $0.core?.view.id == viewID }
-            .compactMap { $0.core?.persistenceFrontier }.max() ?? 0
-        let needed = disk.positions.lastIndex { $0.viewID == viewID && $0.sequence < frontier }.map { $0 + 1 } ?? 0
-        checkLog(of: state.id, disk, needed: needed, when: "crashed at \(now / 1_000_000) ms")
+        checkLog(of: state.id, disk, needed: deliveriesBelowFrontiers(disk), when: "ended at \(now / 1_000_000) ms")
     }
 
     /// At the end: every live durable incarnation's log is a prefix of what it delivered.
     func checkDisksAtEnd() {
-        for process in processes.indices where processes[process].status == .active {
-            guard let disk = processes[process].disk, let core = processes[process].core else { continue }
-            let frontier = core.persistenceFrontier
-            let needed =
-                disk.positions.lastIndex { $0.viewID == core.view.id && $0.sequence < frontier }.map { $0 + 1 } ?? 0
-            checkLog(of: processes[process].id, disk, needed: needed, when: "at the end")
+        for process in processes.indices {
+            guard let disk = processes[process].disk, !disk.checked else { continue }
+            disk.checked = true
+            checkLog(of: processes[process].id, disk, needed: deliveriesBelowFrontiers(disk), when: "at the end")
         }
     }
 

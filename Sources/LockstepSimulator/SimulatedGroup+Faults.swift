@@ -67,6 +67,8 @@ extension SimulatedGroup {
     /// The process starts as a new member and asks a random live member to add it. A restart of
     /// a live process leaves the old incarnation gone as if crashed.
     func startIncarnation(_ process: Int) {
+        // The incarnation it replaces (removed, stuck or crashed) ends here: its disk is checked.
+        checkDiskAtCrash(process)
         let id = MemberID(nextMemberID)
         nextMemberID += 1
         let clock = (processes[process].clockRate, processes[process].clockOffset)

@@ -25,6 +25,8 @@ public final class SimulatedGroup {
     public internal(set) var coreErrors: [String] = []
     /// Durable mode: logs that do not hold what they must (SimulatedGroup+Durable.swift).
     public internal(set) var durabilityViolations: [String] = []
+    /// Durable mode: the highest persistence frontier any member saw, by view.
+    var frontierSeen: [ViewID: UInt64] = [:]
     /// Messages lost to crashes and failed links.
     public private(set) var messagesLost: UInt64 = 0
     /// When the last install by any member happened (virtual nanoseconds).

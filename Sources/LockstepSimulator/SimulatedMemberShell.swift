@@ -295,8 +295,7 @@ extension SimulatedGroup {
             case .minority:
                 state.minority = true
             case .raggedTrim:
-                // Durable mode only, and the simulator does not run durable members yet (no log
-                // under its members: the storage faults run on the log alone, StorageFaultSchedule).
+                // Logged by the journal before this switch (SimulatedGroup+Durable.swift).
                 break
             case .armTimer(let at):
                 var time = virtualTime(of: process, at: at.nanoseconds)

@@ -84,6 +84,11 @@ public struct DurableJournal: Sendable {
     /// Records wait for the log, or marks for the member: a sync has work.
     public var hasWork: Bool { !pending.isEmpty || marksStart < marks.count }
 
+    /// Whether a mark not taken yet is durable once `durableRecords` records are.
+    public func hasMarks(durableBy durableRecords: Int) -> Bool {
+        marksStart < marks.count && marks[marksStart].records <= durableRecords
+    }
+
     /// The records queued since the last call, in order, for the log.
     public mutating func takeRecords() -> [(kind: LogRecordKind, body: [UInt8])] {
         let taken = pending

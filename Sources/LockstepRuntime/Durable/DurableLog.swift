@@ -86,6 +86,9 @@ final class DurableLog {
         try hand()
     }
 
+    /// Marks are durable now and not yet taken.
+    var hasDurableMarks: Bool { journal.hasMarks(durableBy: log.recordsPersisted) }
+
     /// The marks that are durable now, oldest first (the runtime feeds each to the core).
     func takeDurableMarks() -> [(viewID: ViewID, upTo: UInt64)] {
         journal.takeDurableMarks(durableRecords: log.recordsPersisted)

@@ -10,16 +10,19 @@ import LockstepStorage
 /// Where persistence stands in this member's view (durable mode), as this member sees the rows.
 public struct PersistenceProgress: Sendable, Equatable {
     public var viewID: ViewID
+    /// The view's members.
+    public var members: Set<MemberID>
     /// Global sequences of the view below this are durably logged by every member of the view.
     public var frontier: UInt64
-    /// Every member of the view has durably logged everything before the view: what was
-    /// delivered in earlier views is durable on all of them.
-    public var viewStartPersisted: Bool
+    /// The members of the view whose logs hold its start: for one that was in an earlier
+    /// view, everything it delivered there (a joiner's log starts at its join view).
+    public var startPersisted: Set<MemberID>
 
-    public init(viewID: ViewID, frontier: UInt64, viewStartPersisted: Bool) {
+    public init(viewID: ViewID, members: Set<MemberID>, frontier: UInt64, startPersisted: Set<MemberID>) {
         self.viewID = viewID
+        self.members = members
         self.frontier = frontier
-        self.viewStartPersisted = viewStartPersisted
+        self.startPersisted = startPersisted
     }
 }
 
@@ -85,6 +88,9 @@ extension MemberRuntime {
         let core = shell.core
         logging { try $0.endPoll(viewID: core.view.id, delivered: core.ownRow.delivered) }
         reportPersistence()
+        // A poll that delivered only nulls adds a mark without a record: it may be durable
+        // already, and no commit would come to say so.
+        if let durable, durable.hasDurableMarks { eventLoop.execute { self.logProgressed() } }
     }
 
     /// The log's thread made records durable: the core learns how far, and its row says so.
@@ -104,7 +110,8 @@ extension MemberRuntime {
         guard let observer = onPersistenceFrontier else { return }
         let core = shell.core
         let progress = PersistenceProgress(
-            viewID: core.view.id, frontier: core.persistenceFrontier, viewStartPersisted: core.viewStartPersisted)
+            viewID: core.view.id, members: Set(core.view.members), frontier: core.persistenceFrontier,
+            startPersisted: Set(core.membersWithViewStartPersisted))
         guard progress != reportedPersistence else { return }
         reportedPersistence = progress
         observer(progress)
