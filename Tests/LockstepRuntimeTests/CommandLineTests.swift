@@ -42,6 +42,11 @@ struct CommandLineTests {
             ["node", "--rank", "0", "--peers", "127.0.0.1:7000", "--size", "64", "--rejoin-ids", "0"],
             "--rejoin-ids takes 1...3 member ids"
         ),
+        (["node", "--rank", "0", "--peers", "127.0.0.1:7000", "--durable"], "--durable needs --data-dir"),
+        (["node", "--rank", "0", "--peers", "127.0.0.1:7000", "--data-dir", "/tmp/x"], "--data-dir needs --durable"),
+        (["node", "--rank", "0", "--peers", "127.0.0.1:7000", "--durable", "--mode", "unordered"], "ordered"),
+        (["bench", "--durable"], "--durable needs --data-dir"),
+        (["bench", "--data-dir", "/tmp/x"], "--data-dir needs --durable"),
     ]
 
     @Test("Bad values are refused with a clear error", arguments: cases)

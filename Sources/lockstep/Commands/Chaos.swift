@@ -48,6 +48,14 @@ struct Chaos: AsyncParsableCommand {
         help: "Suspect a member not heard from for this many milliseconds.")
     var failureTimeoutMilliseconds = 500
 
+    @Flag(
+        help: """
+            Durable mode: every incarnation logs on disk; checked after the run: every log, killed ones included, \
+            recovers and agrees with its incarnation's delivery log. (Restarting from the logs is not built: a \
+            restart is a new incarnation with a fresh log.)
+            """)
+    var durable = false
+
     func validate() throws {
         guard Self.membersRange.contains(members) else {
             throw ValidationError("--members must be in \(Self.membersRange), got \(members)")
@@ -73,7 +81,7 @@ struct Chaos: AsyncParsableCommand {
                 + "faults \(kinds.sorted().joined(separator: ",")), seed \(seed)")
         Output.line(
             "replay: swift run -c release lockstep chaos --members \(members) --duration \(format(duration, 0)) "
-                + "--seed \(seed) --faults \(faults)")
+                + "--seed \(seed) --faults \(faults)\(durable ? " --durable" : "")")
         var run = try ChaosRun(chaos: self, seed: seed, kinds: kinds)
         defer { run.removeDirectory() }
         try await run.startFirstMembers()

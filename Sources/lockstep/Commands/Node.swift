@@ -216,6 +216,7 @@ struct Node: AsyncParsableCommand {
         }
         var joining = RuntimeSettings(configuration: configuration, joining: welcome)
         joining.relayThresholdBytes = try member.relayThresholdBytes()  // the same as every member's
+        joining.dataDirectory = member.dataDirectory(of: id)
         // The workload's state is a few kilobytes: read it whole before starting.
         let snapshot: [UInt8]
         do {

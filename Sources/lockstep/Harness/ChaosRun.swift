@@ -140,12 +140,19 @@ struct ChaosRun {
     }
 
     /// The options every chaos member shares.
-    private func configured(_ arguments: NodeArguments) -> [String] {
+    private func configured(_ arguments: NodeArguments, index: Int) -> [String] {
         var arguments = arguments
         arguments.member.window = Self.windowMessages
         arguments.member.failureTimeoutMilliseconds = chaos.failureTimeoutMilliseconds
+        if chaos.durable {
+            arguments.member.durable = true
+            arguments.member.dataDir = dataPath(index)
+        }
         return arguments.command
     }
+
+    /// Durable mode: where process `index` keeps its incarnations' logs (m<id> under it).
+    func dataPath(_ index: Int) -> String { path(index, "data") }
 
     // MARK: - Start
 
@@ -158,7 +165,7 @@ struct ChaosRun {
             arguments.member.senders = .all
             let rejoinIDs = rejoinIDs(ofProcess: rank)
             let child = try ChildProcess(
-                arguments: configured(withRejoins(arguments, rejoinIDs)), stderrPath: path(rank, "err"))
+                arguments: configured(withRejoins(arguments, rejoinIDs), index: rank), stderrPath: path(rank, "err"))
             procs.append(
                 Proc(id: UInt64(rank) + 1, port: ports[rank], child: child, startedAt: 0, rejoinIDs: rejoinIDs))
         }
@@ -288,7 +295,7 @@ struct ChaosRun {
             join: join, sizes: [chaos.size], duration: max(1, chaos.duration - now), logPath: path(index, "log"))
         let rejoinIDs = rejoinIDs(ofProcess: index)
         let child = try ChildProcess(
-            arguments: configured(withRejoins(arguments, rejoinIDs)), stderrPath: path(index, "err"))
+            arguments: configured(withRejoins(arguments, rejoinIDs), index: index), stderrPath: path(index, "err"))
         procs.append(Proc(id: id, port: port, child: child, startedAt: now, rejoinIDs: rejoinIDs))
         let through = contacts.map(memberName).joined(separator: ",")
         return "\(format(now, 1)) s: m\(id) joins through \(through) (\(what))"
@@ -359,6 +366,7 @@ struct ChaosRun {
         }
         let (progress, newest) = progressCheck(ended)
         results.append(progress)
+        if chaos.durable { results.append(durableCheck()) }
         var failed = 0
         for (name, problem) in results {
             if let problem {
@@ -394,6 +402,32 @@ struct ChaosRun {
                         id: MemberID($0.newMember), logPath: $0.log ?? "", final: child.finals[$0.newMember])
                 }
         }
+    }
+
+    /// chaos --durable: every incarnation's durable log, killed ones included, recovers and
+    /// agrees with its delivery log.
+    private func durableCheck() -> (String, String?) {
+        var problems: [String] = []
+        var entries = 0
+        var logs = 0
+        for index in procs.indices {
+            let child = procs[index].child
+            let ids = [(procs[index].id, path(index, "log"))] + child.rejoins.map { ($0.newMember, $0.log ?? "") }
+            for (id, logPath) in ids {
+                let directory = "\(dataPath(index))/m\(id)"
+                guard FileManager.default.fileExists(atPath: directory) else { continue }
+                let (problem, count) = LogChecks.durableLogProblem(directory: directory, logPath: logPath)
+                logs += 1
+                entries += count
+                if let problem { problems.append("m\(id): \(problem)") }
+            }
+        }
+        Output.line("durable: \(logs) logs, \(entries) entries recovered")
+        if logs == 0 { problems.append("no durable log was found") }
+        return (
+            "durable logs recover and agree with the delivery logs",
+            problems.isEmpty ? nil : "\(problems.count) problems, first: \(problems[0])"
+        )
     }
 
     /// Every process not killed (and started before the faults ended) reported; the silent ones'

@@ -4,6 +4,7 @@
 
 import LockstepChecker
 import LockstepCore
+import LockstepStorage
 
 enum LogChecks {
     /// The most violations chaos collects (bench stops at the checker's default).
@@ -130,5 +131,49 @@ enum LogChecks {
     /// delivery).
     private static func sentRecords(count: UInt64) -> [SentRecord] {
         (0..<count).map { SentRecord(senderSequence: $0, payloadDigest: 0) }
+    }
+}
+
+extension LogChecks {
+    /// chaos --durable: the durable log in `directory` recovers (a SIGKILL never leaves one that
+    /// refuses to open) and agrees with the delivery log at `logPath`: of the two, one is a prefix
+    /// of the other, by sender, the sender's message number and view (either may lose its tail
+    /// to a kill: the delivery log its unflushed buffer, the durable log what was not synced).
+    /// Returns the problem, or nil; and how many entries the durable log held.
+    static func durableLogProblem(directory: String, logPath: String) -> (String?, Int) {
+        var logged: [DeliveryLogRecord] = []
+        do {
+            var decodeFailure: (any Error)?
+            _ = try LogRecovery.recover(try PosixLogDirectory(path: directory), settings: LogSettings()) { record in
+                do {
+                    guard case .entries(let viewID, let deliveries) = try DurableRecords.decode(record) else { return }
+                    for delivery in deliveries {
+                        let (_, sequence, _, _) = BenchPayload.read(delivery.payload)
+                        logged.append(
+                            DeliveryLogRecord(
+                                sender: delivery.sender, senderSequence: sequence, viewID: viewID.rawValue))
+                    }
+                } catch {
+                    decodeFailure = error
+                }
+            }
+            if let decodeFailure { throw decodeFailure }
+        } catch {
+            return ("the durable log in \(directory) does not recover: \(error)", logged.count)
+        }
+        let delivered: [DeliveryLogRecord]
+        do {
+            delivered = try DeliveryLog.read(path: logPath, tail: .mayBeTorn)
+        } catch {
+            return ("its delivery log \(logPath) does not read: \(error)", logged.count)
+        }
+        let common = min(logged.count, delivered.count)
+        if let first = (0..<common).first(where: { logged[$0] != delivered[$0] }) {
+            return (
+                "the durable log in \(directory) and the delivery log differ at entry \(first): "
+                    + "\(logged[first]) against \(delivered[first])", logged.count
+            )
+        }
+        return (nil, logged.count)
     }
 }

@@ -84,8 +84,16 @@ struct MemberOptions: ParsableArguments {
             """)
     var durable = false
 
-    @Option(help: "Durable mode: this member's log directory (created; it must hold no log yet).")
+    @Option(
+        help: """
+            Durable mode: where this process's logs go, one directory per incarnation (PATH/m<member id>, created; it \
+            must hold no log yet).
+            """)
     var dataDir: String?
+
+    /// Durable mode: the log directory of incarnation `id` (a rejoin is a new member with a log
+    /// of its own: restarting from a log is not built).
+    func dataDirectory(of id: MemberID) -> String? { dataDir.map { "\($0)/m\(id.rawValue)" } }
 
     struct FileConfig: Codable {
         var rank: Int?
@@ -218,7 +226,7 @@ struct MemberOptions: ParsableArguments {
         guard durable == (dataDir != nil) else {
             throw ValidationError(durable ? "--durable needs --data-dir" : "--data-dir needs --durable")
         }
-        settings.dataDirectory = dataDir
+        settings.dataDirectory = dataDirectory(of: ids[rank])
         if let rdmaRingBytes { settings.rdma.ringBytes = rdmaRingBytes }
         if let rdmaRowSlots { settings.rdma.rowSlots = rdmaRowSlots }
         settings.rdma.chunkBytesMax = min(settings.rdma.chunkBytesMax, settings.rdma.ringBytes / 4)
