@@ -19,6 +19,11 @@ final class RuntimeMetrics: @unchecked Sendable {
     private let windowBytesInFlight: Gauge
     private let stabilityFrontierLag: Gauge
     private let viewID: Gauge
+    /// Durable mode: how far this member's deliveries are ahead of the persistence frontier,
+    /// and the log's group commits and bytes.
+    private let persistenceFrontierLag: Gauge
+    private let logCommits: Counter
+    private let logBytes: Counter
     private var last = RuntimeStatistics()
 
     init(factory: MetricsFactory, member: MemberID) {
@@ -33,11 +38,19 @@ final class RuntimeMetrics: @unchecked Sendable {
         stabilityFrontierLag = Gauge(
             label: "lockstep_stability_frontier_lag_messages", dimensions: dimensions, factory: factory)
         viewID = Gauge(label: "lockstep_view", dimensions: dimensions, factory: factory)
+        persistenceFrontierLag = Gauge(
+            label: "lockstep_persistence_frontier_lag_messages", dimensions: dimensions, factory: factory)
+        logCommits = Counter(label: "lockstep_log_commits", dimensions: dimensions, factory: factory)
+        logBytes = Counter(label: "lockstep_log_bytes", dimensions: dimensions, factory: factory)
     }
 
     /// Records what changed since the last sample. `frontierLag`: how far this member's received
     /// prefix is ahead of the stability frontier (the group's minimum), in messages.
-    func sample(_ stats: RuntimeStatistics, windowMessagesInFlight inFlight: Int, frontierLag: UInt64) {
+    func sample(
+        _ stats: RuntimeStatistics, windowMessagesInFlight inFlight: Int, frontierLag: UInt64,
+        persistenceLag: UInt64?
+    ) {
+        if let persistenceLag { persistenceFrontierLag.record(persistenceLag) }
         deliveredMessages.increment(by: stats.core.messagesDelivered &- last.core.messagesDelivered)
         deliveredBytes.increment(by: stats.bytesDelivered &- last.bytesDelivered)
         viewChanges.increment(by: stats.core.viewsInstalled &- last.core.viewsInstalled)
@@ -46,6 +59,11 @@ final class RuntimeMetrics: @unchecked Sendable {
         windowBytesInFlight.record(stats.occupancy.windowBytesInFlight)
         stabilityFrontierLag.record(frontierLag)
         viewID.record(stats.viewID)
+        if let durable = stats.durable {
+            let before = last.durable ?? DurableLogStatistics()
+            logCommits.increment(by: durable.commits - before.commits)
+            logBytes.increment(by: durable.bytes - before.bytes)
+        }
         last = stats
     }
 }
@@ -65,7 +83,12 @@ extension MemberRuntime {
             let seqs = (0..<view.memberCount).map { core.row(ofMemberRank: $0).seq }
             let lag = core.row(ofMemberRank: core.memberRank).seq &- (seqs.min() ?? 0)
             let inFlight = self.settings.configuration.windowMessagesMax - core.sendCapacity
-            metrics.sample(self.statisticsOnLoop(), windowMessagesInFlight: max(0, inFlight), frontierLag: lag)
+            let persistenceLag =
+                self.settings.configuration.durable
+                ? core.ownRow.delivered &- min(core.ownRow.delivered, core.persistenceFrontier) : nil
+            metrics.sample(
+                self.statisticsOnLoop(), windowMessagesInFlight: max(0, inFlight), frontierLag: lag,
+                persistenceLag: persistenceLag)
         }
     }
 }
