@@ -59,7 +59,7 @@ struct ZeroCostGroup {
                     case .deliver(let delivery):
                         blackHole(delivery.payload.count)
                         delivered += 1
-                    case .armTimer, .wedged, .installView, .removed, .minority:
+                    case .armTimer, .wedged, .installView, .removed, .minority, .raggedTrim:
                         break
                     }
                 }

@@ -82,7 +82,7 @@ struct KeyValueAPI: Sendable {
     /// out or met a minority may still be applied); 429: back off; 4xx: the call itself is wrong.
     static func response(for error: GroupError) -> Response {
         switch error.code {
-        case .minority, .timedOut, .removed, .closed, .joinFailed, .startFailed:
+        case .minority, .timedOut, .removed, .closed, .joinFailed, .startFailed, .storageFailed:
             return text(.serviceUnavailable, error.description)
         case .sendQueueFull:
             return text(.tooManyRequests, error.description)
