@@ -125,15 +125,17 @@ struct RandomSimulationTests {
 /// Durable mode in the simulator: the same fault schedules with every member logging on a
 /// simulated disk whose syncs lag (up to 20 ms), crashes that cut a group commit in the middle
 /// and lose or tear what was not synced; every log checked against the persistence frontier and
-/// its member's deliveries (SimulatedGroup+Durable.swift).
+/// its member's deliveries (SimulatedGroup+Durable.swift). 200 here: a CI dry run with 1,000
+/// beside the suite's other batches starved the timing tests of real processes (a chaos run, an
+/// emulated RDMA run) into false suspicions; `lockstep simulate --durable --faults` runs 10,000.
 @Suite("Durable simulation")
 struct DurableSimulationTests {
     @Test(
         """
-        1,000 durable fault schedules: every crashed member's disk holds everything below the persistence frontier, \
+        200 durable fault schedules: every crashed member's disk holds everything below the persistence frontier, \
         and every log is a prefix of its member's deliveries
         """,
-        arguments: 0..<10)
+        arguments: 0..<2)
     func durableFaultSeeds(chunk: Int) async {
         let first = 3_000_000 + UInt64(chunk) * 100
         let outcomes = await RandomSimulationTests.outcomes(first..<(first + 100)) { seed in
@@ -145,7 +147,7 @@ struct DurableSimulationTests {
 
     @Test("Durable seeds without faults: logs keep up, and the window reopens from the persistence frontier")
     func durableQuietSeeds() async {
-        let outcomes = await RandomSimulationTests.outcomes(4_000_000..<4_000_100) { seed in
+        let outcomes = await RandomSimulationTests.outcomes(4_000_000..<4_000_050) { seed in
             SimulationOptions(seed: seed, messagesPerSenderMax: 100, durable: true)
         }
         for outcome in outcomes { #expect(outcome.passed, "\(outcome.failure)") }
