@@ -60,6 +60,9 @@ struct RDMATests {
             "bench", "--transport", "rdma", "--mix", "--size", "16,1K,4K", "--count", "20000", "--relay-threshold",
             "4K",
             "--senders", "one", "--baseline-seconds", "0.2", "--output", report.path,
+            // Not about failure detection: a loaded CI machine held rows 874 ms once, past the
+            // default 500 ms, and a member was removed mid-run.
+            "--failure-timeout-ms", "2000",
         ])
         #expect(status == 0, "\(text)")
         let result = try firstResult(report)
@@ -85,7 +88,7 @@ struct RDMATests {
                 "bench", "--transport", "rdma", "--mix", "--size", "16,1K,16K", "--count", "2000", "--relay-threshold",
                 "16K",
                 "--rdma-ring-bytes", "131072", "--rdma-row-slots", "8", "--baseline-seconds", "0.2", "--output",
-                report.path,
+                report.path, "--failure-timeout-ms", "2000",
             ], environment: ["LOCKSTEP_EMULATED_RDMA_DELAY_US": "100"])
         #expect(status == 0, "\(text)")
         let result = try firstResult(report)
