@@ -48,7 +48,12 @@ struct ShapedLinkTests {
             #expect(
                 (result["link_megabytes_per_second"] as? Double ?? 0) > 0,
                 "the link's rate was measured in the same run")
-            let bound = (64.0 + (senders == "all" ? 3 : 1) * 16) * 1_048_576 / 1e6
+            // 64 MiB + senders x the 16 MiB byte window (README: "about"), plus a tenth for the
+            // allocator's slack: quiet runs peak at 95-113 MB with three senders, but a loaded
+            // machine held more in flight and reached 122-125.5 MB (a CI dry run, and a run beside
+            // a build), which failed a bound without slack. The regression this guards (windows
+            // of 1 GiB per sender) is far above either.
+            let bound = (64.0 + (senders == "all" ? 3 : 1) * 16) * 1_048_576 / 1e6 * 1.1
             #expect(
                 (result["rss_megabytes_max"] as? Double ?? .infinity) <= bound,
                 "RSS \(result["rss_megabytes_max"] ?? "?") MB > \(bound) MB")
