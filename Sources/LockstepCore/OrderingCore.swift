@@ -175,9 +175,6 @@ public struct OrderingCore: Sendable {
     /// is durably logged by every member of the view (as seen in this member's copy of the rows).
     public var persistenceFrontier: UInt64 { minimumPersistedCount() }
 
-    /// Durable mode: every member of this view has durably logged the start of the view.
-    public var viewStartPersisted: Bool { rows.allSatisfy { $0.persisted > 0 } }
-
     /// Durable mode: the members whose logs hold the start of this view, as this member sees
     /// the rows. For a member that was in an earlier view, that is everything it delivered
     /// there; a joiner's log starts at its join view (its snapshot is not logged).

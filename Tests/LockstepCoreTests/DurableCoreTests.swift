@@ -34,10 +34,10 @@ struct DurableCoreTests {
         for rank in 0..<2 { try group.cores[rank].handle(.persisted(upTo: 4, viewID: group.view.id)) }
         try group.settle()
         #expect(group.cores[0].sendCapacity == 0, "one member's log is behind: the window stays shut")
-        #expect(!group.cores[0].viewStartPersisted)
+        #expect(group.cores[0].membersWithViewStartPersisted.count == 2)
         try persistAll(group)
         #expect(group.cores[0].persistenceFrontier == 4)
-        #expect(group.cores[0].viewStartPersisted)
+        #expect(group.cores[0].membersWithViewStartPersisted == group.view.members)
         #expect(group.cores[0].sendCapacity == 4)
         #expect(group.cores.allSatisfy { $0.ownRow.persisted == 5 }, "1 for the view's start, then 4 sequences")
     }

@@ -76,9 +76,10 @@ final class DurableLog {
         try hand()
     }
 
-    func logDelivery(_ delivery: Delivery) throws(StorageError) {
+    /// A delivery goes into the journal only: its records reach the log's thread at the end of
+    /// the poll (or at a trim or view), not once per message.
+    func logDelivery(_ delivery: Delivery) {
         journal.logDelivery(delivery)
-        try hand()
     }
 
     func endPoll(viewID: ViewID, delivered: UInt64) throws(StorageError) {

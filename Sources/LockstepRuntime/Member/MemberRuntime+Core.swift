@@ -136,7 +136,7 @@ extension MemberRuntime {
                 }
             case .deliver(let delivery):
                 stats.bytesDelivered &+= UInt64(delivery.payload.count)
-                if durable != nil { logging { try $0.logDelivery(delivery) } }
+                durable?.logDelivery(delivery)
                 onDeliver(delivery)
             case .raggedTrim(let trim, let view):
                 logging { try $0.logRaggedTrim(trim, viewID: view) }
